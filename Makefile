@@ -1,0 +1,41 @@
+# Developer entry points. `make run` and `make test` are the two commands of the README.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(shell command -v uv 2>/dev/null || echo $${XDG_CACHE_HOME:-$$HOME/.cache}/convoai-worker/tools/bin/uv)
+
+.PHONY: help setup lint test test-only kafka-up kafka-down run bench schemas check-deploy clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+setup:  ## create .venv from uv.lock (installs uv when missing)
+	@bash scripts/bootstrap >/dev/null
+
+lint: setup  ## ruff, formatting and mypy --strict
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked mypy
+
+test: setup  ## everything CI runs: lint, deployment checks, all tests on a real broker
+	$(MAKE) lint
+	bash scripts/check-deploy
+	bash scripts/with-kafka $(UV) run --locked pytest
+
+test-only: setup  ## the test suite alone on a real broker (args: PYTEST_ARGS=...)
+	bash scripts/with-kafka $(UV) run --locked pytest $(PYTEST_ARGS)
+
+kafka-up:  ## start the local broker on 127.0.0.1:9092 (fetches the jars once)
+	bash scripts/kafka up
+
+kafka-down:  ## stop the local broker
+	bash scripts/kafka down
+
+schemas: setup  ## regenerate contracts/schema/ from the msgspec types
+	$(UV) run --locked python scripts/generate-schemas
+
+check-deploy: setup  ## hadolint, helm lint/template and offline manifest validation
+	bash scripts/check-deploy
+
+clean:  ## remove local broker data and caches of this checkout
+	bash scripts/kafka down
+	rm -rf .kafka .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,97 @@
+"""Access to the real Kafka broker for tests: find it, or start it with `scripts/kafka`.
+
+Tests that claim Kafka behaviour run against a real broker. When none answers on the bootstrap
+address the session starts one (and stops it at the end); when Java or Maven is missing that
+fails with the script's message naming what to install, so Kafka tests are never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOTSTRAP = os.environ.get("CONVOAI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def broker_reachable(bootstrap: str = BOOTSTRAP) -> bool:
+    """True when something accepts TCP connections on the first bootstrap address."""
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_broker() -> None:
+    """Run `scripts/kafka up`; raise with its output when it cannot start a broker."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kafka"), "up"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            "the Kafka tests need a real broker and `scripts/kafka up` failed "
+            f"(exit {proc.returncode}):\n{proc.stderr}{proc.stdout}"
+        )
+
+
+def stop_broker() -> None:
+    """Run `scripts/kafka down` (stops only the broker whose pid file the script wrote)."""
+    subprocess.run(
+        [
+            "bash",
+            str(
+                ROOT / "scripts" / "kafka",
+            ),
+            "down",
+        ],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def unique_name(prefix: str) -> str:
+    """A topic or group name no other test (or earlier run) uses."""
+    return f"test.{prefix}.{uuid.uuid4().hex[:12]}"
+
+
+async def create_topics(
+    bootstrap: str, names: list[str], *, partitions: int = 1, configs: dict[str, str] | None = None
+) -> None:
+    """Create topics and wait until the broker serves metadata for them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(n, partitions, 1, topic_configs=configs or {}) for n in names]
+        )
+        for _ in range(100):
+            described = await admin.describe_topics(names)
+            if all(not t["error_code"] and len(t["partitions"]) == partitions for t in described):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"topics {names} not ready")
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Delete test topics; a topic already gone is fine."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()

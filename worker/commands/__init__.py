@@ -1,0 +1,1 @@
+"""One module per `convoai-worker` subcommand (see `worker.cli.COMMANDS`)."""

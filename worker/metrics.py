@@ -1,0 +1,153 @@
+"""Prometheus metrics of the worker, registered on an injected registry.
+
+Every metric the dashboard and alert rules use is defined here and nowhere else, so
+`METRIC_NAMES` is the contract that `helm/convoai-worker/files/*` are tested against. Labels are
+bounded sets (command type, outcome, operation, status class, partition), never ids.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from worker import __version__
+
+# End-to-end includes queueing behind earlier commands of the same key, hence the long tail.
+E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# One HTTP attempt against the ConvoAI API: tens of ms normally, the client timeout at worst.
+API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30)
+
+
+class Metrics:
+    """All worker metrics; one instance per process (tests create one per registry)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.build_info = Gauge(
+            "convoai_build_info", "Build information.", ["version", "python"], registry=registry
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.commands_received = Counter(
+            "convoai_commands_received",
+            "Command records consumed, by command type ('invalid' when undecodable).",
+            ["command"],
+            registry=registry,
+        )
+        self.commands_completed = Counter(
+            "convoai_commands_completed",
+            "Final results acknowledged by Kafka, by command type and outcome.",
+            ["command", "outcome"],
+            registry=registry,
+        )
+        self.commands_deduplicated = Counter(
+            "convoai_commands_deduplicated",
+            "Redelivered commands whose final result had already been published.",
+            ["command"],
+            registry=registry,
+        )
+        self.commands_expired = Counter(
+            "convoai_commands_expired",
+            "Commands not sent to the API because they were past expires_at.",
+            ["command"],
+            registry=registry,
+        )
+        self.command_e2e = Histogram(
+            "convoai_command_e2e_seconds",
+            "Seconds from the command record's timestamp to its result being acknowledged.",
+            ["command"],
+            buckets=E2E_BUCKETS,
+            registry=registry,
+        )
+        self.api_request = Histogram(
+            "convoai_api_request_seconds",
+            "Seconds per HTTP attempt against the ConvoAI API.",
+            ["operation", "status_class"],
+            buckets=API_BUCKETS,
+            registry=registry,
+        )
+        self.api_retries = Counter(
+            "convoai_api_retries",
+            "API attempts that will be retried, by operation and reason.",
+            ["operation", "reason"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "convoai_commands_in_flight", "Commands being executed.", registry=registry
+        )
+        self.in_flight_limit = Gauge(
+            "convoai_commands_in_flight_limit",
+            "Configured bound on commands executed at once.",
+            registry=registry,
+        )
+        self.partition_paused = Gauge(
+            "convoai_partition_paused",
+            "1 while a partition is paused because its buffer is full.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.lag_records = Gauge(
+            "convoai_consumer_lag_records",
+            "High watermark minus committed offset.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.lag_seconds = Gauge(
+            "convoai_consumer_lag_seconds",
+            "Age of the oldest record that is consumed but not yet committed.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.commits = Counter(
+            "convoai_commits", "Offset commits, by result.", ["result"], registry=registry
+        )
+        self.rebalances = Counter(
+            "convoai_rebalances",
+            "Partition assignment changes, by kind (assigned, revoked, lost).",
+            ["kind"],
+            registry=registry,
+        )
+        self.dlq_records = Counter(
+            "convoai_dlq_records",
+            "Records written to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.events_published = Counter(
+            "convoai_events_published",
+            "Records acknowledged by Kafka on an output topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.loop_lag = Gauge(
+            "convoai_event_loop_lag_seconds",
+            "Last measured delay of the event loop in running a scheduled callback.",
+            registry=registry,
+        )
+        self.webhook_events = Counter(
+            "convoai_webhook_events",
+            "Agora NCS callbacks received, by event type and verdict.",
+            ["event_type", "verdict"],
+            registry=registry,
+        )
+
+    # ApiObserver protocol (worker.api.observer): the API client reports through these.
+    def request_finished(self, operation: str, status_class: str, seconds: float) -> None:
+        """Record one HTTP attempt."""
+        self.api_request.labels(operation, status_class).observe(seconds)
+
+    def retry_scheduled(self, operation: str, reason: str) -> None:
+        """Record that an attempt will be retried."""
+        self.api_retries.labels(operation, reason).inc()
+
+
+def exported_names(metrics: Metrics) -> frozenset[str]:
+    """Names as they appear on /metrics: counters with `_total`, histograms without suffix."""
+    names: set[str] = set()
+    for family in metrics.registry.collect():
+        names.add(family.name + "_total" if family.type == "counter" else family.name)
+    return frozenset(names)
+
+
+# What dashboards and alert rules may reference; derived, so it cannot drift from the code above.
+METRIC_NAMES = exported_names(Metrics(CollectorRegistry()))
