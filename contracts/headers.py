@@ -1,0 +1,128 @@
+"""Kafka record headers of the output topics.
+
+Dead-letter records carry the Kafka Connect DLQ context headers (`__connect.errors.*`), so
+tools built for Connect dead-letter queues read them as they are. Results and agent-state
+events follow the CloudEvents Kafka protocol binding in binary mode: the attributes travel as
+`ce_*` headers and the record value stays the plain JSON event. All values are UTF-8 text,
+numbers included, as Connect writes them.
+"""
+
+from __future__ import annotations
+
+import traceback
+from datetime import UTC, datetime
+from typing import Literal
+
+DLQ_HEADER_PREFIX = "__connect.errors."
+DLQ_ORIGINAL_TOPIC = "__connect.errors.topic"
+DLQ_ORIGINAL_PARTITION = "__connect.errors.partition"
+DLQ_ORIGINAL_OFFSET = "__connect.errors.offset"
+DLQ_CONNECTOR_NAME = "__connect.errors.connector.name"
+DLQ_TASK_ID = "__connect.errors.task.id"
+DLQ_STAGE = "__connect.errors.stage"
+DLQ_CLASS_NAME = "__connect.errors.class.name"
+DLQ_EXCEPTION_CLASS_NAME = "__connect.errors.exception.class.name"
+DLQ_EXCEPTION_MESSAGE = "__connect.errors.exception.message"
+DLQ_EXCEPTION_STACKTRACE = "__connect.errors.exception.stacktrace"
+
+DlqStage = Literal["VALUE_CONVERTER", "TASK_PUT"]
+"""Connect's names for where a record failed: `VALUE_CONVERTER` = the value could not be
+decoded into a command; `TASK_PUT` = the command was decoded but executing it failed for good."""
+
+STAGE_DECODE: DlqStage = "VALUE_CONVERTER"
+STAGE_EXECUTE: DlqStage = "TASK_PUT"
+DEFAULT_CONNECTOR_NAME = "convoai-worker"
+
+CE_SPECVERSION = "ce_specversion"
+CE_ID = "ce_id"
+CE_SOURCE = "ce_source"
+CE_TYPE = "ce_type"
+CE_TIME = "ce_time"
+CE_SUBJECT = "ce_subject"
+CONTENT_TYPE = "content-type"
+CLOUDEVENTS_SPECVERSION = "1.0"
+JSON_CONTENT_TYPE = "application/json"
+
+COMMAND_RESULT_EVENT_TYPE = "io.convoai.command.result.v1"
+"""`ce_type` of `ResultEvent` records."""
+AGENT_STATE_EVENT_TYPE = "io.convoai.agent.state.v1"
+"""`ce_type` of `AgentStateEvent` records."""
+
+Headers = list[tuple[str, bytes]]
+
+
+def dlq_headers(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    stage: DlqStage,
+    error: BaseException,
+    class_name: str | None = None,
+    connector_name: str = DEFAULT_CONNECTOR_NAME,
+    task_id: int = 0,
+) -> Headers:
+    """Context headers for a dead-lettered record, to append to its original headers.
+
+    `topic`/`partition`/`offset` locate the original record; `error` is what made it fail
+    (its class, message and traceback become headers); `class_name` names the component that
+    failed, as Connect's `class.name` does.
+    """
+    values = [
+        (DLQ_ORIGINAL_TOPIC, topic),
+        (DLQ_ORIGINAL_PARTITION, str(partition)),
+        (DLQ_ORIGINAL_OFFSET, str(offset)),
+        (DLQ_CONNECTOR_NAME, connector_name),
+        (DLQ_TASK_ID, str(task_id)),
+        (DLQ_STAGE, stage),
+    ]
+    if class_name is not None:
+        values.append((DLQ_CLASS_NAME, class_name))
+    values += [
+        (DLQ_EXCEPTION_CLASS_NAME, _qualified_name(type(error))),
+        (DLQ_EXCEPTION_MESSAGE, str(error)),
+        (DLQ_EXCEPTION_STACKTRACE, "".join(traceback.format_exception(error))),
+    ]
+    return [(name, _utf8(value)) for name, value in values]
+
+
+def cloudevent_headers(
+    *,
+    id: str,  # noqa: A002 - the CloudEvents attribute name
+    source: str,
+    type: str,  # noqa: A002 - the CloudEvents attribute name
+    time: datetime,
+    subject: str | None = None,
+) -> Headers:
+    """CloudEvents binary-mode headers for one output event.
+
+    `id` must be unique per `source` (e.g. the command id for a result); `time` must be
+    timezone-aware and is written as RFC 3339 in UTC; `subject` is optional (e.g. the agent id).
+    """
+    for name, value in (("id", id), ("source", source), ("type", type)):
+        if not value:
+            raise ValueError(f"CloudEvents attribute `{name}` must not be empty")
+    if time.utcoffset() is None:
+        raise ValueError("CloudEvents attribute `time` must be timezone-aware")
+    values = [
+        (CE_SPECVERSION, CLOUDEVENTS_SPECVERSION),
+        (CE_ID, id),
+        (CE_SOURCE, source),
+        (CE_TYPE, type),
+        (CE_TIME, time.astimezone(UTC).isoformat().replace("+00:00", "Z")),
+    ]
+    if subject is not None:
+        values.append((CE_SUBJECT, subject))
+    values.append((CONTENT_TYPE, JSON_CONTENT_TYPE))
+    return [(name, _utf8(value)) for name, value in values]
+
+
+def _qualified_name(cls: type[BaseException]) -> str:
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _utf8(text: str) -> bytes:
+    # Exception messages may quote arbitrary input; never fail while reporting a failure.
+    return text.encode("utf-8", "backslashreplace")
