@@ -24,6 +24,9 @@ test: setup  ## everything CI runs: lint, deployment checks, all tests on a real
 test-only: setup  ## the test suite alone on a real broker (args: PYTEST_ARGS=...)
 	bash scripts/with-kafka $(UV) run --locked pytest $(PYTEST_ARGS)
 
+run: setup  ## the demo: local broker + emulator + worker, a scripted scenario, every event shown
+	bash scripts/with-kafka $(UV) run --locked python scripts/demo.py
+
 kafka-up:  ## start the local broker on 127.0.0.1:9092 (fetches the jars once)
 	bash scripts/kafka up
 

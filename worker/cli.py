@@ -1,8 +1,8 @@
 """The `convoai-worker` command line.
 
 Each subcommand lives in its own module exposing `configure(parser)` and `run(args) -> int`;
-`COMMANDS` lists them. Modules are imported when their command runs, so `--help` stays fast and
-`send` does not import the emulator.
+`COMMANDS` lists them. Only the module of the chosen command is imported, so `--help` stays fast
+and `send` does not import the emulator.
 """
 
 from __future__ import annotations
@@ -26,12 +26,20 @@ class CommandModule(Protocol):
 
 # name -> (module, one-line help shown by `convoai-worker --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": (
+        "worker.commands.run",
+        "run the worker: consume commands, execute them, publish events",
+    ),
+    "send": ("worker.commands.send", "produce commands from JSON lines (file or stdin) to Kafka"),
+    "tail": ("worker.commands.tail", "follow the results, agent-state and dead-letter topics"),
     "config": ("worker.commands.config", "print the effective settings (secrets masked) and exit"),
+    "exec": ("worker.commands.exec", "execute one command against the API and print its result"),
+    "emulator": ("worker.commands.emulator", "serve the ConvoAI API emulator on --port"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser; subparsers are configured lazily from `COMMANDS`."""
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser for `argv`; only the chosen subcommand's module is imported and configured."""
     parser = argparse.ArgumentParser(
         prog="convoai-worker",
         description=(
@@ -42,17 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((arg for arg in argv if arg in COMMANDS), None)
     for name, (module_name, help_text) in COMMANDS.items():
-        module: CommandModule = importlib.import_module(module_name)
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
-        module.configure(sub_parser)
-        sub_parser.set_defaults(handler=module.run)
+        if name == chosen:
+            module: CommandModule = importlib.import_module(module_name)
+            module.configure(sub_parser)
+            sub_parser.set_defaults(handler=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         exit_code: int = args.handler(args)
     except SettingsError as exc:

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from contracts.topics import AGENT_STATE_TOPIC, COMMANDS_TOPIC, DLQ_TOPIC, RESULTS_TOPIC
+
 PREFIX = "CONVOAI_"
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -46,10 +48,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kafka_bootstrap: str = "127.0.0.1:9092"
     group_id: str = "convoai-worker"
     group_instance_id: str = ""  # static membership when set
-    topic_commands: str = "convoai.commands"
-    topic_results: str = "convoai.results"
-    topic_state: str = "convoai.agent-state"
-    topic_dlq: str = "convoai.commands.dlq"
+    topic_commands: str = COMMANDS_TOPIC
+    topic_results: str = RESULTS_TOPIC
+    topic_state: str = AGENT_STATE_TOPIC
+    topic_dlq: str = DLQ_TOPIC
     create_topics: bool = True
     topic_partitions: Positive = 12
     topic_replication_factor: Positive = 1

@@ -1,0 +1,30 @@
+"""Fixtures for whole-worker tests: four fresh topics and an emulator per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import TopicFactory
+from tests.pipeline.harness import Emulator, run_emulator
+
+COMMAND_PARTITIONS = 4
+
+
+@pytest.fixture
+async def topics(topic_factory: TopicFactory) -> dict[str, str]:
+    """Commands (4 partitions), results, compacted agent state and DLQ topics for one test."""
+    return {
+        "commands": await topic_factory("commands", partitions=COMMAND_PARTITIONS),
+        "results": await topic_factory("results", partitions=COMMAND_PARTITIONS),
+        "state": await topic_factory("state", partitions=2, configs={"cleanup.policy": "compact"}),
+        "dlq": await topic_factory("dlq"),
+    }
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    """A healthy emulator with room for many agents."""
+    async with run_emulator() as running:
+        yield running

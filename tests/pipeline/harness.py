@@ -1,0 +1,248 @@
+"""Building blocks for tests of the whole worker on the real broker and the emulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from contracts import ResultEvent, decode_result
+from contracts.keys import ordering_key
+from worker.emulator.app import REQUESTS, build_app
+from worker.emulator.config import EmulatorConfig
+from worker.metrics import Metrics
+from worker.pipeline.app import Worker
+from worker.pipeline.replay import all_partitions
+from worker.settings import Settings
+
+APP_ID = "test-app"
+
+
+class Emulator:
+    """An emulator served in-process on 127.0.0.1 with an ephemeral port."""
+
+    def __init__(self, app: web.Application, runner: web.AppRunner, port: int) -> None:
+        self.app = app
+        self.runner = runner
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}/api/conversational-ai-agent"
+
+    def requests(self, operation: str | None = None) -> list[dict[str, Any]]:
+        """The request log, oldest first, optionally for one operation."""
+        entries = [e.to_json() for e in self.app[REQUESTS]._entries]
+        return [e for e in entries if operation is None or e["operation"] == operation]
+
+
+@contextlib.asynccontextmanager
+async def run_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[Emulator]:
+    """Serve an emulator for the duration of the block."""
+    app = build_app(config or EmulatorConfig(max_agents_per_app=100_000))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    try:
+        yield Emulator(app, runner, port)
+    finally:
+        await runner.cleanup()
+
+
+def free_port() -> int:
+    """An unused loopback port for a worker's ops server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def make_settings(
+    bootstrap: str, topics: Mapping[str, str], api_base_url: str, **overrides: Any
+) -> Settings:
+    """Worker settings for a test: its own topics and group, fast retries, loopback only."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap": bootstrap,
+        "api_base_url": api_base_url,
+        "app_id": APP_ID,
+        "group_id": f"group-{topics['commands']}",
+        "topic_commands": topics["commands"],
+        "topic_results": topics["results"],
+        "topic_state": topics["state"],
+        "topic_dlq": topics["dlq"],
+        "create_topics": False,
+        "http_host": "127.0.0.1",
+        "http_port": free_port(),
+        "api_backoff_base_seconds": 0.01,
+        "api_backoff_max_seconds": 0.05,
+        "api_quota_backoff_seconds": 0.05,
+        "drain_grace_seconds": 10.0,
+        "log_format": "json",
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return msgspec.convert(values, Settings)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes `convoai-worker run` load exactly `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOAI_")}
+    for name, value in msgspec.structs.asdict(settings).items():
+        env[f"CONVOAI_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    return env
+
+
+@contextlib.asynccontextmanager
+async def in_process_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """Run a worker on the test's event loop; stop it gracefully at the end of the block."""
+    worker = Worker(settings, Metrics(CollectorRegistry()))
+    task = asyncio.create_task(worker.run())
+    try:
+        await wait_ready(settings.http_port, task)
+        yield worker
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, timeout=settings.drain_grace_seconds + 20)
+
+
+async def wait_ready(port: int, task: asyncio.Task[None] | None = None) -> None:
+    """Wait until the worker's /readyz answers 200 (or its task died)."""
+    import aiohttp  # noqa: PLC0415 - test helper, keeps module import light
+
+    deadline = time.monotonic() + 60
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if task is not None and task.done():
+                task.result()
+                raise AssertionError("worker stopped during startup")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise AssertionError("worker not ready within 60 s")
+
+
+def spawn_worker(settings: Settings, log_path: str) -> subprocess.Popen[bytes]:
+    """Start `convoai-worker run` as a separate process (so it can be killed)."""
+    with open(log_path, "ab") as log:  # noqa: PTH123 - handed to the child, closed here
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker", "run"],
+            env=settings_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Send `sig` and wait for the exit code (SIGKILL after 60 s) without blocking the loop."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    for _ in range(600):
+        code = process.poll()
+        if code is not None:
+            return code
+        await asyncio.sleep(0.1)
+    process.kill()
+    return process.wait()
+
+
+async def produce(bootstrap: str, topic: str, commands: Iterable[Mapping[str, Any] | bytes]) -> int:
+    """Produce commands (objects keyed by the ordering rules, or raw bytes without key)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    sent = 0
+    try:
+        acks = []
+        for command in commands:
+            if isinstance(command, bytes):
+                value, key = command, None
+            else:
+                value = msgspec.json.encode(command)
+                found = ordering_key(command)
+                key = found.encode() if found else None
+            acks.append(await producer.send(topic, value=value, key=key))
+            sent += 1
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record currently on `topic` (all partitions), in offset order per partition."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tps = await all_partitions(consumer)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(
+                    r for r in batch if r.offset < end[TopicPartition(r.topic, r.partition)]
+                )
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_results(
+    bootstrap: str, topic: str, command_ids: set[str], within: float = 60.0
+) -> list[ResultEvent]:
+    """Poll the results topic until every id in `command_ids` has a result; return all results."""
+    deadline = time.monotonic() + within
+    while True:
+        results = [decode_result(r.value) for r in await read_topic(bootstrap, topic)]
+        missing = command_ids - {r.command_id for r in results}
+        if not missing:
+            return results
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{len(missing)} command(s) without result, e.g. {sorted(missing)[:5]}"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (0 where none)."""
+    tps = [TopicPartition(topic, p) for p in sorted(await end_offsets(bootstrap, topic))]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of every partition of `topic`."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tps = await all_partitions(consumer)
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()

@@ -1,0 +1,55 @@
+"""The console script: help, version, settings errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from worker.cli import COMMANDS, main
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_help_lists_every_subcommand() -> None:
+    """`--help` explains each registered subcommand."""
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for name, (_, help_text) in COMMANDS.items():
+        assert name in result.stdout
+        assert help_text.split()[0] in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_subcommand_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every subcommand module configures its own parser."""
+    with pytest.raises(SystemExit) as exited:
+        main([name, "--help"])
+    assert exited.value.code == 0
+    assert COMMANDS[name][1] in " ".join(capsys.readouterr().out.split())
+
+
+def test_invalid_setting_exits_2_with_the_variable_name() -> None:
+    """A bad environment is reported, not a traceback."""
+    result = run_cli("config", env={"CONVOAI_HTTP_PORT": "nope", "PATH": ""})
+    assert result.returncode == 2
+    assert "CONVOAI_HTTP_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_masks_secrets() -> None:
+    """`config` prints resolved settings without secret values."""
+    result = run_cli("config", env={"CONVOAI_CUSTOMER_SECRET": "very-secret-value", "PATH": ""})
+    assert result.returncode == 0
+    assert '"customer_secret": "***"' in result.stdout
+    assert "very-secret-value" not in result.stdout

@@ -1,0 +1,1 @@
+"""The Kafka pipeline: consume → decode → schedule per key → execute → publish → commit."""

@@ -1,0 +1,68 @@
+"""Create the worker's topics at startup, or say exactly which ones are missing.
+
+The agent-state topic must be log-compacted (a new consumer reads the latest state of every
+agent); the others use the cluster defaults. When the worker may not create topics (no ACL, or
+`CONVOAI_CREATE_TOPICS=false`), a missing topic is a configuration error reported by name.
+"""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from worker.settings import Settings
+
+COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+
+
+class MissingTopicsError(RuntimeError):
+    """Topics the worker needs do not exist and it may not create them."""
+
+    def __init__(self, missing: list[str], bootstrap: str) -> None:
+        super().__init__(
+            f"missing Kafka topics on {bootstrap}: {', '.join(missing)} "
+            "(create them, or set CONVOAI_CREATE_TOPICS=true to let the worker create them)"
+        )
+        self.missing = missing
+
+
+def required_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """Topic name -> the configs it is created with."""
+    return {
+        settings.topic_commands: {},
+        settings.topic_results: {},
+        settings.topic_state: COMPACTED,
+        settings.topic_dlq: {},
+    }
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the missing topics (when allowed); return the names that were created."""
+    wanted = required_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if not missing:
+            return []
+        if not settings.create_topics:
+            raise MissingTopicsError(missing, settings.kafka_bootstrap)
+        new = [
+            NewTopic(
+                name,
+                settings.topic_partitions,
+                settings.topic_replication_factor,
+                topic_configs=wanted[name],
+            )
+            for name in missing
+        ]
+        response = await admin.create_topics(new)
+        for topic, code, *message in response.topic_errors:
+            # another replica may have created it first: that is success
+            if code and for_code(code) is not TopicAlreadyExistsError:
+                detail = message[0] if message and message[0] else for_code(code).__name__
+                raise RuntimeError(f"could not create topic {topic!r}: {detail}")
+        return missing
+    finally:
+        await admin.close()
