@@ -49,7 +49,7 @@ class Emulator:
 async def run_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[Emulator]:
     """Serve an emulator for the duration of the block."""
     app = build_app(config or EmulatorConfig(max_agents_per_app=100_000))
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

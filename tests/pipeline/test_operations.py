@@ -1,0 +1,196 @@
+"""What the on-call engineer relies on, checked on the real broker: metrics, probes, log hygiene."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.pipeline.harness import (
+    Emulator,
+    in_process_worker,
+    make_settings,
+    produce,
+    read_topic,
+    run_emulator,
+    spawn_worker,
+    stop_process,
+    wait_for_results,
+    wait_ready,
+)
+from tests.pipeline.scenarios import agent_lifecycle, agent_properties
+from worker.emulator.config import EmulatorConfig
+from worker.emulator.faults import FaultSettings
+
+pytestmark = pytest.mark.kafka
+
+
+async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics, keyed by name and sorted labels."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        text = await response.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def total(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    """Sum of a metric's samples whose labels include `labels`."""
+    return sum(
+        value
+        for (sample, sample_labels), value in samples.items()
+        if sample == name and set(labels.items()) <= set(sample_labels)
+    )
+
+
+async def test_metrics_move_consistently_with_the_results(
+    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+) -> None:
+    """Counters scraped from /metrics match what landed on the results and DLQ topics."""
+    commands = agent_lifecycle("obs", 20)
+    failing = [
+        {"command": "agent.stop", "id": f"gone-{i}", "agent_id": f"nope-{i}"} for i in range(5)
+    ]
+    missing = [
+        {"command": "agent.get", "id": f"miss-{i}", "agent_id": f"nope-{i}"} for i in range(5)
+    ]
+    invalid = [
+        msgspec.json.encode({"command": "agent.speak", "id": "inv", "agent_id": "A", "text": 1})
+    ]
+    await produce(kafka_bootstrap, topics["commands"], [*commands, *failing, *missing, *invalid])
+    settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    ids = {c["id"] for c in [*commands, *failing, *missing]} | {"inv"}
+    async with in_process_worker(settings):
+        before = await scrape(settings.http_port)
+        results = await wait_for_results(kafka_bootstrap, topics["results"], ids)
+        await asyncio.sleep(0.5)  # the committer and lag gauges tick every 0.2 s
+        after = await scrape(settings.http_port)
+    dead = await read_topic(kafka_bootstrap, topics["dlq"])
+
+    outcomes = Counter(r.outcome for r in results)
+    assert outcomes == {
+        "succeeded": len(commands) + len(failing),
+        "failed": len(missing),
+        "rejected": 1,
+    }
+    for outcome, count in outcomes.items():
+        assert total(after, "convoai_commands_completed_total", outcome=outcome) == count
+    assert total(after, "convoai_commands_received_total") == len(ids)
+    assert total(after, "convoai_events_published_total", topic=topics["results"]) == len(results)
+    assert total(after, "convoai_dlq_records_total") == len(dead) == 1
+    assert total(after, "convoai_command_e2e_seconds_count") == len(results)
+    api_calls = total(after, "convoai_api_request_seconds_count")
+    assert api_calls >= len(commands) + len(failing) + len(missing)
+    assert total(after, "convoai_api_request_seconds_count", status_class="4xx") >= len(missing)
+    assert total(after, "convoai_commits_total", result="ok") > total(
+        before, "convoai_commits_total", result="ok"
+    )
+    assert total(after, "convoai_consumer_lag_records") == 0
+    assert total(after, "convoai_commands_in_flight_limit") == settings.max_in_flight
+    assert total(after, "convoai_rebalances_total", kind="assigned") >= 1
+
+
+async def test_livez_fails_when_consumption_stalls(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    """Commands stuck behind a hung API with lag and no progress turn /livez unhealthy."""
+    hung = EmulatorConfig(faults=FaultSettings(latency_ms=60_000))
+    async with run_emulator(hung) as emulator:
+        settings = make_settings(
+            kafka_bootstrap,
+            topics,
+            emulator.base_url,
+            stall_timeout_seconds=1.0,
+            api_timeout_seconds=120.0,
+            drain_grace_seconds=0.5,
+        )
+        async with in_process_worker(settings), aiohttp.ClientSession() as session:
+            livez = f"http://127.0.0.1:{settings.http_port}/livez"
+            async with session.get(livez) as response:
+                assert response.status == 200
+            await produce(
+                kafka_bootstrap,
+                topics["commands"],
+                [{"command": "agent.list", "id": f"stuck-{i}"} for i in range(10)],
+            )
+            verdict: dict[str, object] = {}
+            for _ in range(100):
+                async with session.get(livez) as response:
+                    verdict = await response.json()
+                    if response.status == 503:
+                        break
+                await asyncio.sleep(0.1)
+    assert verdict["ok"] is False
+    assert "stalled" in str(verdict["reason"])
+
+
+async def test_no_secret_reaches_any_log_line(
+    kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path
+) -> None:
+    """A full run at DEBUG level, with credentials and API keys in commands, logs none of them."""
+    customer_id, customer_secret = "customer-id-4711", "customer-secret-f00d-cafe"
+    webhook_secret = "ncs-webhook-secret-0042"
+    config = EmulatorConfig(
+        customer_id=customer_id, customer_secret=customer_secret, max_agents_per_app=1000
+    )
+    async with run_emulator(config) as emulator:
+        commands = agent_lifecycle("sec", 3)
+        properties = agent_properties("room")
+        properties["llm"]["api_key"] = "llm-api-key-abcdef123456"
+        properties["tts"]["params"]["key"] = "tts-vendor-key-987654321"
+        properties["token"] = "rtc-token-5a5a5a5a5a5a"
+        commands.append(
+            {"command": "agent.start", "id": "sec-x", "name": "sec-x", "properties": properties}
+        )
+        commands.append({"command": "agent.speak", "id": "bad", "agent_id": "A", "text": 1})
+        await produce(kafka_bootstrap, topics["commands"], commands)
+        settings = make_settings(
+            kafka_bootstrap,
+            topics,
+            emulator.base_url,
+            customer_id=customer_id,
+            customer_secret=customer_secret,
+            webhook_secret=webhook_secret,
+            log_level="DEBUG",
+        )
+        log = tmp_path / "worker.log"
+        worker = spawn_worker(settings, str(log))
+        try:
+            await wait_ready(settings.http_port)
+            await wait_for_results(kafka_bootstrap, topics["results"], {c["id"] for c in commands})
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"http://127.0.0.1:{settings.http_port}/webhooks/agora",
+                    data=b"{}",
+                    headers={"Agora-Signature-V2": "0" * 64},
+                ) as response,
+            ):
+                assert response.status == 401
+        finally:
+            assert await stop_process(worker) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert len(text.splitlines()) > 10, "the scenario produced log lines to check"
+    basic = base64.b64encode(f"{customer_id}:{customer_secret}".encode()).decode()
+    for secret in (
+        customer_secret,
+        basic,
+        webhook_secret,
+        "llm-api-key-abcdef123456",
+        "tts-vendor-key-987654321",
+        "rtc-token-5a5a5a5a5a5a",
+    ):
+        assert secret not in text, f"secret {secret[:6]}… leaked into the log"
