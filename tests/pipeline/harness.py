@@ -41,8 +41,7 @@ class Emulator:
 
     def requests(self, operation: str | None = None) -> list[dict[str, Any]]:
         """The request log, oldest first, optionally for one operation."""
-        entries = [e.to_json() for e in self.app[REQUESTS]._entries]
-        return [e for e in entries if operation is None or e["operation"] == operation]
+        return [e.to_json() for e in self.app[REQUESTS].entries(operation)]
 
 
 @contextlib.asynccontextmanager

@@ -7,11 +7,14 @@ agent); the others use the cluster defaults. When the worker may not create topi
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from worker.settings import Settings
 
+LEADER_WAIT_ATTEMPTS = 300  # x 0.1 s
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
 
 
@@ -63,6 +66,25 @@ async def ensure_topics(settings: Settings) -> list[str]:
             if code and for_code(code) is not TopicAlreadyExistsError:
                 detail = message[0] if message and message[0] else for_code(code).__name__
                 raise RuntimeError(f"could not create topic {topic!r}: {detail}")
+        await _wait_for_leaders(admin, missing)
         return missing
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+    """Block until every partition of new topics has a leader.
+
+    Readers that start right after creation otherwise log NotLeaderForPartition errors.
+    """
+    for _ in range(LEADER_WAIT_ATTEMPTS):
+        described = await admin.describe_topics(topics)
+        if all(
+            not topic["error_code"]
+            and topic["partitions"]
+            and all(p["leader"] >= 0 for p in topic["partitions"])
+            for topic in described
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"new topics have no partition leaders after 30 s: {', '.join(topics)}")

@@ -1,0 +1,191 @@
+"""The HTTP client: responses, and how every failure maps onto the error hierarchy."""
+
+from __future__ import annotations
+
+import email.utils
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+from aiohttp import web
+
+from tests.emulator.harness import APP_ID, RunningEmulator, start_body
+from worker.api.client import ConvoAIClient, authorization, parse_retry_after
+from worker.api.errors import (
+    ApiConnectError,
+    ApiStatusError,
+    ApiTimeoutError,
+    ConnectionLostError,
+    InvalidResponseError,
+)
+from worker.api.requests import ApiRequest
+from worker.emulator.faults import FaultRule, FaultSettings
+from worker.settings import Settings
+
+PHONE_NUMBERS = ApiRequest("number.list", "GET", "/v2/phone-numbers", "", None, False)
+
+
+def join(name: str = "agent-1") -> ApiRequest:
+    body = start_body(name)
+    return ApiRequest(
+        "agent.start", "POST", f"/v2/projects/{APP_ID}/join", "", msgspec.json.encode(body), True
+    )
+
+
+def inject(emulator: RunningEmulator, *rules: FaultRule) -> None:
+    emulator.faults.replace(FaultSettings(rules=list(rules)))
+
+
+async def test_success_returns_status_body_and_request_id(emulator: RunningEmulator) -> None:
+    """A 2xx comes back decoded, with the response's request id."""
+    async with ConvoAIClient(emulator.settings()) as client:
+        response = await client.send(join())
+    assert response.status == 200
+    assert response.data["status"] == "RUNNING"
+    assert response.request_id is not None
+    assert response.request_id.startswith("emu-")
+
+
+async def test_204_has_no_body(emulator: RunningEmulator) -> None:
+    """Delete answers 204 without a body: data is None."""
+    emulator.state.add_number({"provider": "byo", "phone_number": "+15550001111", "label": "x"})
+    delete = ApiRequest(
+        "number.delete", "DELETE", "/v2/phone-numbers/+15550001111", "", None, False
+    )
+    async with ConvoAIClient(emulator.settings()) as client:
+        response = await client.send(delete)
+    assert (response.status, response.data) == (204, None)
+
+
+async def test_agent_error_bodies_become_reason_and_detail(emulator: RunningEmulator) -> None:
+    """`{"detail","reason"}` and the Retry-After header land on ApiStatusError."""
+    inject(emulator, FaultRule(status=503, reason="ServiceUnavailable", retry_after=2))
+    async with ConvoAIClient(emulator.settings()) as client:
+        with pytest.raises(ApiStatusError) as raised:
+            await client.send(join())
+    error = raised.value
+    assert (error.status, error.reason, error.detail, error.retry_after) == (
+        503,
+        "ServiceUnavailable",
+        "injected fault",
+        2.0,
+    )
+    assert error.request_id is not None
+    assert error.may_have_reached_api
+    assert str(error) == "agent.start: HTTP 503 ServiceUnavailable injected fault"
+
+
+async def test_telephony_error_bodies_become_reason_and_detail(emulator: RunningEmulator) -> None:
+    """`{"error_type","description"}` fills the same fields."""
+    get = ApiRequest("number.get", "GET", "/v2/phone-numbers/+15550000000", "", None, False)
+    async with ConvoAIClient(emulator.settings()) as client:
+        with pytest.raises(ApiStatusError) as raised:
+            await client.send(get)
+    assert (raised.value.status, raised.value.reason, raised.value.detail) == (
+        404,
+        "not_found",
+        "phone number +15550000000 not found",
+    )
+
+
+async def test_wrong_credentials_are_a_401(emulator: RunningEmulator) -> None:
+    """The emulator refuses a client whose Basic credentials differ."""
+    async with ConvoAIClient(emulator.settings(customer_secret="nope")) as client:
+        with pytest.raises(ApiStatusError) as raised:
+            await client.send(PHONE_NUMBERS)
+    assert raised.value.status == 401
+
+
+async def test_refused_connections_never_reached_the_api() -> None:
+    """Nothing listening: ApiConnectError with `may_have_reached_api` False."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(api_base_url=f"http://127.0.0.1:{port}/api/conversational-ai-agent")
+    async with ConvoAIClient(settings) as client:
+        with pytest.raises(ApiConnectError) as raised:
+            await client.send(PHONE_NUMBERS)
+    assert raised.value.may_have_reached_api is False
+
+
+async def test_a_dropped_connection_may_have_reached_the_api(emulator: RunningEmulator) -> None:
+    """The server closing without an answer is ConnectionLostError (ambiguous)."""
+    inject(emulator, FaultRule(action="drop", execute=True))
+    async with ConvoAIClient(emulator.settings()) as client:
+        with pytest.raises(ConnectionLostError) as raised:
+            await client.send(join())
+    assert raised.value.may_have_reached_api
+    assert emulator.state.agent_count() == 1
+
+
+async def test_a_slow_answer_is_a_timeout(emulator: RunningEmulator) -> None:
+    """A response slower than `api_timeout_seconds` is ApiTimeoutError (ambiguous)."""
+    inject(emulator, FaultRule(action="delay", delay_ms=400))
+    async with ConvoAIClient(emulator.settings(api_timeout_seconds=0.1)) as client:
+        with pytest.raises(ApiTimeoutError) as raised:
+            await client.send(PHONE_NUMBERS)
+    assert raised.value.may_have_reached_api
+
+
+async def test_time_left_shortens_the_timeout(emulator: RunningEmulator) -> None:
+    """Near a deadline the request gives up after `time_left`, not the configured timeout."""
+    inject(emulator, FaultRule(action="delay", delay_ms=400))
+    async with ConvoAIClient(emulator.settings(api_timeout_seconds=5)) as client:
+        with pytest.raises(ApiTimeoutError):
+            await client.send(PHONE_NUMBERS, time_left=0.1)
+
+
+@pytest.fixture
+async def text_server() -> AsyncIterator[str]:
+    """A server that answers every request 200 with a body that is not JSON."""
+
+    async def handle(_: web.Request) -> web.Response:
+        return web.Response(text="<html>ok</html>")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def test_a_2xx_that_is_not_json(text_server: str) -> None:
+    """Parsed endpoints raise InvalidResponseError; leave's body is ignored, as the SDK does."""
+    async with ConvoAIClient(Settings(api_base_url=text_server)) as client:
+        with pytest.raises(InvalidResponseError) as raised:
+            await client.send(join())
+        leave = ApiRequest("agent.stop", "POST", "/v2/projects/a/agents/b/leave", "", None, False)
+        assert (await client.send(leave)).data is None
+    assert raised.value.status == 200
+
+
+async def test_send_outside_the_context_is_an_error() -> None:
+    """The session exists only inside `async with`."""
+    with pytest.raises(RuntimeError, match="outside its `async with`"):
+        await ConvoAIClient(Settings()).send(PHONE_NUMBERS)
+
+
+def test_authorization_follows_the_sdk() -> None:
+    """Token wins over Basic; no credentials means no header."""
+    assert authorization(Settings(customer_id="id", customer_secret="s")) == "Basic aWQ6cw=="
+    token = Settings(customer_id="id", customer_secret="s", auth_token="007x")
+    assert authorization(token) == "agora token=007x"
+    assert authorization(Settings()) is None
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    """Seconds, an HTTP date in the future, and garbage."""
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after("inf") is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    delay = parse_retry_after(later)
+    assert delay is not None
+    assert 28 <= delay <= 30

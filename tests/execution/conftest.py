@@ -1,0 +1,87 @@
+"""Fixtures: an emulator and an executor wired to it with zero-length backoff sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+
+from contracts import decode_command
+from tests.emulator.harness import RunningEmulator, running_emulator
+from worker.api.client import ConvoAIClient
+from worker.execution import Execution, Executor, InMemoryNames
+from worker.settings import Settings
+
+
+class Sleeps:
+    """Records backoff waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await asyncio.sleep(0)
+
+
+class RecordingObserver:
+    """Keeps every observation."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.retries: list[tuple[str, str]] = []
+
+    def request_finished(self, operation: str, status_class: str, seconds: float) -> None:
+        assert seconds >= 0
+        self.requests.append((operation, status_class))
+
+    def retry_scheduled(self, operation: str, reason: str) -> None:
+        self.retries.append((operation, reason))
+
+
+class Env:
+    """An executor against the emulator, with its name directory, sleeps and observations."""
+
+    def __init__(self, emulator: RunningEmulator, stack: contextlib.AsyncExitStack) -> None:
+        self.emulator = emulator
+        self.names = InMemoryNames()
+        self.sleeps = Sleeps()
+        self.observer = RecordingObserver()
+        self._stack = stack
+        self._executor: Executor | None = None
+
+    async def configure(self, **overrides: Any) -> Executor:
+        """(Re)build the executor with settings overrides (attempts, timeouts, ...)."""
+        settings: Settings = self.emulator.settings(**overrides)
+        client = await self._stack.enter_async_context(ConvoAIClient(settings))
+        self._executor = Executor(
+            client, settings, self.names, observer=self.observer, sleep=self.sleeps
+        )
+        return self._executor
+
+    async def run(
+        self, command: dict[str, Any], *, received_at: datetime | None = None
+    ) -> Execution:
+        """Decode and execute one command given as a JSON object."""
+        executor = self._executor or await self.configure()
+        decoded = decode_command(msgspec.json.encode(command))
+        return await executor.execute(decoded, received_at=received_at or datetime.now(UTC))
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    """An emulator requiring the test credentials and an executor aimed at it."""
+    async with contextlib.AsyncExitStack() as stack:
+        emulator = await stack.enter_async_context(running_emulator())
+        yield Env(emulator, stack)
+
+
+@pytest.fixture
+def emulator(env: Env) -> RunningEmulator:
+    """The emulator `env` is aimed at."""
+    return env.emulator

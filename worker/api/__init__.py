@@ -1,0 +1,1 @@
+"""The ConvoAI REST API: request building, the HTTP client, its errors and the outcome policy."""

@@ -1,0 +1,44 @@
+"""How the API layer reports what it does, without depending on the metrics module.
+
+The pipeline passes an implementation backed by Prometheus; everything else gets `NullObserver`.
+
+`status_class` is one of `2xx`, `4xx`, `429`, `5xx`, or `error` (no usable HTTP response); a retry
+`reason` is one of `rate_limited`, `quota`, `server_error`, `timeout`, `connection`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ApiObserver(Protocol):
+    """Receives one call per finished HTTP request and per scheduled retry."""
+
+    def request_finished(self, operation: str, status_class: str, seconds: float) -> None:
+        """An HTTP request of `operation` ended after `seconds`."""
+
+    def retry_scheduled(self, operation: str, reason: str) -> None:
+        """`operation` will be sent again because of `reason`."""
+
+
+class NullObserver:
+    """Observes nothing."""
+
+    def request_finished(self, operation: str, status_class: str, seconds: float) -> None:
+        """Ignore the request."""
+
+    def retry_scheduled(self, operation: str, reason: str) -> None:
+        """Ignore the retry."""
+
+
+def status_class(status: int) -> str:
+    """The `status_class` label of an HTTP status."""
+    if status == 429:
+        return "429"
+    if status >= 500:
+        return "5xx"
+    if status >= 400:
+        return "4xx"
+    if status >= 200 and status < 300:
+        return "2xx"
+    return "error"  # 1xx/3xx: the API never answers so; not a usable response

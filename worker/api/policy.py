@@ -1,0 +1,122 @@
+"""What a failed API request means for the command, per operation, as a table.
+
+A failure is described by *conditions*, most specific first: a 404 is `("404", "4xx")`, a 422
+whose reason is a quota reason `("422:quota", "422", "4xx")`, a 409 after an earlier attempt
+that may have reached the API `("409:repeat", "409", "4xx")`, a refused connection
+`("connect",)`. The first condition with a row for the operation, else for any operation
+(`*`), decides:
+
+- `already_done`: the state the command asks for already holds (404 on stop, hangup, delete);
+- `reconcile`: the thing exists already; look it up and report it (409 on agent.start, and on
+  number.add when our own earlier attempt may have created it);
+- `retry` / `retry_later`: send again after a backoff (`retry_later`: the long quota backoff);
+- `fail`: the API refused the command.
+
+Non-idempotent operations (speak, think, interrupt, call.start) are re-sent only when the
+failure proves the API did not act on the request: the connection was never established, or
+the API answered 429 or 422-quota (it refused the request before doing anything). Any other
+retryable failure of such an operation becomes `unknown`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import NamedTuple
+
+from worker.api.errors import (
+    ApiConnectError,
+    ApiError,
+    ApiStatusError,
+    ApiTimeoutError,
+    InvalidResponseError,
+)
+
+QUOTA_REASONS = frozenset({"ResourceQuotaLimitExceeded", "ConcurrencyLimitExceeded"})
+ANY = "*"
+
+
+class Action(StrEnum):
+    """What to do after a failed request."""
+
+    ALREADY_DONE = "already_done"
+    RECONCILE = "reconcile"
+    RETRY = "retry"
+    RETRY_LATER = "retry_later"
+    FAIL = "fail"
+    UNKNOWN = "unknown"
+
+
+class Rule(NamedTuple):
+    """A row's verdict; `reason` is the retry reason (metrics label) or the failure's kind."""
+
+    action: Action
+    reason: str
+
+
+POLICY: Mapping[tuple[str, str], Rule] = {
+    ("agent.stop", "404"): Rule(Action.ALREADY_DONE, "already_stopped"),
+    ("call.hangup", "404"): Rule(Action.ALREADY_DONE, "already_hung_up"),
+    ("number.delete", "404"): Rule(Action.ALREADY_DONE, "already_deleted"),
+    ("agent.start", "409"): Rule(Action.RECONCILE, "agent_exists"),
+    ("number.add", "409:repeat"): Rule(Action.RECONCILE, "number_exists"),
+    (ANY, "429"): Rule(Action.RETRY, "rate_limited"),
+    (ANY, "422:quota"): Rule(Action.RETRY_LATER, "quota"),
+    (ANY, "408"): Rule(Action.RETRY, "timeout"),
+    (ANY, "5xx"): Rule(Action.RETRY, "server_error"),
+    (ANY, "4xx"): Rule(Action.FAIL, "client_error"),
+    (ANY, "connect"): Rule(Action.RETRY, "connection"),
+    (ANY, "timeout"): Rule(Action.RETRY, "timeout"),
+    (ANY, "connection_lost"): Rule(Action.RETRY, "connection"),
+    (ANY, "invalid_response"): Rule(Action.RETRY, "server_error"),
+}
+UNEXPECTED = Rule(Action.FAIL, "unexpected_response")  # 1xx/3xx: no row matches
+
+# Conditions in which the API certainly did not act on the request.
+NOT_EXECUTED = frozenset({"connect", "429", "422:quota"})
+
+
+class Decision(NamedTuple):
+    """The policy's verdict on one failure and the condition that decided it."""
+
+    action: Action
+    reason: str
+    condition: str
+
+
+def conditions(error: ApiError, *, repeated: bool = False) -> tuple[str, ...]:
+    """The failure's conditions, most specific first; `repeated`: an earlier attempt of the
+    same command may have reached the API."""
+    if isinstance(error, ApiStatusError):
+        status = error.status
+        specific: list[str] = []
+        if status == 409 and repeated:
+            specific.append("409:repeat")
+        if status == 422 and error.reason in QUOTA_REASONS:
+            specific.append("422:quota")
+        family = "5xx" if status >= 500 else "4xx" if status >= 400 else "other"
+        return (*specific, str(status), family)
+    if isinstance(error, ApiConnectError):
+        return ("connect",)
+    if isinstance(error, ApiTimeoutError):
+        return ("timeout",)
+    if isinstance(error, InvalidResponseError):
+        return ("invalid_response",)
+    return ("connection_lost",)
+
+
+def decide(
+    operation: str, error: ApiError, *, idempotent: bool, repeated: bool = False
+) -> Decision:
+    """The policy's decision for `error` on `operation`."""
+    found = conditions(error, repeated=repeated)
+    for condition in found:
+        rule = POLICY.get((operation, condition)) or POLICY.get((ANY, condition))
+        if rule is not None:
+            break
+    else:
+        rule, condition = UNEXPECTED, found[0]
+    resend = rule.action in (Action.RETRY, Action.RETRY_LATER)
+    if resend and not idempotent and NOT_EXECUTED.isdisjoint(found):
+        return Decision(Action.UNKNOWN, rule.reason, condition)
+    return Decision(rule.action, rule.reason, condition)

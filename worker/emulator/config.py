@@ -1,0 +1,33 @@
+"""How an emulator instance behaves: credentials, timings, limits, webhooks and faults."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from worker.emulator.faults import FaultSettings
+
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Emulator settings; empty credentials accept any `Authorization` header."""
+
+    customer_id: str = ""
+    customer_secret: str = ""
+    auth_token: str = ""  # also accept `agora token=<auth_token>` when set
+    start_delay: NonNegative = 0.0  # seconds an agent stays STARTING
+    stop_delay: NonNegative = 0.0  # seconds an agent stays STOPPING after leave
+    max_agents_per_app: Positive = 20  # concurrent agents per App ID before 422
+    request_log_size: Positive = 10_000
+    retain_stopped: Positive = 10_000  # stopped agents kept for get/turns before being forgotten
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    faults: FaultSettings = msgspec.field(default_factory=FaultSettings)
+
+    @property
+    def requires_auth(self) -> bool:
+        """Whether requests must carry the configured credentials."""
+        return bool(self.customer_id or self.auth_token)

@@ -1,0 +1,593 @@
+"""The emulated service's data: agents, calls and phone numbers, and the rules that govern them.
+
+Statuses are derived from timestamps instead of timers: an agent is STARTING until
+`start_delay` has passed, then RUNNING; after a stop it is STOPPING for `stop_delay`, then
+STOPPED. That keeps a request O(1) whatever the number of agents, which matters when a benchmark
+starts hundreds of thousands of them. Rules the reference documents are enforced here: 409
+`TaskConflict` for a name held by a live agent, 404 for unknown or stopped agents, 422 above the
+per-App-ID concurrency limit, 409 `phone_number_exists`, 404 `not_found`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from worker.emulator import validation as v
+from worker.emulator.errors import EmulatedError, InvalidBodyError, not_found
+
+STATUS_CODES = {"IDLE": 0, "STARTING": 1, "RUNNING": 2, "STOPPING": 3, "STOPPED": 4, "FAILED": 6}
+FINAL_STATUSES = frozenset({"STOPPED", "FAILED"})
+SPEAK_PRIORITIES = frozenset({"INTERRUPT", "APPEND", "IGNORE"})
+THINK_ACTIONS = frozenset({"inject", "interrupt", "ignore", "append"})
+PROVIDERS = frozenset({"byo", "twilio"})
+QUOTA_REASON = "ConcurrencyLimitExceeded"
+# the import answers without the configs (reference §2.16)
+ADD_RESPONSE_FIELDS = (
+    "provider",
+    "phone_number",
+    "label",
+    "inbound",
+    "outbound",
+    "associated_pipeline",
+)
+MAX_TEXT_BYTES = 512
+MAX_TURNS = 200
+DEFAULT_MAX_HISTORY = 32
+AGENT_LIST_WINDOW = 2 * 3600.0  # the list endpoint's default `from_time`: two hours ago
+CALL_LIST_WINDOW = 60 * 86400.0  # the call list's default: sixty days ago
+
+
+class Notifier(Protocol):
+    """Receives lifecycle events (the webhook sender); `at` is when the event happens."""
+
+    def joined(self, agent: Agent, at: float) -> None: ...
+    def left(self, agent: Agent, at: float) -> None: ...
+    def failed(self, agent: Agent, errors: list[dict[str, Any]]) -> None: ...
+
+
+class SilentNotifier:
+    """The notifier when no webhook URL is configured."""
+
+    def joined(self, agent: Agent, at: float) -> None:
+        """Nothing to deliver."""
+
+    def left(self, agent: Agent, at: float) -> None:
+        """Nothing to deliver."""
+
+    def failed(self, agent: Agent, errors: list[dict[str, Any]]) -> None:
+        """Nothing to deliver."""
+
+
+class Agent:
+    """One agent instance; its status at any moment follows from its timestamps."""
+
+    __slots__ = (
+        "agent_id",
+        "app_id",
+        "call",
+        "channel",
+        "created",
+        "final_status",
+        "history",
+        "labels",
+        "max_history",
+        "message",
+        "name",
+        "running_at",
+        "stop_at",
+        "turns",
+        "turns_total",
+    )
+
+    def __init__(
+        self,
+        app_id: str,
+        name: str,
+        properties: dict[str, Any],
+        created: float,
+        start_delay: float,
+    ) -> None:
+        self.agent_id = secrets.token_hex(12).upper()
+        self.app_id = app_id
+        self.name = name
+        self.channel: str = properties.get("channel", "")
+        labels = properties.get("labels")
+        self.labels: dict[str, Any] = labels if isinstance(labels, dict) else {}
+        llm = properties.get("llm")
+        max_history = llm.get("max_history") if isinstance(llm, dict) else None
+        self.max_history = max_history if type(max_history) is int else DEFAULT_MAX_HISTORY
+        self.created = created
+        self.running_at = created + start_delay
+        self.stop_at: float | None = None
+        self.final_status = "STOPPED"
+        self.message = ""
+        # allocated on first use: most agents of a benchmark never speak
+        self.history: deque[dict[str, Any]] | None = None
+        self.turns: deque[dict[str, Any]] | None = None
+        self.turns_total = 0
+        self.call: Call | None = None
+
+    def status(self, now: float) -> str:
+        """STARTING, RUNNING, STOPPING, STOPPED or FAILED at time `now`."""
+        if self.stop_at is not None:
+            return self.final_status if now >= self.stop_at else "STOPPING"
+        return "RUNNING" if now >= self.running_at else "STARTING"
+
+    @property
+    def live(self) -> bool:
+        """Not asked to stop: it counts against the concurrency limit."""
+        return self.stop_at is None
+
+    def remember(self, role: str, content: str) -> None:
+        """Add a history entry (the last `max_history` are kept)."""
+        if self.history is None:
+            self.history = deque(maxlen=max(1, self.max_history))
+        self.history.append({"role": role, "content": content})
+
+    def add_turn(self, now: float, kind: str, duration_ms: int) -> None:
+        """Record a turn the way the turns endpoint reports it (the last 200 are kept)."""
+        if self.turns is None:
+            self.turns = deque(maxlen=MAX_TURNS)
+        self.turns_total += 1
+        start_ms = int(now * 1000)
+        self.turns.append(
+            {
+                "agent_id": self.agent_id,
+                "channel": self.channel,
+                "turn_id": self.turns_total,
+                "start": {"start_at": start_ms, "type": kind, "metadata": {"transport": "http"}},
+                "end": {
+                    "end_at": start_ms + duration_ms,
+                    "type": "ok",
+                    "metadata": {"playback_duration_ms": duration_ms},
+                },
+                "metrics": {"e2e_latency_ms": 0, "segmented_latency_ms": []},
+            }
+        )
+
+
+class Call:
+    """An outbound SIP call and the agent it created."""
+
+    __slots__ = ("agent", "from_number", "pipeline_id", "reason", "state", "stop_ts", "to_number")
+
+    def __init__(self, agent: Agent, sip: dict[str, Any], pipeline_id: str | None) -> None:
+        self.agent = agent
+        self.to_number: str = sip["to_number"]
+        self.from_number: str = sip["from_number"]
+        self.pipeline_id = pipeline_id
+        self.state = "answered"
+        self.reason = ""
+        self.stop_ts = 0
+
+    def item(self) -> dict[str, Any]:
+        """The call as the list endpoint reports it."""
+        return {
+            "to_number": self.to_number,
+            "from_number": self.from_number,
+            "pipeline_id": self.pipeline_id,
+            "type": "outbound",
+            "agent_id": self.agent.agent_id,
+            "channel": self.agent.channel,
+            "create_ts": int(self.agent.created),
+            "state": self.state,
+            "stop_ts": self.stop_ts,
+        }
+
+    def end(self, reason: str, now: float) -> None:
+        """The call is over (`request`: we hung up; `hangup`: the other party did)."""
+        self.state = "hangup"
+        self.reason = reason
+        self.stop_ts = int(now)
+
+
+class EmulatorState:
+    """All data of one emulator instance, with one method per API operation."""
+
+    def __init__(
+        self,
+        *,
+        start_delay: float = 0.0,
+        stop_delay: float = 0.0,
+        max_agents_per_app: int = 20,
+        retain_stopped: int = 10_000,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.start_delay = start_delay
+        self.stop_delay = stop_delay
+        self.max_agents_per_app = max_agents_per_app
+        self.notifier: Notifier = notifier or SilentNotifier()
+        self._retain_stopped = retain_stopped
+        self._clock = clock
+        self._agents: dict[str, dict[str, Agent]] = {}  # app_id -> agent_id -> agent
+        self._names: dict[tuple[str, str], Agent] = {}  # (app_id, name) -> latest agent
+        self._live: dict[str, int] = {}  # app_id -> agents not asked to stop
+        self._stopped: deque[Agent] = deque()
+        self._numbers: dict[str, dict[str, Any]] = {}
+
+    def reset(self) -> None:
+        """Forget every agent, call and phone number."""
+        self._agents.clear()
+        self._names.clear()
+        self._live.clear()
+        self._stopped.clear()
+        self._numbers.clear()
+
+    # ------------------------------------------------------------------ agents
+
+    def start_agent(self, app_id: str, body: Any) -> dict[str, Any]:
+        """POST /join: create an agent, or 409/422 by the documented rules."""
+        body = v.as_object(body)
+        name = v.required_str(body, "name")
+        properties = v.required_object(body, "properties")
+        self._check_properties(properties)
+        v.optional(body, "preset", str)
+        v.optional(body, "pipeline_id", str)
+        agent = self._create_agent(app_id, name, properties, "agent")
+        return {
+            "agent_id": agent.agent_id,
+            "create_ts": int(agent.created),
+            "status": agent.status(agent.created),
+        }
+
+    def list_agents(self, app_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+        """GET /agents: filter by channel, time window and state codes; cursor paging."""
+        now = self._clock()
+        from_time = v.query_float(query, "from_time", now - AGENT_LIST_WINDOW)
+        to_time = v.query_float(query, "to_time", now)
+        limit = v.query_int(query, "limit", 20, 1)
+        channel = query.get("channel")
+        codes = self._state_codes(query.get("state", "2"))
+        matching = [
+            (agent, status)
+            for agent in self._agents.get(app_id, {}).values()
+            if from_time <= agent.created <= to_time
+            and (channel is None or agent.channel == channel)
+            and STATUS_CODES[status := agent.status(now)] in codes
+        ]
+        start = 0
+        cursor = query.get("cursor")
+        if cursor:
+            start = next((i for i, (a, _) in enumerate(matching) if a.agent_id == cursor), 0)
+        page = matching[start : start + limit]
+        rest = matching[start + limit : start + limit + 1]
+        items = [
+            {"start_ts": int(a.created), "status": status, "agent_id": a.agent_id}
+            for a, status in page
+        ]
+        return {
+            "data": {"count": len(items), "list": items},
+            "meta": {"cursor": rest[0][0].agent_id if rest else "", "total": len(matching)},
+            "status": "ok",
+        }
+
+    def get_agent(self, app_id: str, agent_id: str) -> dict[str, Any]:
+        """GET /agents/{id}: any agent still remembered, stopped ones included."""
+        agent = self._agent(app_id, agent_id)
+        now = self._clock()
+        return {
+            "message": agent.message,
+            "start_ts": int(agent.created),
+            "stop_ts": int(agent.stop_at) if agent.stop_at is not None else 0,
+            "status": agent.status(now),
+            "agent_id": agent.agent_id,
+            "name": agent.name,
+        }
+
+    def agent_history(self, app_id: str, agent_id: str) -> dict[str, Any]:
+        """GET /history: only for a running agent."""
+        agent = self._running(app_id, agent_id)
+        return {
+            "agent_id": agent.agent_id,
+            "start_ts": int(agent.created),
+            "status": "RUNNING",
+            "contents": list(agent.history or ()),
+        }
+
+    def agent_turns(self, app_id: str, agent_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+        """GET /turns: pages of `page_size` (10-200) turns, running or stopped agents."""
+        agent = self._agent(app_id, agent_id)
+        page_index = v.query_int(query, "page_index", 1, 1)
+        page_size = v.query_int(query, "page_size", 50, 10, 200)
+        turns = list(agent.turns or ())
+        total_pages = max(1, -(-len(turns) // page_size))
+        start = (page_index - 1) * page_size
+        return {
+            "agent_id": agent.agent_id,
+            "name": agent.name,
+            "channel": agent.channel,
+            "total_turn_count": agent.turns_total,
+            "pagination": {
+                "page_index": page_index,
+                "total_pages": total_pages,
+                "is_last_page": page_index >= total_pages,
+            },
+            "turns": turns[start : start + page_size],
+        }
+
+    def stop_agent(self, app_id: str, agent_id: str) -> dict[str, Any]:
+        """POST /leave: 404 when unknown or already stopping/stopped."""
+        agent = self._agent(app_id, agent_id)
+        if not agent.live:
+            raise not_found("agent", f"agent {agent_id} has already exited")
+        now = self._clock()
+        self._stop(agent, now, "STOPPED", "OK")
+        if agent.call is not None:
+            agent.call.end("request", now)
+        return {}
+
+    def update_agent(self, app_id: str, agent_id: str, body: Any) -> dict[str, Any]:
+        """POST /update: `properties` (optional) must be an object."""
+        agent = self._live_agent(app_id, agent_id)
+        v.optional(v.as_object(body), "properties", dict)
+        return {
+            "agent_id": agent.agent_id,
+            "create_ts": int(agent.created),
+            "status": agent.status(self._clock()),
+        }
+
+    def speak(self, app_id: str, agent_id: str, body: Any) -> dict[str, Any]:
+        """POST /speak: text of at most 512 bytes; recorded in history and turns."""
+        agent = self._live_agent(app_id, agent_id)
+        body = v.as_object(body)
+        text = v.required_str(body, "text")
+        if len(text.encode()) > MAX_TEXT_BYTES:
+            raise InvalidBodyError("InvalidFieldValue", "text must be at most 512 bytes")
+        v.one_of(body, "priority", SPEAK_PRIORITIES)
+        v.optional(body, "interruptable", bool)
+        now = self._clock()
+        agent.remember("assistant", text)
+        agent.add_turn(now, "api_speak", 60 * len(text))
+        return {"agent_id": agent.agent_id, "channel": agent.channel, "start_ts": int(now)}
+
+    def interrupt(self, app_id: str, agent_id: str, body: Any) -> dict[str, Any]:
+        """POST /interrupt: no body, `{}` or any object."""
+        agent = self._live_agent(app_id, agent_id)
+        if body is not None:
+            v.as_object(body)
+        return {
+            "agent_id": agent.agent_id,
+            "channel": agent.channel,
+            "start_ts": int(self._clock()),
+        }
+
+    def think(self, app_id: str, agent_id: str, body: Any) -> dict[str, Any]:
+        """POST /think: the text becomes a user entry of the history."""
+        agent = self._live_agent(app_id, agent_id)
+        body = v.as_object(body)
+        text = v.required_str(body, "text")
+        for field in ("on_listening_action", "on_thinking_action", "on_speaking_action"):
+            v.one_of(body, field, THINK_ACTIONS)
+        v.optional(body, "interruptable", bool)
+        v.optional(body, "metadata", dict)
+        now = self._clock()
+        agent.remember("user", text)
+        return {"agent_id": agent.agent_id, "channel": agent.channel, "start_ts": int(now)}
+
+    # ------------------------------------------------------------------ telephony
+
+    def start_call(self, app_id: str, body: Any) -> dict[str, Any]:
+        """POST /call: an outbound call plus the agent that waits for the callee."""
+        body = v.as_object(body)
+        name = v.required_str(body, "name")
+        sip = v.required_object(body, "sip")
+        for field in ("to_number", "from_number"):
+            v.phone_number(v.required_str(sip, field, "sip."))
+        for field in ("rtc_uid", "rtc_token"):  # older docs: sip_rtc_uid / sip_rtc_token
+            if field not in sip and f"sip_{field}" not in sip:
+                raise InvalidBodyError("MissingRequiredField", f"sip.{field} is required")
+        properties = v.required_object(body, "properties")
+        v.required_str(properties, "channel", "properties.")
+        pipeline_id = v.optional(body, "pipeline_id", str)
+        agent = self._create_agent(app_id, name, properties, "telephony")
+        agent.call = Call(agent, sip, pipeline_id)
+        return {"agent_id": agent.agent_id}
+
+    def list_calls(self, app_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+        """GET /call: filter by number, time window and type; cursor paging."""
+        now = self._clock()
+        from_time = v.query_float(query, "from_time", now - CALL_LIST_WINDOW)
+        to_time = v.query_float(query, "to_time", now)
+        limit = v.query_int(query, "limit", 20, 1)
+        number = query.get("number")
+        kind = query.get("type")
+        calls = [
+            agent.call
+            for agent in self._agents.get(app_id, {}).values()
+            if agent.call is not None
+            and from_time <= agent.created <= to_time
+            and number in (None, agent.call.to_number, agent.call.from_number)
+            and kind in (None, "outbound")
+        ]
+        start = 0
+        cursor = query.get("cursor")
+        if cursor:
+            start = next((i for i, c in enumerate(calls) if c.agent.agent_id == cursor), 0)
+        page = calls[start : start + limit]
+        rest = calls[start + limit : start + limit + 1]
+        return {
+            "data": {"count": len(page), "list": [c.item() for c in page]},
+            "meta": {"cursor": rest[0].agent.agent_id if rest else "", "total": len(calls)},
+            "status": "ok",
+        }
+
+    def get_call(self, app_id: str, agent_id: str) -> dict[str, Any]:
+        """GET /calls/{id}: the call record with its end reason."""
+        call = self._call(app_id, agent_id)
+        return {**call.item(), "reason": call.reason}
+
+    def hangup(self, app_id: str, agent_id: str) -> dict[str, Any]:
+        """POST /calls/{id}/hangup: 404 `not_found` when the call has already ended."""
+        call = self._call(app_id, agent_id)
+        if call.state == "hangup":
+            raise not_found("telephony", f"call {agent_id} has already ended")
+        now = self._clock()
+        call.end("request", now)
+        self._stop(call.agent, now, "STOPPED", "OK")
+        return {}
+
+    # ------------------------------------------------------------------ phone numbers
+
+    def list_numbers(self) -> list[dict[str, Any]]:
+        """GET /phone-numbers: a bare array."""
+        return list(self._numbers.values())
+
+    def add_number(self, body: Any) -> dict[str, Any]:
+        """POST /phone-numbers: 201 on import, 409 `phone_number_exists` on a duplicate."""
+        body = v.as_object(body)
+        provider = v.required_str(body, "provider")
+        if provider not in PROVIDERS:
+            raise InvalidBodyError("InvalidFieldValue", "provider must be byo or twilio")
+        number = v.phone_number(v.required_str(body, "phone_number"))
+        label = v.required_str(body, "label")
+        if number in self._numbers:
+            raise EmulatedError(409, "phone_number_exists", f"{number} is already imported")
+        inbound_config = v.optional(body, "inbound_config", dict)
+        outbound_config = v.optional(body, "outbound_config", dict)
+        record = {
+            "provider": provider,
+            "phone_number": number,
+            "label": label,
+            "inbound": v.optional(body, "inbound", bool) is not False,
+            "outbound": v.optional(body, "outbound", bool) is not False,
+            "associated_pipeline": None,
+            "inbound_config": inbound_config,
+            "outbound_config": outbound_config,
+        }
+        self._numbers[number] = record
+        return {key: record[key] for key in ADD_RESPONSE_FIELDS}
+
+    def get_number(self, number: str) -> dict[str, Any]:
+        """GET /phone-numbers/{number}: 404 `not_found` when unknown."""
+        return self._number(number)
+
+    def update_number(self, number: str, body: Any) -> dict[str, Any]:
+        """PATCH /phone-numbers/{number}: replace the given configs (null clears one)."""
+        record = self._number(number)
+        body = v.as_object(body)
+        for field in ("inbound_config", "outbound_config"):
+            if field in body:
+                record[field] = v.optional(body, field, dict)
+        inbound = record["inbound_config"] or {}
+        pipeline_id = inbound.get("pipeline_id")
+        record["associated_pipeline"] = (
+            {"pipeline_id": pipeline_id, "pipeline_name": pipeline_id} if pipeline_id else None
+        )
+        return record
+
+    def delete_number(self, number: str) -> None:
+        """DELETE /phone-numbers/{number}: 404 `not_found` when unknown."""
+        self._number(number)
+        del self._numbers[number]
+
+    # ------------------------------------------------------------------ test controls
+
+    def end_agent(self, app_id: str, agent_id: str, status: str, message: str) -> None:
+        """Make a live agent leave on its own (idle timeout, RTC failure, ...)."""
+        agent = self._live_agent(app_id, agent_id)
+        if status not in FINAL_STATUSES:
+            raise InvalidBodyError("InvalidFieldValue", "status must be STOPPED or FAILED")
+        now = self._clock()
+        self._stop(agent, now, status, message, delay=0.0)
+        if agent.call is not None:
+            agent.call.end("hangup" if status == "STOPPED" else "failed", now)
+
+    def report_error(self, app_id: str, agent_id: str, errors: list[dict[str, Any]]) -> None:
+        """A module error during the session (webhook 110); the agent keeps running."""
+        self.notifier.failed(self._live_agent(app_id, agent_id), errors)
+
+    def agent_count(self) -> int:
+        """Agents currently remembered (live and recently stopped)."""
+        return sum(len(agents) for agents in self._agents.values())
+
+    # ------------------------------------------------------------------ internals
+
+    def _create_agent(
+        self, app_id: str, name: str, properties: dict[str, Any], family: str
+    ) -> Agent:
+        now = self._clock()
+        holder = self._names.get((app_id, name))
+        if holder is not None and holder.status(now) not in FINAL_STATUSES:
+            if family == "agent":
+                raise EmulatedError(409, "TaskConflict", f"agent {name} already exists")
+            raise EmulatedError(409, "conflict", f"call session {name} already exists")
+        if self._live.get(app_id, 0) >= self.max_agents_per_app:
+            raise EmulatedError(
+                422, QUOTA_REASON, f"more than {self.max_agents_per_app} concurrent agents"
+            )
+        agent = Agent(app_id, name, properties, now, self.start_delay)
+        self._agents.setdefault(app_id, {})[agent.agent_id] = agent
+        self._names[(app_id, name)] = agent
+        self._live[app_id] = self._live.get(app_id, 0) + 1
+        self.notifier.joined(agent, agent.running_at)
+        return agent
+
+    def _stop(
+        self, agent: Agent, now: float, status: str, message: str, delay: float | None = None
+    ) -> None:
+        agent.stop_at = now + (self.stop_delay if delay is None else delay)
+        agent.final_status = status
+        agent.message = message
+        self._live[agent.app_id] -= 1
+        self.notifier.left(agent, agent.stop_at)
+        self._stopped.append(agent)
+        while len(self._stopped) > self._retain_stopped:
+            self._forget(self._stopped.popleft())
+
+    def _forget(self, agent: Agent) -> None:
+        self._agents[agent.app_id].pop(agent.agent_id, None)
+        key = (agent.app_id, agent.name)
+        if self._names.get(key) is agent:
+            del self._names[key]
+
+    def _agent(self, app_id: str, agent_id: str) -> Agent:
+        agent = self._agents.get(app_id, {}).get(agent_id)
+        if agent is None:
+            raise not_found("agent", f"agent {agent_id} not found")
+        return agent
+
+    def _live_agent(self, app_id: str, agent_id: str) -> Agent:
+        agent = self._agent(app_id, agent_id)
+        if not agent.live:
+            raise not_found("agent", f"agent {agent_id} has exited")
+        return agent
+
+    def _running(self, app_id: str, agent_id: str) -> Agent:
+        agent = self._agent(app_id, agent_id)
+        if agent.status(self._clock()) != "RUNNING":
+            raise not_found("agent", f"agent {agent_id} is not running")
+        return agent
+
+    def _call(self, app_id: str, agent_id: str) -> Call:
+        agent = self._agents.get(app_id, {}).get(agent_id)
+        if agent is None or agent.call is None:
+            raise not_found("telephony", f"call {agent_id} not found")
+        return agent.call
+
+    def _number(self, number: str) -> dict[str, Any]:
+        record = self._numbers.get(number)
+        if record is None:
+            raise not_found("telephony", f"phone number {number} not found")
+        return record
+
+    @staticmethod
+    def _check_properties(properties: dict[str, Any]) -> None:
+        v.required_str(properties, "channel", "properties.")
+        v.required_str(properties, "agent_rtc_uid", "properties.")
+        if not isinstance(properties.get("token"), str):  # "" is valid for apps without certificate
+            raise InvalidBodyError("MissingRequiredField", "properties.token is required")
+        v.required_list(properties, "remote_rtc_uids", "properties.")
+
+    @staticmethod
+    def _state_codes(raw: str) -> frozenset[int]:
+        try:
+            return frozenset(int(code) for code in raw.split(","))
+        except ValueError:
+            raise InvalidBodyError(
+                "InvalidFieldValue", "state must be comma-separated status codes"
+            ) from None

@@ -1,0 +1,130 @@
+"""One request, sent until the outcome policy is satisfied or the budget runs out.
+
+`Caller.perform` sends a request, asks the policy what each failure means and waits the backoff
+before sending again, within `api_max_attempts` and the command's deadline (a wait that would
+end past the deadline is not started; the last attempt's timeout is cut to the time left). It
+returns the 2xx response, or the failure when the policy says the command is already done or
+must be reconciled; every other ending raises `CommandEndedError` with the command's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
+
+from contracts import ErrorInfo
+from worker.api.client import ApiResponse
+from worker.api.errors import ApiError, ApiStatusError, InvalidResponseError
+from worker.api.observer import ApiObserver, status_class
+from worker.api.policy import Action, Decision, decide
+from worker.api.requests import ApiRequest
+from worker.api.retry import Backoff
+from worker.execution.outcomes import EXHAUSTED, CommandEndedError, failure
+
+RETRY_ACTIONS = frozenset({Action.RETRY, Action.RETRY_LATER})
+
+
+class ApiSender(Protocol):
+    """What the caller needs from `ConvoAIClient`."""
+
+    async def send(self, request: ApiRequest, *, time_left: float | None = None) -> ApiResponse:
+        """Send once; raise an `ApiError` subclass unless the response is a readable 2xx."""
+
+
+class Run:
+    """One command's budget: its deadline (Unix seconds) and the API calls made so far."""
+
+    __slots__ = ("attempts", "deadline")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.attempts = 0
+
+
+class Refusal(NamedTuple):
+    """A failure the policy turns into `already_done` or `reconcile`."""
+
+    decision: Decision
+    error: ApiError
+
+
+class Caller:
+    """Sends requests with retries; shared by all commands of a worker."""
+
+    def __init__(
+        self,
+        client: ApiSender,
+        *,
+        max_attempts: int,
+        backoff: Backoff,
+        observer: ApiObserver,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._observer = observer
+        self._sleep = sleep
+        self._clock = clock
+
+    async def perform(
+        self, request: ApiRequest, run: Run, *, idempotent: bool
+    ) -> ApiResponse | Refusal:
+        """Send `request` until it succeeds or the policy or the budget ends the command."""
+        operation = request.operation
+        repeated = False  # an earlier attempt of this request may have reached the API
+        attempt = 0
+        while True:
+            attempt += 1
+            time_left = run.deadline - self._clock()
+            if time_left <= 0:
+                raise CommandEndedError(
+                    "expired",
+                    ErrorInfo(code="expired", message=f"deadline passed before {operation}"),
+                )
+            run.attempts += 1
+            sent = await self._send_once(request, time_left)
+            if not isinstance(sent, ApiError):
+                return sent
+            error = sent
+            decision = decide(operation, error, idempotent=idempotent, repeated=repeated)
+            repeated = repeated or error.may_have_reached_api
+            if decision.action in (Action.ALREADY_DONE, Action.RECONCILE):
+                return Refusal(decision, error)
+            if decision.action not in RETRY_ACTIONS:
+                raise failure(decision, error)
+            delay = self._delay(attempt, decision, error)
+            if attempt >= self._max_attempts or self._clock() + delay >= run.deadline:
+                raise failure(decision._replace(reason=EXHAUSTED), error)
+            self._observer.retry_scheduled(operation, decision.reason)
+            await self._sleep(delay)
+
+    async def _send_once(self, request: ApiRequest, time_left: float) -> ApiResponse | ApiError:
+        """One HTTP request, reported to the observer; the error is returned, not raised."""
+        started = time.perf_counter()
+        try:
+            response = await self._client.send(request, time_left=time_left)
+        except ApiError as error:
+            self._observer.request_finished(
+                request.operation, _status_class(error), time.perf_counter() - started
+            )
+            return error
+        self._observer.request_finished(
+            request.operation, status_class(response.status), time.perf_counter() - started
+        )
+        return response
+
+    def _delay(self, attempt: int, decision: Decision, error: ApiError) -> float:
+        retry_after = error.retry_after if isinstance(error, ApiStatusError) else None
+        return self._backoff.delay(
+            attempt, long=decision.action == Action.RETRY_LATER, retry_after=retry_after
+        )
+
+
+def _status_class(error: ApiError) -> str:
+    if isinstance(error, ApiStatusError | InvalidResponseError):
+        return status_class(error.status)
+    return "error"

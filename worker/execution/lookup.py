@@ -1,0 +1,85 @@
+"""Finding a live agent by its name through the API.
+
+The list endpoint does not document a `name` field, so each candidate is read with a get (whose
+response carries `name`); a list item that does carry a different `name` is skipped without one.
+Candidates are agents that still hold their name (IDLE, STARTING, RUNNING, STOPPING) started
+within the API's maximum session lifetime, optionally in one channel, in at most `MAX_PAGES`
+pages. This is the fallback when the name directory does not know a name, and how an
+agent.start that got 409 finds the agent that holds its name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from contracts import AgentGet, AgentList
+from worker.api.client import ApiResponse
+from worker.api.models import AgentInfo, AgentPage
+from worker.api.requests import ApiRequest, path_for, request_for
+from worker.execution.caller import Caller, Refusal, Run
+from worker.execution.outcomes import CommandEndedError, failure, read_as
+
+LIVE_STATES = "0,1,2,3"
+MAX_SESSION_SECONDS = 72 * 3600
+PAGE_SIZE = 50
+MAX_PAGES = 10
+
+
+class FoundAgent(NamedTuple):
+    """An agent found by name: its typed view and the get response as the API sent it."""
+
+    info: AgentInfo
+    data: Any
+
+
+class AgentFinder:
+    """Looks agents up by name with list and get requests."""
+
+    def __init__(self, caller: Caller, *, clock: Callable[[], float] = time.time) -> None:
+        self._caller = caller
+        self._clock = clock
+
+    async def find(
+        self, app_id: str, name: str, run: Run, *, channel: str | None = None
+    ) -> FoundAgent | None:
+        """The live agent called `name` in `app_id` (and `channel`), or None."""
+        list_path = path_for(AgentList, app_id=app_id)
+        query: dict[str, Any] = {
+            "channel": channel,
+            "from_time": int(self._clock()) - MAX_SESSION_SECONDS,
+            "state": LIVE_STATES,
+            "limit": PAGE_SIZE,
+        }
+        for _ in range(MAX_PAGES):
+            response = await self._read(request_for(AgentList, list_path, query), run)
+            page = read_as(response.data, AgentPage, "agent.list")
+            for item in page.data.items if page.data else ():
+                if item.name is not None and item.name != name:
+                    continue
+                found = await self.get(app_id, item.agent_id, run)
+                if found is not None and found.info.name == name:
+                    return found
+            cursor = page.meta.cursor if page.meta else None
+            if not cursor:
+                return None
+            query["cursor"] = cursor
+        return None
+
+    async def get(self, app_id: str, agent_id: str, run: Run) -> FoundAgent | None:
+        """The agent's get response, or None when the API no longer knows it."""
+        request = request_for(AgentGet, path_for(AgentGet, app_id=app_id, agent_id=agent_id), {})
+        try:
+            response = await self._read(request, run)
+        except CommandEndedError as ended:
+            if ended.error.http_status == 404:
+                return None
+            raise
+        return FoundAgent(read_as(response.data, AgentInfo, "agent.get"), response.data)
+
+    async def _read(self, request: ApiRequest, run: Run) -> ApiResponse:
+        reply = await self._caller.perform(request, run, idempotent=True)
+        if isinstance(reply, Refusal):  # no policy row gives reads one; treat it as final
+            raise failure(reply.decision, reply.error)
+        return reply
