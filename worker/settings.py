@@ -42,7 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_backoff_base_seconds: Seconds = 0.2
     api_backoff_max_seconds: Seconds = 10.0
     api_quota_backoff_seconds: Seconds = 5.0  # 422 concurrency/quota: retry much later
-    command_timeout_seconds: Seconds = 120.0  # retry budget without expires_at, from execution start
+    command_timeout_seconds: Seconds = 120.0  # retry budget without expires_at, from its start
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"

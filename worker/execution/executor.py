@@ -119,7 +119,7 @@ class Executor:
         """Run the command to its one final outcome; never raises for a command-level problem."""
         command = decoded.command
         # Without `expires_at` only the retry budget is bounded, from when execution starts: a
-        # backlog that waited out a broker or worker outage must still run (an agent.stop above all).
+        # backlog that waited out an outage must still run (an agent.stop above all).
         deadline = command.expires_at or datetime.fromtimestamp(self._clock(), UTC) + timedelta(
             seconds=self._settings.command_timeout_seconds
         )

@@ -1,10 +1,15 @@
-"""Liveness and readiness from the pipeline's own signals.
+"""Liveness and readiness computed from signals the pipeline reports.
 
-Liveness answers "should Kubernetes restart this pod?": yes when the event loop is blocked, or
-when the consumer owns partitions with lag and has made no progress for `stall_timeout_seconds`
-— the stuck-consumer case (a wedged fetch or coordinator) that a restart fixes. Readiness
-answers "is this pod doing its job?": the producer is connected and the consumer has joined the
-group (with partitions, or idle because the group has more members than partitions).
+Liveness answers "would a restart help?": yes when the event loop is blocked (or its monitor
+has gone quiet), or when the consumer owns partitions with lag and has made no progress for
+`stall_timeout_seconds` — the stuck-consumer case (a wedged fetch or group coordinator) that a
+restart fixes. Readiness answers "is this pod doing its job?": the producer is connected and the
+consumer has joined its group, with partitions or idle because the group has more members than
+the topic has partitions.
+
+The stall window starts at the latest of: the last progress, the moment lag appeared, the last
+change of assignment. So a consumer that was idle for an hour is not declared stuck the instant
+a record arrives, and new partitions get a full window before their old lag counts against it.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import msgspec
 from worker.settings import Settings
 
 
-class HealthReport(msgspec.Struct, frozen=True):
-    """A probe's verdict, served as the JSON body of /livez and /readyz."""
+class HealthReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A probe's verdict; the JSON body of /livez and /readyz."""
 
     ok: bool
     reason: str
@@ -27,72 +32,88 @@ class HealthReport(msgspec.Struct, frozen=True):
 
 
 class Health:
-    """State the pipeline reports into; probes read it."""
+    """State the pipeline reports into and the probes read (single event loop, no locking)."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        self._stall_after = settings.stall_timeout_seconds
+        self._stall_timeout = settings.stall_timeout_seconds
         self._loop_block = settings.loop_block_seconds
         self._clock = clock
         now = clock()
-        self._producer_ready = False
+        self._producer_ok = False
         self._joined = False
         self._assigned = 0
         self._lag = 0
-        self._last_progress = now
+        self._waiting_since = now  # start of the current stall window
         self._loop_lag = 0.0
-        self._loop_measured = now
+        self._loop_measured_at = now  # the monitor gets one threshold of grace to start
 
+    # ---------------------------------------------------------------- reported by the pipeline
     def producer_ready(self, ok: bool) -> None:
-        """The producer connected (or was closed)."""
-        self._producer_ready = ok
+        """The producer connected (True) or was closed (False)."""
+        self._producer_ok = ok
 
     def group_state(self, *, joined: bool, assigned_partitions: int) -> None:
-        """The consumer's group membership after a rebalance."""
+        """Group membership after a rebalance; a changed assignment starts a new stall window."""
         if assigned_partitions != self._assigned:
-            self._last_progress = self._clock()  # a new assignment starts a fresh stall window
+            self._waiting_since = self._clock()
         self._joined = joined
         self._assigned = assigned_partitions
 
     def progress(self) -> None:
-        """A command finished or an offset commit advanced."""
-        self._last_progress = self._clock()
+        """A command completed or an offset commit advanced."""
+        self._waiting_since = self._clock()
 
     def lag(self, records: int) -> None:
-        """Total lag of the assigned partitions."""
-        if records == 0:
-            self._last_progress = self._clock()  # nothing to do is not a stall
+        """Total consumer lag of the assigned partitions, in records."""
+        if records > 0 and self._lag == 0:
+            self._waiting_since = self._clock()  # work just arrived: nothing was overdue before
         self._lag = records
 
     def loop_lag(self, seconds: float) -> None:
-        """Latest event-loop scheduling delay."""
+        """The latest event-loop scheduling delay measured by the loop monitor."""
         self._loop_lag = seconds
-        self._loop_measured = self._clock()
+        self._loop_measured_at = self._clock()
 
+    # ---------------------------------------------------------------- probes
     def liveness(self) -> HealthReport:
-        """Alive unless the loop is blocked or consumption is stuck."""
+        """Alive unless the loop is blocked, its monitor is silent, or consumption is stuck."""
         now = self._clock()
+        silent = now - self._loop_measured_at
+        waiting = now - self._waiting_since
         details = {
-            "loop_lag_seconds": round(self._loop_lag, 4),
-            "lag_records": self._lag,
-            "seconds_since_progress": round(now - self._last_progress, 1),
+            "loop_lag_seconds": round(self._loop_lag, 3),
+            "seconds_since_loop_measurement": round(silent, 3),
             "assigned_partitions": self._assigned,
+            "lag_records": self._lag,
+            "seconds_without_progress": round(waiting, 3) if self._lag else 0.0,
         }
-        if self._loop_lag > self._loop_block or now - self._loop_measured > self._loop_block * 2:
-            return HealthReport(False, "event loop blocked", details)
-        if self._assigned and self._lag > 0 and now - self._last_progress > self._stall_after:
-            return HealthReport(False, "consumer stalled: lag without progress", details)
-        return HealthReport(True, "ok", details)
+        limit = self._loop_block
+        if self._loop_lag > limit:
+            reason = f"event loop blocked: lagged {self._loop_lag:.2f} s (limit {limit:g} s)"
+            return HealthReport(ok=False, reason=reason, details=details)
+        if silent > limit:
+            reason = f"event loop blocked: no measurement for {silent:.2f} s (limit {limit:g} s)"
+            return HealthReport(ok=False, reason=reason, details=details)
+        if self._assigned and self._lag > 0 and waiting > self._stall_timeout:
+            reason = (
+                f"consumer stalled: {self._lag} records of lag and no progress for "
+                f"{waiting:.0f} s (limit {self._stall_timeout:g} s)"
+            )
+            return HealthReport(ok=False, reason=reason, details=details)
+        return HealthReport(ok=True, reason="ok", details=details)
 
     def readiness(self) -> HealthReport:
-        """Ready when the producer is up and the consumer group is joined."""
+        """Ready when the producer is connected and the consumer group is joined."""
         details = {
-            "producer": self._producer_ready,
-            "joined": self._joined,
+            "producer_connected": self._producer_ok,
+            "group_joined": self._joined,
             "assigned_partitions": self._assigned,
         }
-        if not self._producer_ready:
-            return HealthReport(False, "producer not connected", details)
+        if not self._producer_ok:
+            return HealthReport(ok=False, reason="producer not connected", details=details)
         if not self._joined:
-            return HealthReport(False, "consumer group not joined", details)
-        reason = "ok" if self._assigned else "ok: joined, no partitions assigned (idle member)"
-        return HealthReport(True, reason, details)
+            return HealthReport(ok=False, reason="consumer group not joined", details=details)
+        if not self._assigned:
+            reason = "ok: group joined, no partitions assigned (idle member)"
+            return HealthReport(ok=True, reason=reason, details=details)
+        return HealthReport(ok=True, reason="ok", details=details)

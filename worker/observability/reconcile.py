@@ -1,9 +1,14 @@
 """Periodic reconciliation: is what this worker believes about its agents still true?
 
-Webhooks can be missed (not configured, endpoint unreachable, Agora gave up after 3 retries).
+Webhooks can be missed (not configured, endpoint unreachable, NCS gave up after its retries).
 Every `interval_seconds` the reconciler asks the API for the status of each agent this worker
 started and believes alive, and publishes a state event (`source="reconcile"`) when the API
-disagrees — typically an agent that left on idle timeout. A 404 means the agent is gone.
+disagrees — typically an agent that left on idle timeout. One agent's failed check or publish
+is logged and skipped; the next pass tries again.
+
+A command may change an agent while its status is being read. So a disagreement is published
+only if the directory still holds the status the pass started from; otherwise the command's
+own state event is newer than the API's answer and wins.
 """
 
 from __future__ import annotations
@@ -20,70 +25,82 @@ from worker.observability.webhooks import StateSink
 
 log = structlog.get_logger(__name__)
 
-MAX_CONCURRENT_CHECKS = 16  # keep reconciliation a trickle next to real commands
+MAX_CONCURRENT_CHECKS = 8  # keep reconciliation a trickle next to the API calls of commands
 
-AgentStatusCheck = Callable[[str, str], Awaitable[str | None]]  # (app_id, agent_id) -> status
+AgentStatusCheck = Callable[[str, str], Awaitable[str | None]]
+"""(app_id, agent_id) → the API's status name ("STOPPED" for a 404), None when it cannot tell."""
 
 
-class KnownAgents(Protocol):
-    """The agents this worker started and believes alive."""
+class AgentDirectoryView(Protocol):
+    """What the reconciler reads of the pipeline's agent directory."""
 
-    def alive(self) -> Iterable[tuple[str, str, str | None, str]]: ...
+    def alive(self) -> Iterable[tuple[str, str, str | None, str]]:
+        """(app_id, agent_id, name, status) of agents this worker started and believes alive."""
+        ...
+
+    def status(self, app_id: str, agent_id: str) -> str | None:
+        """The status currently believed for an agent."""
+        ...
 
 
 class Reconciler:
-    """Compares believed and actual agent status on an interval (0 disables it)."""
+    """Compares believed and actual agent status every `interval_seconds` (0 disables it)."""
 
     def __init__(
         self,
         interval_seconds: float,
-        agents: KnownAgents,
+        directory: AgentDirectoryView,
         check_agent: AgentStatusCheck,
         sink: StateSink,
+        *,
+        concurrency: int = MAX_CONCURRENT_CHECKS,
     ) -> None:
         self._interval = interval_seconds
-        self._agents = agents
+        self._directory = directory
         self._check = check_agent
         self._sink = sink
-        self._slots = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def run(self) -> None:
-        """Reconcile forever (returns at once when disabled)."""
+        """Reconcile until cancelled; returns at once when disabled."""
         if self._interval <= 0:
             return
         while True:
             await asyncio.sleep(self._interval)
-            changed = await self.reconcile_once()
-            if changed:
-                log.info("agents_reconciled", changed=changed)
+            try:
+                await self.reconcile_once()
+            except Exception:  # a broken pass must not end reconciliation for good
+                log.exception("reconcile_pass_failed")
 
     async def reconcile_once(self) -> int:
-        """One pass; returns how many state events were published."""
-        results = await asyncio.gather(
-            *(self._one(*agent) for agent in list(self._agents.alive())),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result
-            if isinstance(result, Exception):
-                log.warning("reconcile_check_failed", error=repr(result))
-        return sum(1 for r in results if r is True)
+        """One pass over the agents believed alive; returns how many corrections were published."""
+        agents = list(self._directory.alive())
+        corrected = sum(await asyncio.gather(*(self._reconcile(*agent) for agent in agents)))
+        log.debug("reconcile_pass_done", checked=len(agents), corrected=corrected)
+        return corrected
 
-    async def _one(self, app_id: str, agent_id: str, name: str | None, believed: str) -> bool:
-        async with self._slots:
-            actual = await self._check(app_id, agent_id)
-        if actual is None or actual == believed:
-            return False
-        await self._sink.publish_state(
-            AgentStateEvent(
-                agent_id=agent_id,
-                app_id=app_id or None,
-                name=name,
-                status=actual,
-                source="reconcile",
-                message=f"API reports {actual}, last known {believed}",
-                observed_at=datetime.now(UTC),
+    async def _reconcile(self, app_id: str, agent_id: str, name: str | None, believed: str) -> bool:
+        context = {"app_id": app_id, "agent_id": agent_id, "believed": believed}
+        try:
+            async with self._slots:
+                actual = await self._check(app_id, agent_id)
+            if actual is None or actual == believed:
+                return False
+            if self._directory.status(app_id, agent_id) != believed:
+                return False  # a command changed the agent meanwhile; its event is newer
+            await self._sink.publish_state(
+                AgentStateEvent(
+                    agent_id=agent_id,
+                    app_id=app_id or None,
+                    name=name,
+                    status=actual,
+                    source="reconcile",
+                    message=f"API reports {actual}; last known status was {believed}",
+                    observed_at=datetime.now(UTC),
+                )
             )
-        )
+        except Exception:  # one agent's API error or failed publish must not stop the pass
+            log.exception("reconcile_agent_failed", **context)
+            return False
+        log.info("agent_state_reconciled", actual=actual, **context)
         return True

@@ -1,59 +1,78 @@
-"""The worker's one HTTP server: /metrics, /livez, /readyz, /webhooks/agora."""
+"""The worker's one HTTP server: /metrics, /livez, /readyz and /webhooks/agora on one port."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from worker.metrics import Metrics
 from worker.observability.health import Health, HealthReport
 from worker.observability.webhooks import WebhookReceiver
 
+# NCS history (103) and turns (112) payloads can outgrow aiohttp's 1 MiB default.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+SHUTDOWN_TIMEOUT_SECONDS = 2.0  # probes, scrapes and webhooks all answer well within this
+
 
 def build_ops_app(metrics: Metrics, health: Health, webhooks: WebhookReceiver) -> web.Application:
-    """Routes of the ops server."""
-
-    async def scrape(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    async def livez(_: web.Request) -> web.Response:
-        return _probe(health.liveness())
-
-    async def readyz(_: web.Request) -> web.Response:
-        return _probe(health.readiness())
-
-    app = web.Application()
-    app.router.add_get("/metrics", scrape)
-    app.router.add_get("/livez", livez)
-    app.router.add_get("/readyz", readyz)
+    """The routes of the ops server; pending webhook publishes are cancelled at cleanup."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    app.router.add_get("/livez", _probe(health.liveness))
+    app.router.add_get("/readyz", _probe(health.readiness))
     app.router.add_post("/webhooks/agora", webhooks.handle)
+
+    async def close_webhooks(_: web.Application) -> None:
+        await webhooks.close()
+
+    app.on_cleanup.append(close_webhooks)
     return app
 
 
-def _probe(report: HealthReport) -> web.Response:
-    return web.Response(
-        body=msgspec.json.encode(report),
-        status=200 if report.ok else 503,
-        content_type="application/json",
-    )
+def _probe(
+    report: Callable[[], HealthReport],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler answering 200 or 503 with the report as JSON."""
+
+    async def handler(_: web.Request) -> web.Response:
+        result = report()
+        return web.Response(
+            body=msgspec.json.encode(result),
+            status=200 if result.ok else 503,
+            content_type="application/json",
+        )
+
+    return handler
 
 
 class OpsServer:
-    """Serves an app on host:port for the lifetime of an `async with` block."""
+    """Serves an app on host:port for the lifetime of an `async with` block (no access log)."""
 
     def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+        )
         self._host = host
         self._port = port
 
+    @property
+    def port(self) -> int:
+        """The port actually bound (the OS picks one when asked for port 0)."""
+        address = self._runner.addresses[0]
+        return int(address[1])
+
     async def __aenter__(self) -> OpsServer:
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        try:
+            await web.TCPSite(self._runner, self._host, self._port).start()
+        except OSError as error:
+            await self._runner.cleanup()
+            error.add_note(f"ops server: cannot listen on {self._host}:{self._port}")
+            raise
         return self
 
     async def __aexit__(

@@ -1,34 +1,32 @@
-"""Agora NCS callbacks for Conversational AI → agent-state events.
+"""`POST /webhooks/agora`: verified, deduplicated Agora NCS callbacks → agent-state events.
 
-Verification comes first, on the raw bytes: `Agora-Signature-V2` must be the lowercase hex
-HMAC-SHA256 of the body under the NCS secret (constant-time compare). Missing or wrong → 401;
-webhooks disabled (no secret configured) → 503; not a JSON NCS envelope → 400.
+Answers, in order of the checks:
 
-Mapping (only events that change an agent's state publish one):
+- 503 `disabled` when no NCS secret is configured: nothing can be verified.
+- 401 `bad_signature` when `Agora-Signature-V2` is missing or wrong (checked on the raw bytes,
+  before any parsing).
+- 400 `malformed` when the body is not an NCS envelope, or a state-changing event lacks its
+  `agent_id`; 413 `malformed` when the body exceeds the server's size limit.
+- 200 `unknown_type` for other products and undocumented event types, so Agora does not retry
+  them; 200 `accepted` for documented events that change no state (see `ncs`).
+- 200 `duplicate` for a `noticeId` whose state event was already published.
+- For a state change: 200 `accepted` once Kafka acknowledged the event; 503 `publish_timeout`
+  when it did not within the ack budget, or `publish_failed` when publishing failed.
 
-- 101 agent joined → RUNNING.
-- 102 agent left (stop, idle timeout, failure…) → the payload's `status` (STOPPED when absent)
-  with its `message`.
-- 201/202 inbound/outbound call state → the call agent's status: START, CALLING, RINGING →
-  STARTING; ANSWERED, TRANSFERED → RUNNING; HANGUP → STOPPED.
-- 103 history, 104 token expiry, 110 module error, 111 metrics, 112 turns → no state event
-  (counted; an error does not end the agent — a 102 follows if it does).
-
-Agora resends when it gets no 200 quickly, so the response waits at most `ack_budget_seconds`
-for Kafka to acknowledge the event: 200 when it did, 503 otherwise (Agora retries; the publish
-keeps going, and a redelivery of the same `noticeId` then finds it published and gets 200). A
-notice is remembered as done only after its event was acknowledged, so nothing is acknowledged
-to Agora that is not on Kafka.
+NCS resends when it gets no 200, so the response never waits for Kafka beyond the budget
+(default 150 ms, under Agora's 200 ms expectation). The publish keeps running after a 503; a
+redelivery that arrives meanwhile waits on the same publish instead of starting another, and
+one that arrives after it succeeded finds the notice remembered and gets 200 `duplicate`. A
+notice is remembered only once its event is on Kafka, so Agora never gets a 200 for an event
+that was not published.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import functools
 from collections import OrderedDict
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 import structlog
@@ -36,50 +34,45 @@ from aiohttp import web
 
 from contracts import AgentStateEvent
 from worker.metrics import Metrics
+from worker.observability.ncs import (
+    SIGNATURE_HEADER,
+    Notice,
+    decode_notice,
+    state_event,
+    verify,
+)
 
 log = structlog.get_logger(__name__)
 
-SIGNATURE_HEADER = "Agora-Signature-V2"
-CONVOAI_PRODUCT_ID = 17
-ACK_BUDGET_SECONDS = 0.15
-CALL_STATUS = {
-    "START": "STARTING",
-    "CALLING": "STARTING",
-    "RINGING": "STARTING",
-    "ANSWERED": "RUNNING",
-    "TRANSFERED": "RUNNING",
-    "HANGUP": "STOPPED",
-}
-NO_STATE_EVENTS = frozenset({103, 104, 110, 111, 112})
+ACK_BUDGET_SECONDS = 0.15  # Agora expects an answer within 200 ms; keep 50 ms for the rest
+REMEMBERED_NOTICES = 10_000  # NCS retries within seconds, so recent notices are enough
+UNKNOWN_EVENT_TYPE = "unknown"  # metric label for unreadable or undocumented event types
 
 
 class StateSink(Protocol):
-    """Publishes a state event; returns once Kafka acknowledged it."""
+    """Publishes a state event; returns once Kafka acknowledged it, raises when it failed."""
 
     async def publish_state(self, event: AgentStateEvent) -> None: ...
 
 
-class Notice(msgspec.Struct, frozen=True):
-    """The NCS envelope."""
+class _Answer(Exception):  # noqa: N818 - an answer, not an error
+    """Ends the handling of a callback early with this answer."""
 
-    noticeId: str  # noqa: N815 - Agora's wire names
-    productId: int  # noqa: N815
-    eventType: int  # noqa: N815
-    notifyMs: int = 0  # noqa: N815
-    sid: str = ""
-    payload: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-_decode_notice = msgspec.json.Decoder(Notice).decode
+    def __init__(self, status: int, verdict: str, reason: str | None = None) -> None:
+        super().__init__(reason or verdict)
+        self.status = status
+        self.verdict = verdict
+        self.reason = reason
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The `Agora-Signature-V2` value for `body`."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+class _Reply(msgspec.Struct, frozen=True, omit_defaults=True):
+    ok: bool
+    verdict: str
+    reason: str | None = None
 
 
 class WebhookReceiver:
-    """aiohttp handler for `POST /webhooks/agora`."""
+    """The aiohttp handler of Agora NCS callbacks (`handle`) and the notices it remembers."""
 
     def __init__(
         self,
@@ -89,7 +82,7 @@ class WebhookReceiver:
         *,
         app_id: str = "",
         ack_budget_seconds: float = ACK_BUDGET_SECONDS,
-        remember: int = 10_000,
+        remember: int = REMEMBERED_NOTICES,
     ) -> None:
         self._secret = secret.encode()
         self._sink = sink
@@ -97,116 +90,105 @@ class WebhookReceiver:
         self._app_id = app_id
         self._budget = ack_budget_seconds
         self._remember = remember
-        self._done: OrderedDict[str, None] = OrderedDict()
+        self._published: OrderedDict[str, None] = OrderedDict()  # LRU of notice ids
         self._publishing: dict[str, asyncio.Task[None]] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
-        """Verify, dedupe, map and publish one callback."""
-        if not self._secret:
-            return _reply(503, "webhooks are disabled: CONVOAI_WEBHOOK_SECRET is not set")
-        body = await request.read()
-        provided = request.headers.get(SIGNATURE_HEADER, "").strip().lower()
-        if not provided or not hmac.compare_digest(
-            hmac.new(self._secret, body, hashlib.sha256).hexdigest(), provided
-        ):
-            self._count("unknown", "bad_signature")
-            return _reply(401, "missing or invalid Agora-Signature-V2")
+        """Verify, decode, dedupe and publish one callback."""
+        deadline = asyncio.get_running_loop().time() + self._budget
+        event_type = UNKNOWN_EVENT_TYPE
         try:
-            notice = _decode_notice(body)
-        except msgspec.DecodeError as error:
-            self._count("unknown", "malformed")
-            return _reply(400, f"not an NCS notification: {error}")
-        event_type = str(notice.eventType)
-        if notice.noticeId in self._done:
-            self._count(event_type, "duplicate")
-            return _reply(200, "duplicate")
-        event = self._state_event(notice)
+            notice = await self._notice(request)
+            event_type = str(notice.event_type) if notice.documented else UNKNOWN_EVENT_TYPE
+            event = self._state_change(notice)
+        except _Answer as answer:
+            if answer.verdict == "malformed":
+                log.warning("webhook_malformed", event_type=event_type, reason=answer.reason)
+            return self._reply(answer.status, event_type, answer.verdict, answer.reason)
         if event is None:
-            known = notice.productId == CONVOAI_PRODUCT_ID and notice.eventType in NO_STATE_EVENTS
-            self._count(event_type, "accepted" if known else "unknown_type")
-            self._mark_done(notice.noticeId)
-            return _reply(200, "accepted" if known else "ignored: not a ConvoAI agent event")
-        return await self._publish(notice.noticeId, event_type, event)
+            verdict = "accepted" if notice.documented else "unknown_type"
+            return self._reply(200, event_type, verdict)
+        return await self._publish(notice, event, deadline)
+
+    async def close(self) -> None:
+        """Cancel publishes still running (their notices were not acknowledged to Agora)."""
+        tasks = list(self._publishing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _notice(self, request: web.Request) -> Notice:
+        """The callback's envelope, once its signature is verified."""
+        if not self._secret:
+            reason = "webhooks are disabled: no NCS secret configured (CONVOAI_WEBHOOK_SECRET)"
+            raise _Answer(503, "disabled", reason)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as error:
+            raise _Answer(413, "malformed", error.text) from None
+        if not verify(self._secret, body, request.headers.get(SIGNATURE_HEADER)):
+            raise _Answer(401, "bad_signature", f"missing or invalid {SIGNATURE_HEADER}")
+        try:
+            return decode_notice(body)
+        except msgspec.DecodeError as error:
+            raise _Answer(400, "malformed", f"not an NCS notification: {error}") from None
+
+    def _state_change(self, notice: Notice) -> AgentStateEvent | None:
+        """The state event to publish for a notice not published before, if any."""
+        if notice.notice_id in self._published:
+            self._published.move_to_end(notice.notice_id)
+            raise _Answer(200, "duplicate")
+        try:
+            return state_event(notice, self._app_id)
+        except msgspec.DecodeError as error:
+            reason = f"payload of event {notice.event_type}: {error}"
+            raise _Answer(400, "malformed", reason) from None
 
     async def _publish(
-        self, notice_id: str, event_type: str, event: AgentStateEvent
+        self, notice: Notice, event: AgentStateEvent, deadline: float
     ) -> web.Response:
-        task = self._publishing.get(notice_id)
-        if task is None:
+        event_type = str(notice.event_type)
+        task = self._publishing.get(notice.notice_id)
+        if task is None:  # else a redelivery: wait on the publish already running
             task = asyncio.create_task(self._sink.publish_state(event))
-            self._publishing[notice_id] = task
-            task.add_done_callback(lambda t: self._published(notice_id, t))
-        done, _ = await asyncio.wait({task}, timeout=self._budget)
+            self._publishing[notice.notice_id] = task
+            task.add_done_callback(functools.partial(self._settled, notice, event))
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+        done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
-            self._count(event_type, "publish_timeout")
-            return _reply(503, "state event not yet acknowledged by Kafka; retry")
-        if task.exception() is not None:
-            self._count(event_type, "publish_failed")
-            return _reply(503, "state event could not be published; retry")
-        self._count(event_type, "accepted")
-        return _reply(200, "accepted")
+            reason = "state event not yet acknowledged by Kafka; retry"
+            return self._reply(503, event_type, "publish_timeout", reason)
+        if task.cancelled() or task.exception() is not None:
+            return self._reply(503, event_type, "publish_failed", "state event not published")
+        return self._reply(200, event_type, "accepted")
 
-    def _published(self, notice_id: str, task: asyncio.Task[None]) -> None:
-        self._publishing.pop(notice_id, None)
-        if not task.cancelled() and task.exception() is None:
-            self._mark_done(notice_id)
-        elif not task.cancelled():
-            log.warning("webhook_publish_failed", notice_id=notice_id, error=repr(task.exception()))
+    def _settled(self, notice: Notice, event: AgentStateEvent, task: asyncio.Task[None]) -> None:
+        """Remember a published notice; log a failed publish (a redelivery will retry it)."""
+        del self._publishing[notice.notice_id]
+        if task.cancelled():
+            return
+        error = task.exception()
+        context = {
+            "notice_id": notice.notice_id,
+            "event_type": notice.event_type,
+            "agent_id": event.agent_id,
+            "status": event.status,
+        }
+        if error is not None:
+            log.warning("webhook_publish_failed", error=repr(error), **context)
+            return
+        self._published[notice.notice_id] = None
+        if len(self._published) > self._remember:
+            self._published.popitem(last=False)
+        log.info("webhook_state_published", **context)
 
-    def _mark_done(self, notice_id: str) -> None:
-        self._done[notice_id] = None
-        if len(self._done) > self._remember:
-            self._done.popitem(last=False)
-
-    def _state_event(self, notice: Notice) -> AgentStateEvent | None:
-        if notice.productId != CONVOAI_PRODUCT_ID:
-            return None
-        payload = notice.payload
-        if notice.eventType == 101:
-            status, message = "RUNNING", None
-        elif notice.eventType == 102:
-            status, message = str(payload.get("status") or "STOPPED"), payload.get("message")
-        elif notice.eventType in (201, 202) and payload.get("state") in CALL_STATUS:
-            status, message = CALL_STATUS[payload["state"]], f"call {payload['state']}"
-        else:
-            return None
-        agent_id = payload.get("agent_id")
-        if not isinstance(agent_id, str) or not agent_id:
-            return None
-        labels = payload.get("labels")
-        return AgentStateEvent(
-            agent_id=agent_id,
-            app_id=self._app_id or None,
-            name=_text(payload.get("name")),
+    def _reply(
+        self, status: int, event_type: str, verdict: str, reason: str | None = None
+    ) -> web.Response:
+        """Count the request, then answer it with a small JSON body."""
+        self._metrics.webhook_events.labels(event_type, verdict).inc()
+        return web.Response(
+            body=msgspec.json.encode(_Reply(ok=status == 200, verdict=verdict, reason=reason)),
             status=status,
-            source="webhook",
-            command_id=None,
-            channel=_text(payload.get("channel")),
-            message=_text(message),
-            observed_at=datetime.fromtimestamp(notice.notifyMs / 1000, UTC)
-            if notice.notifyMs
-            else datetime.now(UTC),
-            labels={str(k): str(v) for k, v in labels.items()}
-            if isinstance(labels, dict)
-            else None,
+            content_type="application/json",
         )
-
-    def _count(self, event_type: str, verdict: str) -> None:
-        self._metrics.webhook_events.labels(_bounded(event_type), verdict).inc()
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _bounded(event_type: str) -> str:
-    """Event types Agora documents, else `other`: labels must stay a small set."""
-    return (
-        event_type
-        if event_type in {"101", "102", "103", "104", "110", "111", "112", "201", "202"}
-        else "other"
-    )
-
-
-def _reply(status: int, message: str) -> web.Response:
-    return web.json_response({"ok": status == 200, "message": message}, status=status)
