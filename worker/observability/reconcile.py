@@ -7,8 +7,9 @@ disagrees — typically an agent that left on idle timeout. One agent's failed c
 is logged and skipped; the next pass tries again.
 
 A command may change an agent while its status is being read. So a disagreement is published
-only if the directory still holds the status the pass started from; otherwise the command's
-own state event is newer than the API's answer and wins.
+only if the directory still holds the status the pass started from, or the API's answer (a
+check that goes through the executor records what it read); any other status was set by a
+command meanwhile, and that command's own state event is newer than the API's answer.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Reconciler:
                 actual = await self._check(app_id, agent_id)
             if actual is None or actual == believed:
                 return False
-            if self._directory.status(app_id, agent_id) != believed:
+            if self._directory.status(app_id, agent_id) not in (believed, actual):
                 return False  # a command changed the agent meanwhile; its event is newer
             await self._sink.publish_state(
                 AgentStateEvent(

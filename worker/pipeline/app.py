@@ -70,7 +70,7 @@ class Worker:
             producer = make_producer(settings)
             publisher = EventPublisher(producer, settings, metrics)
             sink = _StateSink(publisher)
-            webhooks = WebhookReceiver(settings.webhook_secret, sink, metrics)
+            webhooks = WebhookReceiver(settings.webhook_secret, sink, metrics, app_id=settings.app_id)
             await stack.enter_async_context(
                 OpsServer(
                     build_ops_app(metrics, self.health, webhooks),
@@ -115,6 +115,8 @@ class Worker:
                 consumer.request_stop()
             log.info("worker_started", topic=settings.topic_commands, group=settings.group_id)
             await consumer.run()
+            # not ready any more: no new webhooks while the rest shuts down
+            self.health.producer_ready(False)
             log.info("worker_stopping")
 
 

@@ -1,0 +1,85 @@
+{{/*
+Names and labels follow the `helm create` scaffold so they read like every other chart.
+*/}}
+
+{{/* Chart name, overridable; also the Prometheus job label (see servicemonitor.yaml). */}}
+{{- define "convoai-worker.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name, truncated to the 63 characters Kubernetes names allow. */}}
+{{- define "convoai-worker.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "convoai-worker.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "convoai-worker.labels" -}}
+helm.sh/chart: {{ include "convoai-worker.chart" . }}
+{{ include "convoai-worker.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "convoai-worker.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "convoai-worker.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "convoai-worker.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "convoai-worker.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Image reference: a digest, when given, pins the image regardless of the tag. */}}
+{{- define "convoai-worker.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Worker settings as rendered into the ConfigMap. Strimzi owns the topics when KafkaTopic resources
+are enabled, so the worker must not create them itself.
+*/}}
+{{- define "convoai-worker.config" -}}
+{{- $config := deepCopy .Values.config }}
+{{- if .Values.kafkaTopics.enabled }}
+{{- $_ := set $config "createTopics" false }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/*
+Cross-field rules that values.schema.json cannot express; rendering fails with the reason.
+*/}}
+{{- define "convoai-worker.validate" -}}
+{{- $config := .Values.config }}
+{{- if le (float64 .Values.terminationGracePeriodSeconds) (float64 $config.drainGraceSeconds) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be larger than config.drainGraceSeconds (%v): the worker needs the grace period to drain, publish and commit before SIGKILL" .Values.terminationGracePeriodSeconds $config.drainGraceSeconds) }}
+{{- end }}
+{{- if .Values.keda.enabled }}
+{{- if gt (int .Values.keda.maxReplicaCount) (int $config.topicPartitions) }}
+{{- fail (printf "keda.maxReplicaCount (%v) must not exceed config.topicPartitions (%v): replicas beyond the partition count of %s get no partition and stay idle" .Values.keda.maxReplicaCount $config.topicPartitions $config.topicCommands) }}
+{{- end }}
+{{- if gt (int .Values.keda.minReplicaCount) (int .Values.keda.maxReplicaCount) }}
+{{- fail (printf "keda.minReplicaCount (%v) must not exceed keda.maxReplicaCount (%v)" .Values.keda.minReplicaCount .Values.keda.maxReplicaCount) }}
+{{- end }}
+{{- end }}
+{{- end }}

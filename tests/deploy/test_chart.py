@@ -1,0 +1,219 @@
+"""Helm chart invariants that need no helm binary: values schema, settings parity, hardening.
+
+Rendering, `helm lint` and the Kubernetes schema validation of the manifests run in
+scripts/check-deploy.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import msgspec
+import pytest
+
+from worker.settings import SECRET_FIELDS, Settings
+
+from .artifacts import CHART, CI_VALUES, REPO, load
+
+# Settings the chart does not take in `config`, and why.
+NOT_IN_CONFIG = {
+    "customer_id": "read from credentials.existingSecret",
+    "customer_secret": "read from credentials.existingSecret",
+    "auth_token": "read from credentials.existingSecret",
+    "webhook_secret": "read from credentials.existingSecret",
+    "http_host": "probes and the Service need the pod address, i.e. the default 0.0.0.0",
+    "group_instance_id": "static membership needs a distinct id per pod, a ConfigMap has one",
+}
+# values.yaml `config` defaults that deliberately differ from the worker's defaults.
+CHART_DEFAULTS = {
+    "kafkaBootstrap": "",  # required at install time instead of the loopback default
+    "topicReplicationFactor": 3,  # production clusters, not a single local broker
+    "logFormat": "json",  # what `auto` resolves to without a TTY, made explicit
+}
+
+
+def camel(name: str) -> str:
+    """`api_base_url` -> `apiBaseUrl`, the chart's spelling of a setting."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def merged(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge values files the way Helm does (maps merge, everything else replaces)."""
+    result = copy.deepcopy(defaults)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def value_paths(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    """Dotted paths of every leaf in `values` (empty maps and lists count as leaves)."""
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            yield from value_paths(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key
+
+
+@pytest.fixture
+def values() -> dict[str, Any]:
+    values: dict[str, Any] = load(CHART / "values.yaml")
+    return values
+
+
+@pytest.fixture
+def validator() -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(load(CHART / "values.schema.json"))
+
+
+class TestValuesSchema:
+    def test_schema_is_a_valid_draft_7_schema(self):
+        """values.schema.json itself conforms to the JSON Schema draft it declares."""
+        jsonschema.Draft7Validator.check_schema(load(CHART / "values.schema.json"))
+
+    def test_defaults_are_valid(self, values, validator):
+        """values.yaml as shipped satisfies the schema."""
+        assert list(validator.iter_errors(values)) == []
+
+    @pytest.mark.parametrize("path", CI_VALUES, ids=lambda p: p.name)
+    def test_ci_values_over_defaults_are_valid(self, path, values, validator):
+        """Each CI values file, merged over the defaults as Helm does, satisfies the schema."""
+        assert list(validator.iter_errors(merged(values, load(path)))) == []
+
+    @pytest.mark.parametrize(
+        "override",
+        [
+            pytest.param({"replicaCount": "2"}, id="a string for an integer"),
+            pytest.param({"config": {"httpPort": "8080"}}, id="a string for a port"),
+            pytest.param({"config": {"maxInFlight": 0}}, id="below the worker's minimum"),
+            pytest.param({"config": {"partitionResumeRatio": 1}}, id="outside (0, 1)"),
+            pytest.param({"config": {"logLevel": "TRACE"}}, id="not a level the worker knows"),
+            pytest.param({"config": {"kafkaBootsrap": "k:9092"}}, id="a misspelt setting"),
+            pytest.param(
+                {"credentials": {"customerSecret": "s3cret"}}, id="a secret in clear text"
+            ),
+            pytest.param({"keda": {"enabled": "true"}}, id="a string for a boolean"),
+            pytest.param({"keda": {"maxReplicaCount": 0}}, id="no replicas"),
+            pytest.param({"image": {"pullPolicy": "Sometimes"}}, id="an unknown pull policy"),
+            pytest.param({"image": {"digest": "latest"}}, id="a digest that is not sha256"),
+            pytest.param(
+                {"podDisruptionBudget": {"maxUnavailable": "50"}}, id="a percentage without %"
+            ),
+            pytest.param({"kafkaTopics": {"enabled": True}}, id="topics without a Strimzi cluster"),
+            pytest.param({"replicas": 3}, id="an unknown top-level key"),
+        ],
+    )
+    def test_wrong_values_are_rejected(self, override, values, validator):
+        """Values the worker or Kubernetes would refuse fail validation before anything renders."""
+        assert not validator.is_valid(merged(values, override))
+
+
+class TestConfigMatchesSettings:
+    """`config` is the worker's Settings in the chart's camelCase; drift breaks pods at start."""
+
+    def test_config_accepts_exactly_the_non_secret_settings(self):
+        """Every setting is configurable except those listed in NOT_IN_CONFIG, and nothing else."""
+        fields = {field.name for field in msgspec.structs.fields(Settings)}
+        schema_keys = set(load(CHART / "values.schema.json")["properties"]["config"]["properties"])
+        assert NOT_IN_CONFIG.keys() <= fields
+        assert schema_keys == {camel(name) for name in fields - NOT_IN_CONFIG.keys()}
+
+    def test_config_types_and_bounds_are_at_least_as_strict_as_settings(self):
+        """Each `config` property has the setting's JSON type, enum and bounds (or tighter)."""
+        properties = load(CHART / "values.schema.json")["properties"]["config"]["properties"]
+        expected = msgspec.json.schema(Settings)["$defs"]["Settings"]["properties"]
+        for name, setting in expected.items():
+            if name in NOT_IN_CONFIG:
+                continue
+            prop = properties[camel(name)]
+            # msgspec gives Literal settings only an enum; theirs are all strings.
+            assert prop["type"] == setting.get("type", "string"), name
+            assert prop.get("enum") == setting.get("enum"), name
+            assert prop.get("minimum", -1e9) >= setting.get("minimum", -1e9), name
+            assert prop.get("maximum", 1e9) <= setting.get("maximum", 1e9), name
+            for exclusive in ("exclusiveMinimum", "exclusiveMaximum"):
+                assert prop.get(exclusive) == setting.get(exclusive), name
+
+    def test_config_defaults_are_the_worker_defaults(self, values):
+        """values.yaml repeats the worker's defaults, apart from the deliberate CHART_DEFAULTS."""
+        defaults = {camel(k): v for k, v in msgspec.structs.asdict(Settings()).items()}
+        for key, value in values["config"].items():
+            assert value == CHART_DEFAULTS.get(key, defaults[key]), key
+
+    def test_every_secret_setting_is_read_from_the_existing_secret(self):
+        """The Deployment maps each secret setting (and the customer id) to a Secret key."""
+        template = (CHART / "templates" / "deployment.yaml").read_text()
+        referenced = set(re.findall(r'"CONVOAI_([A-Z_]+)" \$credentials\.\w+Key', template))
+        assert referenced == {name.upper() for name in {*SECRET_FIELDS, "customer_id"}}
+
+
+class TestChartInvariants:
+    def test_app_version_is_the_project_version(self):
+        """The chart deploys the image of the version pyproject.toml declares."""
+        project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+        assert load(CHART / "Chart.yaml")["appVersion"] == project["version"]
+
+    def test_termination_grace_exceeds_the_drain_grace(self, values):
+        """SIGKILL leaves the worker its drain grace plus 10 s to publish, commit and leave."""
+        drain = values["config"]["drainGraceSeconds"]
+        assert drain == Settings().drain_grace_seconds
+        assert values["terminationGracePeriodSeconds"] >= drain + 10
+
+    def test_pod_runs_as_the_image_user_on_the_image_port(self, values):
+        """runAsUser/runAsGroup and the container port match the Dockerfile's USER and EXPOSE."""
+        dockerfile = (REPO / "Dockerfile").read_text()
+        declared = dict(
+            re.findall(r"^(ARG UID|ARG GID|EXPOSE)[= ](\d+)$", dockerfile, re.MULTILINE)
+        )
+        assert values["podSecurityContext"]["runAsUser"] == int(declared["ARG UID"])
+        assert values["podSecurityContext"]["runAsGroup"] == int(declared["ARG GID"])
+        assert values["config"]["httpPort"] == int(declared["EXPOSE"]) == Settings().http_port
+
+    def test_defaults_are_least_privilege(self, values):
+        """Non-root, read-only root, no escalation/capabilities, seccomp, no token, memory cap."""
+        pod, container = values["podSecurityContext"], values["securityContext"]
+        assert pod["runAsNonRoot"] is True
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert container["readOnlyRootFilesystem"] is True
+        assert container["allowPrivilegeEscalation"] is False
+        assert container["capabilities"] == {"drop": ["ALL"]}
+        assert values["serviceAccount"]["automountToken"] is False
+        assert values["resources"]["limits"]["memory"]
+
+    def test_probes_use_the_worker_health_endpoints(self, values):
+        """Liveness and startup ask /livez, readiness asks /readyz, all on the named port."""
+        paths = {
+            probe: values[probe]["httpGet"]
+            for probe in ("livenessProbe", "startupProbe", "readinessProbe")
+        }
+        assert paths == {
+            "livenessProbe": {"path": "/livez", "port": "http"},
+            "startupProbe": {"path": "/livez", "port": "http"},
+            "readinessProbe": {"path": "/readyz", "port": "http"},
+        }
+
+    @pytest.mark.parametrize("path", [CHART / "values.yaml", *CI_VALUES], ids=lambda p: p.name)
+    def test_keda_never_scales_beyond_the_partitions(self, path, values):
+        """maxReplicaCount <= partitions in every shipped values set (the template enforces it)."""
+        effective = merged(values, load(path))
+        assert effective["keda"]["maxReplicaCount"] <= effective["config"]["topicPartitions"]
+
+    def test_readme_documents_every_value(self, values):
+        """The README's values table covers every value and has no row for a value that is gone."""
+        readme = (CHART / "README.md").read_text()
+        rows = set(re.findall(r"^\| `([\w.]+)` \|", readme, re.MULTILINE))
+        paths = set(value_paths(values))
+
+        def covers(row: str, path: str) -> bool:
+            return path == row or path.startswith(row + ".")
+
+        assert {p for p in paths if not any(covers(r, p) for r in rows)} == set()
+        assert {r for r in rows if not any(covers(r, p) for p in paths)} == set()

@@ -1,0 +1,153 @@
+"""The Grafana dashboard and the alert rules query only series the worker exports.
+
+Both files ship in helm/convoai-worker/files/ and are loaded as they are by the chart and by
+compose. Rule behaviour (what fires when) is unit-tested with promtool in scripts/check-deploy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from worker.metrics import METRIC_NAMES, Metrics
+
+from .artifacts import DASHBOARD, RULES, load
+
+# Series Prometheus itself attaches to every scrape target.
+PROMETHEUS_SERIES = frozenset({"up"})
+# PromQL keywords that can stand without parentheses and so look like metric names.
+KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "group_left", "group_right"})
+
+
+def histogram_series() -> frozenset[str]:
+    """`_bucket`, `_sum` and `_count` of every histogram in `METRIC_NAMES`."""
+    families = Metrics(CollectorRegistry()).registry.collect()
+    return frozenset(
+        f"{family.name}{suffix}"
+        for family in families
+        if family.type == "histogram"
+        for suffix in ("_bucket", "_sum", "_count")
+    )
+
+
+QUERYABLE = METRIC_NAMES | histogram_series() | PROMETHEUS_SERIES
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (a small lexer, enough for our queries)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)  # string literals
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)  # label matchers, ranges
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = re.findall(r"(?<![\w:.$])([A-Za-z_:][\w:]*)\b(?!\s*\()", expr)
+    return {name for name in names if name not in KEYWORDS}
+
+
+def base_name(series: str) -> str:
+    """The `METRIC_NAMES` entry a series belongs to (histogram series map to the histogram)."""
+    return re.sub(r"_(bucket|sum|count)$", "", series) if series in histogram_series() else series
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, PromQL) for every panel target and every query variable."""
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            yield f"panel {panel['title']!r} {target['refId']}", target["expr"]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            query = re.fullmatch(r"label_values\((.*),\s*\w+\)", variable["query"]["query"])
+            assert query, variable["name"]
+            yield f"variable {variable['name']}", query[1]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = [
+        rule for group in load(RULES)["groups"] for rule in group["rules"]
+    ]
+    return rules
+
+
+class TestMetricNameLexer:
+    def test_selects_metrics_but_not_functions_labels_or_grouping(self):
+        """Functions, label names, grouping labels, durations and Grafana variables are skipped."""
+        expr = (
+            'histogram_quantile(0.95, sum by (le, op) (rate(a_bucket{job="$job", x=~"y|z"}'
+            "[$__rate_interval]))) / on (instance) group_left b_total unless c > 0.5"
+        )
+        assert metric_names(expr) == {"a_bucket", "b_total", "c"}
+
+
+class TestDashboard:
+    @pytest.fixture
+    def dashboard(self) -> dict[str, Any]:
+        dashboard: dict[str, Any] = load(DASHBOARD)
+        return dashboard
+
+    def test_queries_only_exported_series(self, dashboard):
+        """Every series a panel or variable queries is exported by the worker (or is `up`)."""
+        for where, expr in dashboard_queries(dashboard):
+            names = metric_names(expr)
+            assert names, where
+            assert names <= QUERYABLE, f"{where}: {sorted(names - QUERYABLE)}"
+
+    def test_shows_every_exported_metric(self, dashboard):
+        """No worker metric is left off the dashboard."""
+        used = {
+            base_name(n) for _, expr in dashboard_queries(dashboard) for n in metric_names(expr)
+        }
+        assert sorted(METRIC_NAMES - used) == []
+
+    def test_selects_the_prometheus_datasource_through_a_variable(self, dashboard):
+        """All panels and queries use `${datasource}`, so the dashboard imports anywhere."""
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        expected = {"type": "prometheus", "uid": "${datasource}"}
+        for panel in dashboard["panels"]:
+            if panel["type"] == "row":
+                continue
+            assert panel["datasource"] == expected, panel["title"]
+            assert all(t["datasource"] == expected for t in panel["targets"]), panel["title"]
+
+    def test_panels_have_unique_ids_and_do_not_overlap(self, dashboard):
+        """Grafana keeps every panel where the layout puts it: ids unique, no shared grid cells."""
+        panels = dashboard["panels"]
+        assert len({p["id"] for p in panels}) == len(panels)
+        cells: dict[tuple[int, int], str] = {}
+        for panel in panels:
+            grid = panel["gridPos"]
+            assert grid["x"] + grid["w"] <= 24, panel["title"]
+            for x in range(grid["x"], grid["x"] + grid["w"]):
+                for y in range(grid["y"], grid["y"] + grid["h"]):
+                    assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                    cells[(x, y)] = panel["title"]
+
+
+class TestAlertRules:
+    def test_query_only_exported_series(self):
+        """Every series an alert expression selects is exported by the worker (or is `up`)."""
+        for rule in alert_rules():
+            names = metric_names(rule["expr"])
+            assert names, rule["alert"]
+            assert names <= QUERYABLE, f"{rule['alert']}: {sorted(names - QUERYABLE)}"
+
+    def test_cover_the_failure_modes_on_call_needs(self):
+        """Down, stalled, lagging, dead-lettering, API errors and rate limiting each alert."""
+        assert {rule["alert"] for rule in alert_rules()} == {
+            "ConvoAIWorkerDown",
+            "ConvoAIConsumerStalled",
+            "ConvoAIConsumerLagHigh",
+            "ConvoAIDeadLetters",
+            "ConvoAIApiErrorRate",
+            "ConvoAIApiRateLimited",
+        }
+
+    def test_carry_severity_summary_description_and_runbook(self):
+        """Each alert tells the on-call engineer how bad it is, what happened and what to do."""
+        for rule in alert_rules():
+            assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+            assert set(rule["annotations"]) == {"summary", "description", "runbook"}, rule["alert"]
+            assert all(text.strip() for text in rule["annotations"].values()), rule["alert"]

@@ -1,0 +1,92 @@
+"""Test doubles for the operations surface: a clock, a state sink and NCS notices."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from prometheus_client import CollectorRegistry
+
+from contracts import AgentStateEvent
+from worker.metrics import Metrics
+from worker.observability.ncs import SIGNATURE_HEADER, signature
+
+SECRET = "ncs-secret"
+APP_ID = "app-under-test"
+
+
+class FakeClock:
+    """A monotonic clock that only moves when told to."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class PublishError(Exception):
+    """What a broken Kafka producer raises in these tests."""
+
+
+class RecordingSink:
+    """A `StateSink` that records acknowledged events; can be held back or made to fail."""
+
+    def __init__(self) -> None:
+        self.events: list[AgentStateEvent] = []
+        self.attempts = 0
+        self.cancelled = 0
+        self.failures = 0  # the next `failures` publishes raise
+        self.gate = asyncio.Event()  # publishes wait for it; set unless a test holds them back
+        self.gate.set()
+
+    async def publish_state(self, event: AgentStateEvent) -> None:
+        self.attempts += 1
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if self.failures:
+            self.failures -= 1
+            raise PublishError("broker unavailable")
+        self.events.append(event)
+
+
+def new_metrics() -> Metrics:
+    """Metrics on a fresh registry."""
+    return Metrics(CollectorRegistry())
+
+
+def counted(metrics: Metrics, event_type: str, verdict: str) -> float:
+    """The value of `convoai_webhook_events_total` for these labels (0 when never counted)."""
+    value = metrics.registry.get_sample_value(
+        "convoai_webhook_events_total", {"event_type": event_type, "verdict": verdict}
+    )
+    return value or 0.0
+
+
+def notice(event_type: int, payload: dict[str, Any], **envelope: Any) -> bytes:
+    """An NCS callback body for ConvoAI (product 17) unless `envelope` says otherwise."""
+    fields = {
+        "noticeId": f"notice-{event_type}",
+        "productId": 17,
+        "eventType": event_type,
+        "notifyMs": 1_800_000_000_000,
+        "sid": "session-1",
+        "payload": payload,
+        **envelope,
+    }
+    return msgspec.json.encode(fields)
+
+
+def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    """The headers Agora sends with `body`."""
+    return {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: signature(secret.encode(), body),
+    }

@@ -1,0 +1,152 @@
+"""Reconciliation publishes what the API says when it disagrees, and survives failures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.observability.fakes import RecordingSink
+from worker.observability.reconcile import Reconciler
+from worker.pipeline.directory import AgentDirectory
+
+
+class FakeApi:
+    """Answers status checks from a table; an exception in the table is raised."""
+
+    def __init__(self, answers: dict[str, str | Exception | None]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, str]] = []
+        self.running = 0
+        self.most_at_once = 0
+
+    async def check(self, app_id: str, agent_id: str) -> str | None:
+        self.asked.append((app_id, agent_id))
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(0.001)
+            answer = self.answers[agent_id]
+        finally:
+            self.running -= 1
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def directory() -> AgentDirectory:
+    """The pipeline's own directory: A, B, C started here and alive, D stopped."""
+    directory = AgentDirectory()
+    directory.record("app", "a", "A", "RUNNING")
+    directory.record("app", "b", "B", "RUNNING")
+    directory.record("app", None, "C", "STARTING")
+    directory.record("app", "d", "D", "STOPPED")
+    return directory
+
+
+async def test_only_disagreements_are_published(directory: AgentDirectory):
+    """An agent gone on idle timeout is reported; agreeing and unknown answers are not."""
+    api = FakeApi({"A": "STOPPED", "B": "RUNNING", "C": None})
+    sink = RecordingSink()
+    assert await Reconciler(60, directory, api.check, sink).reconcile_once() == 1
+    assert sorted(api.asked) == [("app", "A"), ("app", "B"), ("app", "C")]
+    (event,) = sink.events
+    assert (event.app_id, event.agent_id, event.name, event.status, event.source) == (
+        "app",
+        "A",
+        "a",
+        "STOPPED",
+        "reconcile",
+    )
+    assert event.message == "API reports STOPPED; last known status was RUNNING"
+
+
+async def test_api_and_publish_errors_skip_only_that_agent(directory: AgentDirectory):
+    """A failed check or publish is logged and skipped; the next pass publishes what failed."""
+    api = FakeApi({"A": TimeoutError("API timed out"), "B": "FAILED", "C": "STARTING"})
+    sink = RecordingSink()
+    sink.failures = 1  # Kafka refuses B's first publish
+    reconciler = Reconciler(60, directory, api.check, sink)
+    assert await reconciler.reconcile_once() == 0
+    assert await reconciler.reconcile_once() == 1
+    assert [(event.agent_id, event.status) for event in sink.events] == [("B", "FAILED")]
+    assert sink.attempts == 2
+    assert [agent_id for _, agent_id in api.asked].count("A") == 2
+
+
+async def test_a_status_changed_during_the_check_is_left_alone():
+    """A command that changed the agent meanwhile wins over the API's older answer."""
+    directory = AgentDirectory()
+    directory.record("app", "a", "A", "STARTING")
+
+    async def check(app_id: str, agent_id: str) -> str | None:
+        directory.record(app_id, "a", agent_id, "STOPPED")  # agent.stop completed meanwhile
+        return "RUNNING"  # read before the stop
+
+    sink = RecordingSink()
+    assert await Reconciler(60, directory, check, sink).reconcile_once() == 0
+    assert sink.attempts == 0
+
+
+async def test_a_check_that_records_what_it_read_still_publishes():
+    """A check through the executor updates the directory to the API's answer; still published."""
+    directory = AgentDirectory()
+    directory.record("app", "a", "A", "RUNNING")
+
+    async def check(app_id: str, agent_id: str) -> str | None:
+        directory.record(app_id, "a", agent_id, "STOPPED")  # what Executor does for agent.get
+        return "STOPPED"
+
+    sink = RecordingSink()
+    assert await Reconciler(60, directory, check, sink).reconcile_once() == 1
+    assert [(event.agent_id, event.status) for event in sink.events] == [("A", "STOPPED")]
+
+
+async def test_checks_run_with_bounded_concurrency():
+    """Many agents are checked a few at a time, not all at once."""
+    directory = AgentDirectory()
+    for n in range(20):
+        directory.record("app", None, f"A{n}", "RUNNING")
+    api = FakeApi({f"A{n}": "RUNNING" for n in range(20)})
+    await Reconciler(60, directory, api.check, RecordingSink(), concurrency=3).reconcile_once()
+    assert len(api.asked) == 20
+    assert api.most_at_once == 3
+
+
+async def test_disabled_reconciler_returns_at_once(directory: AgentDirectory):
+    """Interval 0 means off: run() ends without asking the API anything."""
+    api = FakeApi({})
+    await asyncio.wait_for(Reconciler(0, directory, api.check, RecordingSink()).run(), 1)
+    assert api.asked == []
+
+
+async def test_run_repeats_passes_and_survives_a_broken_pass(directory: AgentDirectory):
+    """Every interval brings a pass; a pass that raises does not end reconciliation."""
+    passes = 0
+    third_pass = asyncio.Event()
+
+    class FlakyDirectory:
+        def alive(self):
+            nonlocal passes
+            passes += 1
+            if passes == 1:
+                raise RuntimeError("directory unavailable")
+            if passes == 3:
+                third_pass.set()
+            return directory.alive()
+
+        def status(self, app_id: str, agent_id: str) -> str | None:
+            return directory.status(app_id, agent_id)
+
+    api = FakeApi({"A": "RUNNING", "B": "RUNNING", "C": "RUNNING"})
+    sink = RecordingSink()
+    task = asyncio.create_task(Reconciler(0.01, FlakyDirectory(), api.check, sink).run())
+    try:
+        await asyncio.wait_for(third_pass.wait(), 2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+    assert [agent_id for _, agent_id in api.asked].count("C") >= 1
+    assert [event.agent_id for event in sink.events].count("C") >= 1  # C: STARTING → RUNNING
