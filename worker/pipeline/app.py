@@ -70,7 +70,9 @@ class Worker:
             producer = make_producer(settings)
             publisher = EventPublisher(producer, settings, metrics)
             sink = _StateSink(publisher)
-            webhooks = WebhookReceiver(settings.webhook_secret, sink, metrics, app_id=settings.app_id)
+            webhooks = WebhookReceiver(
+                settings.webhook_secret, sink, metrics, app_id=settings.app_id
+            )
             await stack.enter_async_context(
                 OpsServer(
                     build_ops_app(metrics, self.health, webhooks),
