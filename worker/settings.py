@@ -67,7 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str = "0.0.0.0"  # noqa: S104 - the metrics/health port must be reachable in a pod
     http_port: Port = 8080
     webhook_secret: str = ""  # NCS secret; webhooks are refused while it is empty
-    stall_timeout_seconds: Seconds = 120.0  # /livez fails after this long without progress
+    stall_timeout_seconds: Seconds = 300.0  # /livez: lag, no progress (> a command's budget)
     loop_block_seconds: Seconds = 5.0  # /livez fails when the event loop lags more than this
     reconcile_interval_seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # 0 = off
 

@@ -31,6 +31,7 @@ from tests.pipeline.harness import (
     spawn_worker,
     stop_process,
     wait_for_results,
+    wait_ready,
 )
 from tests.pipeline.scenarios import agent_lifecycle
 from worker.emulator.config import EmulatorConfig
@@ -41,31 +42,35 @@ pytestmark = pytest.mark.kafka
 
 
 async def test_sigkill_mid_stream_then_restart_loses_nothing(
-    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator, tmp_path: Path
+    kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path
 ) -> None:
     """After SIGKILL and a restart every command has a final result; duplicates stay bounded."""
     commands = agent_lifecycle("kill", 100)
     ids = {c["id"] for c in commands}
     await produce(kafka_bootstrap, topics["commands"], commands)
-    settings = make_settings(kafka_bootstrap, topics, emulator.base_url, max_in_flight=50)
-    log = str(tmp_path / "worker.log")
+    slow = EmulatorConfig(max_agents_per_app=1000, faults=FaultSettings(latency_ms=20))
+    async with run_emulator(slow) as emulator:
+        settings = make_settings(kafka_bootstrap, topics, emulator.base_url, max_in_flight=50)
+        log = str(tmp_path / "worker.log")
+        first = spawn_worker(settings, log)
+        try:
+            done = 0
+            for _ in range(600):
+                done = len(await read_topic(kafka_bootstrap, topics["results"]))
+                if done >= len(commands) // 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert first.poll() is None, Path(log).read_text()
+        finally:
+            assert await stop_process(first, signal.SIGKILL) == -signal.SIGKILL
+        assert done < len(commands), "the worker was killed mid-stream"
 
-    first = spawn_worker(settings, log)
-    try:
-        for _ in range(600):
-            done = len(await read_topic(kafka_bootstrap, topics["results"]))
-            if done >= len(commands) // 3:
-                break
-            await asyncio.sleep(0.05)
-        assert first.poll() is None, Path(log).read_text()
-    finally:
-        assert await stop_process(first, signal.SIGKILL) == -signal.SIGKILL
-
-    second = spawn_worker(settings, log)
-    try:
-        results = await wait_for_results(kafka_bootstrap, topics["results"], ids, within=90)
-    finally:
-        assert await stop_process(second) == 0, Path(log).read_text()[-3000:]
+        second = spawn_worker(settings, log)
+        try:
+            await wait_ready(settings.http_port)
+            results = await wait_for_results(kafka_bootstrap, topics["results"], ids, within=90)
+        finally:
+            assert await stop_process(second) == 0, Path(log).read_text()[-3000:]
 
     per_id = Counter(r.command_id for r in results)
     assert set(per_id) == ids
