@@ -329,6 +329,7 @@ async def bench(args: argparse.Namespace) -> None:
 
         # 3. bare aiohttp baseline against the same emulator, same agents, same body size
         bare = await bare_baseline(base, ids, args.commands)
+        await counter.stop()
     finally:
         processes.stop()
     worker_cpu = (cpu1 - cpu0) / args.commands

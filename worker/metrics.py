@@ -7,6 +7,7 @@ bounded sets (command type, outcome, operation, status class, partition), never 
 
 from __future__ import annotations
 
+import functools
 import platform
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -131,14 +132,26 @@ class Metrics:
             registry=registry,
         )
 
+        # `labels()` costs a lock and a tuple build per call; the per-command paths call these
+        # cached lookups instead (label sets are small and bounded, so the caches are too).
+        self.received = functools.cache(self.commands_received.labels)
+        self.completed = functools.cache(self.commands_completed.labels)
+        self.deduplicated = functools.cache(self.commands_deduplicated.labels)
+        self.expired = functools.cache(self.commands_expired.labels)
+        self.e2e = functools.cache(self.command_e2e.labels)
+        self.published = functools.cache(self.events_published.labels)
+        self.dead_lettered = functools.cache(self.dlq_records.labels)
+        self._request = functools.cache(self.api_request.labels)
+        self._retry = functools.cache(self.api_retries.labels)
+
     # ApiObserver protocol (worker.api.observer): the API client reports through these.
     def request_finished(self, operation: str, status_class: str, seconds: float) -> None:
         """Record one HTTP attempt."""
-        self.api_request.labels(operation, status_class).observe(seconds)
+        self._request(operation, status_class).observe(seconds)
 
     def retry_scheduled(self, operation: str, reason: str) -> None:
         """Record that an attempt will be retried."""
-        self.api_retries.labels(operation, reason).inc()
+        self._retry(operation, reason).inc()
 
 
 def exported_names(metrics: Metrics) -> frozenset[str]:

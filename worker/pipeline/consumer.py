@@ -85,6 +85,8 @@ class CommandConsumer:
         self._stop = asyncio.Event()
         self._failure: BaseException | None = None
         metrics.in_flight_limit.set(settings.max_in_flight)
+        # read at scrape time: nothing to update per command
+        metrics.in_flight.set_function(lambda: self._scheduler.running)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -157,10 +159,8 @@ class CommandConsumer:
             self._consumer.pause(tp)
             state.paused = True
             self._metrics.partition_paused.labels(tp.topic, str(tp.partition)).set(1)
-        self._metrics.in_flight.set(self._scheduler.running)
 
     async def _run_job(self, job: Job) -> None:
-        self._metrics.in_flight.set(self._scheduler.running)
         await self._process(job)
         state = self._partitions.get(job.partition)
         if state is None:
@@ -228,7 +228,6 @@ class CommandConsumer:
             oldest = state.offsets.oldest_timestamp()
             self._metrics.lag_seconds.labels(*labels).set(max(0.0, now - oldest) if oldest else 0.0)
         self._health.lag(total)
-        self._metrics.in_flight.set(self._scheduler.running)
 
     # ------------------------------------------------------------------ rebalancing
     def partitions_assigned(self, assigned: set[TopicPartition]) -> None:

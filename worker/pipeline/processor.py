@@ -81,9 +81,9 @@ class CommandProcessor:
         command = decoded.command
         tag = command.tag()
         structlog.contextvars.bind_contextvars(command_id=command.id, command=tag)
-        self._metrics.commands_received.labels(tag).inc()
+        self._metrics.received(tag).inc()
         if command.id in self._completed:
-            self._metrics.commands_deduplicated.labels(tag).inc()
+            self._metrics.deduplicated(tag).inc()
             log.info("command_deduplicated")
             return
         execution = await self._executor.execute(
@@ -102,7 +102,7 @@ class CommandProcessor:
     async def _reject(self, job: Job, error: CommandDecodeError) -> None:
         # Only known command names become label values: producers' typos must not create series.
         tag = error.command if error.kind == "invalid_field" and error.command else "invalid"
-        self._metrics.commands_received.labels("invalid").inc()
+        self._metrics.received("invalid").inc()
         reason = "decode_error" if error.kind in DECODE_KINDS else "invalid_command"
         log.warning("command_rejected", reason=reason, error=str(error))
         acks = [await self._dead_letter(job, reason, error)]
@@ -137,10 +137,10 @@ class CommandProcessor:
 
     def _count(self, tag: str, result: ResultEvent, job: Job) -> None:
         metrics = self._metrics
-        metrics.commands_completed.labels(tag, result.outcome).inc()
-        metrics.command_e2e.labels(tag).observe(max(0.0, time.time() - job.timestamp))
+        metrics.completed(tag, result.outcome).inc()
+        metrics.e2e(tag).observe(max(0.0, time.time() - job.timestamp))
         if result.outcome == "expired":
-            metrics.commands_expired.labels(tag).inc()
+            metrics.expired(tag).inc()
         if result.outcome == "succeeded":
             log.debug("command_processed", outcome=result.outcome, attempts=result.attempts)
         else:

@@ -123,9 +123,9 @@ class EventPublisher:
     def _count(self, ack: Ack, topic: str, dlq_reason: str | None) -> None:
         if ack.cancelled() or ack.exception() is not None:
             return
-        self._metrics.events_published.labels(topic).inc()
+        self._metrics.published(topic).inc()
         if dlq_reason is not None:
-            self._metrics.dlq_records.labels(dlq_reason).inc()
+            self._metrics.dead_lettered(dlq_reason).inc()
 
 
 def utc_now() -> datetime:
