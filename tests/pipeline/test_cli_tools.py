@@ -1,0 +1,92 @@
+"""`convoai-worker send` and `tail` against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from contracts.keys import ordering_key
+from tests.pipeline.harness import (
+    Emulator,
+    in_process_worker,
+    make_settings,
+    read_topic,
+    settings_env,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+async def run_cli(*args: str, env: dict[str, str], stdin: bytes = b"") -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker",
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_send_checks_keys_and_reports_bad_lines(
+    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator, tmp_path: Path
+) -> None:
+    """Valid lines go out keyed by the ordering rules; invalid ones are named by line number."""
+    settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    lines = [
+        {"command": "agent.speak", "id": "s-1", "name": "bot", "text": "hi"},
+        {"command": "number.get", "id": "s-2", "phone_number": "+15550001"},
+        {"command": "agent.speak", "id": "s-3", "name": "bot", "text": 5},
+    ]
+    path = tmp_path / "commands.jsonl"
+    path.write_bytes(
+        b"# a comment\n" + b"\n".join(msgspec.json.encode(c) for c in lines) + b"\n{oops\n"
+    )
+    code, _, err = await run_cli("send", str(path), "--quiet", env=settings_env(settings))
+    assert code == 1
+    assert "line 4: $.text: expected str, got int" in err
+    assert "line 5:" in err
+    assert "sent 2 command(s)" in err
+    records = await read_topic(kafka_bootstrap, topics["commands"])
+    assert sorted((r.key, r.value) for r in records) == sorted(
+        (ordering_key(c).encode(), msgspec.json.encode(c))
+        for c in lines[:2]  # type: ignore[union-attr]
+    )
+
+
+async def test_tail_prints_results_and_dead_letters(
+    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+) -> None:
+    """`tail --json` shows every result, state change and dead letter, then stops when asked."""
+    settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    env = settings_env(settings)
+    commands = (
+        b'{"command":"agent.list","id":"t-1"}\n{"command":"agent.list","id":"t-2","limit":"x"}\n'
+    )
+    code, _, _ = await run_cli("send", "-", "--raw", "--quiet", env=env, stdin=commands)
+    assert code == 0
+    async with in_process_worker(settings):
+        code, out, _ = await run_cli(
+            "tail",
+            "--json",
+            "--from-beginning",
+            "--max-results",
+            "2",
+            "--idle-timeout",
+            "30",
+            env=env,
+        )
+    assert code == 0
+    events = [msgspec.json.decode(line) for line in out.splitlines()]
+    results = {e["command_id"]: e["outcome"] for e in events if e["topic"] == "result"}
+    assert results == {"t-1": "succeeded", "t-2": "rejected"}
+    assert any(e["topic"] == "dlq" and "limit" in e["error"] for e in events)
