@@ -42,7 +42,7 @@ async def test_send_checks_keys_and_reports_bad_lines(
 ) -> None:
     """Valid lines go out keyed by the ordering rules; invalid ones are named by line number."""
     settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
-    lines = [
+    lines: list[dict[str, object]] = [
         {"command": "agent.speak", "id": "s-1", "name": "bot", "text": "hi"},
         {"command": "number.get", "id": "s-2", "phone_number": "+15550001"},
         {"command": "agent.speak", "id": "s-3", "name": "bot", "text": 5},
