@@ -57,10 +57,9 @@ async def test_send_checks_keys_and_reports_bad_lines(
     assert "line 5:" in err
     assert "sent 2 command(s)" in err
     records = await read_topic(kafka_bootstrap, topics["commands"])
-    assert sorted((r.key, r.value) for r in records) == sorted(
-        (ordering_key(c).encode(), msgspec.json.encode(c))
-        for c in lines[:2]  # type: ignore[union-attr]
-    )
+    expected = [(str(ordering_key(c)).encode(), msgspec.json.encode(c)) for c in lines[:2]]
+    assert sorted((r.key, r.value) for r in records) == sorted(expected)
+    assert [key for key, _ in sorted(expected)] == [b"+15550001", b"bot"]
 
 
 async def test_tail_prints_results_and_dead_letters(
