@@ -14,7 +14,7 @@ import pytest
 from contracts import decode_command
 from tests.emulator.harness import RunningEmulator, running_emulator
 from worker.api.client import ConvoAIClient
-from worker.execution import Execution, Executor, InMemoryNames
+from worker.execution import AgentDirectory, Execution, Executor
 from worker.settings import Settings
 
 
@@ -49,7 +49,7 @@ class Env:
 
     def __init__(self, emulator: RunningEmulator, stack: contextlib.AsyncExitStack) -> None:
         self.emulator = emulator
-        self.names = InMemoryNames()
+        self.names = AgentDirectory()
         self.sleeps = Sleeps()
         self.observer = RecordingObserver()
         self._stack = stack

@@ -17,7 +17,7 @@ from tests.execution.conftest import Env
 from worker.api.client import ApiResponse, ConvoAIClient
 from worker.api.requests import ApiRequest
 from worker.emulator.faults import FaultRule, FaultSettings
-from worker.execution import Executor, InMemoryNames
+from worker.execution import AgentDirectory, Executor
 from worker.settings import Settings
 
 
@@ -62,7 +62,7 @@ async def test_start_succeeds_and_reports_the_new_agent(env: Env) -> None:
 async def test_start_conflict_reconciles_to_the_existing_agent(env: Env) -> None:
     """409 TaskConflict finds the agent by name and succeeds with its data, no new agent."""
     first = (await env.run(start())).result
-    env.names = InMemoryNames()  # a worker that has not seen the first start
+    env.names = AgentDirectory()  # a worker that has not seen the first start
     await env.configure()
     again = await env.run(start())
     result = again.result
@@ -112,7 +112,7 @@ async def test_names_resolve_through_the_directory(env: Env) -> None:
 async def test_unknown_names_are_looked_up_through_the_api(env: Env) -> None:
     """A name the directory lacks is found with list + get, then remembered."""
     agent_id = (await env.run(start())).result.agent_id
-    env.names = InMemoryNames()
+    env.names = AgentDirectory()
     await env.configure()
     result = (await env.run(speak(name="bot"))).result
     assert (result.outcome, result.agent_id) == ("succeeded", agent_id)
@@ -289,7 +289,7 @@ async def test_non_idempotent_commands_are_resent_after_connect_errors() -> None
         sleeps.append(seconds)
 
     async with ConvoAIClient(settings) as client:
-        executor = Executor(client, settings, InMemoryNames(), sleep=no_wait)
+        executor = Executor(client, settings, AgentDirectory(), sleep=no_wait)
         decoded = decode_command(b'{"command":"agent.speak","id":"s","agent_id":"A","text":"x"}')
         result = (await executor.execute(decoded, received_at=datetime.now(UTC))).result
     assert (result.outcome, result.attempts, len(sleeps)) == ("failed", 3, 2)
@@ -383,7 +383,7 @@ class ScriptedClient:
 async def run_scripted(
     reply: Callable[[ApiRequest], Awaitable[ApiResponse]], command: dict[str, Any]
 ) -> ResultEvent:
-    executor = Executor(ScriptedClient(reply), Settings(app_id="a"), InMemoryNames())
+    executor = Executor(ScriptedClient(reply), Settings(app_id="a"), AgentDirectory())
     decoded = decode_command(msgspec.json.encode(command))
     return (await executor.execute(decoded, received_at=datetime.now(UTC))).result
 
@@ -420,7 +420,7 @@ async def test_each_request_gets_the_time_left_to_the_deadline() -> None:
         return ApiResponse(200, {"agent_id": "A", "status": "RUNNING"}, None)
 
     client = ScriptedClient(ok)
-    executor = Executor(client, Settings(app_id="a"), InMemoryNames())
+    executor = Executor(client, Settings(app_id="a"), AgentDirectory())
     expires = (datetime.now(UTC) + timedelta(seconds=10)).isoformat()
     decoded = decode_command(msgspec.json.encode(start(expires_at=expires)))
     await executor.execute(decoded, received_at=datetime.now(UTC))
@@ -436,7 +436,7 @@ async def test_cancellation_propagates() -> None:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    executor = Executor(ScriptedClient(hang), Settings(app_id="a"), InMemoryNames())
+    executor = Executor(ScriptedClient(hang), Settings(app_id="a"), AgentDirectory())
     decoded = decode_command(b'{"command":"agent.get","id":"g","agent_id":"A"}')
     task = asyncio.create_task(executor.execute(decoded, received_at=datetime.now(UTC)))
     await asyncio.sleep(0.01)

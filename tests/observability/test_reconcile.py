@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from tests.observability.fakes import RecordingSink
+from worker.execution.names import AgentDirectory
 from worker.observability.reconcile import Reconciler
-from worker.pipeline.directory import AgentDirectory
 
 
 class FakeApi:

@@ -17,7 +17,7 @@ from pathlib import Path
 from contracts import CommandDecodeError, DecodedCommand, ResultEvent, decode_command, encode_event
 from worker.api.client import ConvoAIClient
 from worker.event_loop import run_async
-from worker.execution import Executor, InMemoryNames
+from worker.execution import AgentDirectory, Executor
 from worker.settings import Settings, load_settings
 
 INVALID_INPUT = 2
@@ -54,6 +54,6 @@ def _read_input(args: argparse.Namespace) -> str:
 
 async def _execute(settings: Settings, decoded: DecodedCommand) -> ResultEvent:
     async with ConvoAIClient(settings) as client:
-        executor = Executor(client, settings, InMemoryNames())
+        executor = Executor(client, settings, AgentDirectory())
         execution = await executor.execute(decoded, received_at=datetime.now(UTC))
     return execution.result

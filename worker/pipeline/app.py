@@ -19,6 +19,7 @@ import structlog
 from contracts import AgentStateEvent, decode_command
 from worker.api.client import ConvoAIClient
 from worker.execution import Executor
+from worker.execution.names import AgentDirectory
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.observability.loop_monitor import monitor_loop
@@ -27,7 +28,7 @@ from worker.observability.server import OpsServer, build_ops_app
 from worker.observability.webhooks import WebhookReceiver
 from worker.pipeline.consumer import CommandConsumer
 from worker.pipeline.dedupe import CompletedCommands, warm_from_results
-from worker.pipeline.directory import AgentDirectory, StateFollower
+from worker.pipeline.directory import StateFollower
 from worker.pipeline.processor import CommandProcessor
 from worker.pipeline.publisher import EventPublisher, make_producer
 from worker.pipeline.topics import ensure_topics

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from worker.execution.names import AgentDirectory
 from worker.pipeline.dedupe import CompletedCommands
-from worker.pipeline.directory import AgentDirectory
 
 
 def test_completed_commands_evicts_oldest() -> None:
