@@ -31,13 +31,13 @@ import tempfile
 import urllib.request
 import uuid
 from importlib.metadata import version
-from pathlib import Path
 
 import msgspec
 
+from bench.measure import cpu_model, cpu_seconds
+
 APP = "bench-app"
 BASE = "/api/conversational-ai-agent"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 START_BODY = {
     "properties": {"channel": "c", "token": "t", "agent_rtc_uid": "1", "remote_rtc_uids": ["2"]}
 }
@@ -55,19 +55,6 @@ wrk.method = "POST"
 wrk.body = '{"text":"Hello from the benchmark","priority":"APPEND"}'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def pinned(cpu: int) -> None:
