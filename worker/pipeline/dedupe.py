@@ -12,12 +12,16 @@ acknowledged when the worker died are executed again (at most the in-flight boun
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from worker.pipeline.replay import all_partitions, replay_to_end
 from worker.settings import Settings
+
+K = TypeVar("K")
 
 
 class CompletedCommands:
@@ -44,6 +48,22 @@ class CompletedCommands:
             ids.popitem(last=False)
 
 
+def share_budget(available: Mapping[K, int], budget: int) -> dict[K, int]:
+    """Split `budget` records over partitions holding `available` records each.
+
+    Partitions with fewer records than an even share give the rest to the others, so the whole
+    budget is used whenever the topic holds that many records.
+    """
+    shares: dict[K, int] = {}
+    remaining = budget
+    ordered = sorted(available.items(), key=lambda item: item[1])
+    for index, (key, count) in enumerate(ordered):
+        share = min(count, remaining // (len(ordered) - index))
+        shares[key] = share
+        remaining -= share
+    return shares
+
+
 class _ResultId(msgspec.Struct):
     """The one field of a result event that dedupe needs; decoding only it keeps warm-up cheap."""
 
@@ -53,7 +73,7 @@ class _ResultId(msgspec.Struct):
 async def warm_from_results(settings: Settings, completed: CompletedCommands) -> int:
     """Fill `completed` from the tail of the results topic; return how many ids were read.
 
-    Reads at most `dedupe_capacity` records, spread evenly over the partitions.
+    Reads the newest `dedupe_capacity` records at most, shared over the partitions.
     """
     consumer = AIOKafkaConsumer(
         settings.topic_results,
@@ -67,9 +87,9 @@ async def warm_from_results(settings: Settings, completed: CompletedCommands) ->
         tps = await all_partitions(consumer)
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
-        budget = max(1, settings.dedupe_capacity // len(tps))
-        for tp in tps:
-            consumer.seek(tp, max(begin[tp], end[tp] - budget))
+        available = {tp: end[tp] - begin[tp] for tp in tps}
+        for tp, count in share_budget(available, settings.dedupe_capacity).items():
+            consumer.seek(tp, end[tp] - count)
         decoder = msgspec.json.Decoder(_ResultId)
 
         def remember(record: ConsumerRecord) -> bool:

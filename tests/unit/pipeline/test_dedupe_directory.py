@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from worker.execution.names import AgentDirectory
-from worker.pipeline.dedupe import CompletedCommands
+from worker.pipeline.dedupe import CompletedCommands, share_budget
 
 
 def test_completed_commands_evicts_oldest() -> None:
@@ -37,3 +37,11 @@ def test_alive_lists_only_own_unfinished_agents() -> None:
     directory.record("app", "b", "B", "STOPPED")
     directory.record("app", None, "C", "STARTING")
     assert sorted(agent_id for _, agent_id, _, _ in directory.alive()) == ["A", "C"]
+
+
+def test_warm_up_budget_goes_where_the_records_are() -> None:
+    """Partitions with few results leave their share to the others; the budget is never exceeded."""
+    shares = share_budget({"a": 10, "b": 1000, "c": 1000}, 900)
+    assert shares == {"a": 10, "b": 445, "c": 445}
+    assert share_budget({"a": 5, "b": 7}, 100) == {"a": 5, "b": 7}
+    assert sum(share_budget({"a": 400, "b": 400, "c": 400}, 1000).values()) == 1000
