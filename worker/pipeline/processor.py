@@ -103,6 +103,9 @@ class CommandProcessor:
         # Only known command names become label values: producers' typos must not create series.
         tag = error.command if error.kind == "invalid_field" and error.command else "invalid"
         self._metrics.received("invalid").inc()
+        if error.command_id is not None and error.command_id in self._completed:
+            self._metrics.deduplicated(tag).inc()
+            return  # redelivered: its rejection and dead letter are already on Kafka
         reason = "decode_error" if error.kind in DECODE_KINDS else "invalid_command"
         log.warning("command_rejected", reason=reason, error=str(error))
         acks = [await self._dead_letter(job, reason, error)]
@@ -121,6 +124,7 @@ class CommandProcessor:
             acks.append(await self._publisher.result(rejected, job.key))
         await asyncio.gather(*acks)
         if error.command_id is not None:
+            self._completed.add(error.command_id)
             self._count(tag, rejected, job)
 
     async def _dead_letter(self, job: Job, reason: str, error: BaseException) -> Ack:
