@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.measure import cpu_seconds
+from contracts.keys import ordering_key
 
 BOOTSTRAP = os.environ.get("CONVOAI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 PARTITIONS = 12
@@ -82,12 +83,13 @@ async def create_topics(names: list[str]) -> None:
         await admin.close()
 
 
-async def produce(topic: str, commands: list[dict[str, Any]], key_field: str) -> None:
+async def produce_keyed(topic: str, commands: list[dict[str, Any]]) -> None:
+    """Produce a backlog keyed by the ordering rules."""
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=10)
     await producer.start()
     try:
         acks = [
-            await producer.send(topic, msgspec.json.encode(c), key=str(c[key_field]).encode())
+            await producer.send(topic, msgspec.json.encode(c), key=str(ordering_key(c)).encode())
             for c in commands
         ]
         await asyncio.gather(*acks)
@@ -300,7 +302,7 @@ async def bench(args: argparse.Namespace) -> None:
             }
             for i, n in enumerate(names)
         ]
-        await produce(topics["commands"], starts, "name")
+        await produce_keyed(topics["commands"], starts)
         counter = ResultCounter(topics["results"])
         await counter.start()
         pid = processes.start_worker()
@@ -310,14 +312,14 @@ async def bench(args: argparse.Namespace) -> None:
 
         # 1. throughput at the given API latency, backlog produced while the worker waits
         await set_latency(base, args.latency_ms)
-        await produce(topics["commands"], speaks(names, args.commands, "tp"), "name")
+        await produce_keyed(topics["commands"], speaks(names, args.commands, "tp"))
         first, last, outcomes = await counter.count(args.commands, 600)
 
         # 2. worker CPU per command at 0 ms latency
         await set_latency(base, 0)
-        await produce(topics["commands"], speaks(names, 500, "warm"), "name")
+        await produce_keyed(topics["commands"], speaks(names, 500, "warm"))
         await counter.count(500, 120)
-        await produce(topics["commands"], speaks(names, args.commands, "cpu"), "name")
+        await produce_keyed(topics["commands"], speaks(names, args.commands, "cpu"))
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         _, _, cpu_outcomes = await counter.count(args.commands, 600)
         cpu1, t1 = cpu_seconds(pid), time.monotonic()
