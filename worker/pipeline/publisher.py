@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 
@@ -127,7 +126,3 @@ class EventPublisher:
         if dlq_reason is not None:
             self._metrics.dead_lettered(dlq_reason).inc()
 
-
-def utc_now() -> datetime:
-    """Current time, timezone-aware (events carry RFC 3339 UTC timestamps)."""
-    return datetime.now(UTC)
