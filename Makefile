@@ -1,7 +1,8 @@
 # Developer entry points. `make run` and `make test` are the two commands of the README.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-export UV_SYSTEM_CERTS ?= 1  # see scripts/bootstrap
+# uv trusts the system certificate store (see scripts/bootstrap)
+export UV_SYSTEM_CERTS ?= 1
 UV := $(shell command -v uv 2>/dev/null || echo $${XDG_CACHE_HOME:-$$HOME/.cache}/convoai-worker/tools/bin/uv)
 
 .PHONY: help setup lint test test-only kafka-up kafka-down run bench bench-emulator schemas check-deploy clean
