@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from contracts import decode_result
 from contracts.keys import ordering_key
 from worker.commands.tail import render
+from worker.pipeline.topics import ensure_topics
 from worker.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,6 +153,8 @@ def main() -> int:
     cli = [sys.executable, "-m", "worker"]
     started: list[subprocess.Popen[bytes]] = []
     try:
+        # the follower below reads the output topics before the worker would create them
+        asyncio.run(ensure_topics(settings))
         emulator = subprocess.Popen([*cli, "emulator", "--port", str(emulator_port)], env=env)
         started.append(emulator)
         wait_for_port(emulator_port, emulator, "the emulator")
