@@ -241,3 +241,18 @@ async def test_missing_topics_are_named_when_creation_is_off(
     with pytest.raises(MissingTopicsError) as raised:
         await ensure_topics(settings)
     assert raised.value.missing == [topics["dlq"] + ".absent"]
+
+
+async def test_static_membership_works_end_to_end(
+    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+) -> None:
+    """With CONVOAI_GROUP_INSTANCE_ID set the worker joins as a static member and processes."""
+    await produce(
+        kafka_bootstrap, topics["commands"], [{"command": "agent.list", "id": "static-1"}]
+    )
+    settings = make_settings(
+        kafka_bootstrap, topics, emulator.base_url, group_instance_id="worker-0"
+    )
+    async with in_process_worker(settings):
+        (result,) = await wait_for_results(kafka_bootstrap, topics["results"], {"static-1"})
+    assert result.outcome == "succeeded"
