@@ -77,7 +77,7 @@ class CommandConsumer:
             max_poll_records=MAX_POLL_RECORDS,
             fetch_max_wait_ms=FETCH_TIMEOUT_MS,
         )
-        self._scheduler: KeyedScheduler[Job] = KeyedScheduler(
+        self._scheduler: KeyedScheduler[tuple[_PartitionState, Job]] = KeyedScheduler(
             settings.max_in_flight, self._run_job, on_error=self._fail
         )
         self._partitions: dict[int, _PartitionState] = {}
@@ -143,27 +143,27 @@ class CommandConsumer:
                 tp.partition,
                 record.key if record.key is not None else ("offset", record.offset),
             )
-            submit(
-                key,
-                Job(
-                    tp.topic,
-                    tp.partition,
-                    record.offset,
-                    record.key,
-                    record.value,
-                    record.headers,
-                    timestamp,
-                ),
+            job = Job(
+                tp.topic,
+                tp.partition,
+                record.offset,
+                record.key,
+                record.value,
+                record.headers,
+                timestamp,
             )
+            submit(key, (state, job))
         if not state.paused and offsets.outstanding >= self._settings.partition_buffer:
             self._consumer.pause(tp)
             state.paused = True
             self._metrics.partition_paused.labels(tp.topic, str(tp.partition)).set(1)
 
-    async def _run_job(self, job: Job) -> None:
+    async def _run_job(self, item: tuple[_PartitionState, Job]) -> None:
+        state, job = item
         await self._process(job)
-        state = self._partitions.get(job.partition)
-        if state is None:
+        if self._partitions.get(job.partition) is not state:
+            # the partition was revoked (and perhaps assigned again) meanwhile: this record
+            # belongs to an earlier assignment, whose offsets must not mark the new one's done
             return
         state.offsets.finished(job.offset)
         if state.paused and state.offsets.outstanding <= self._resume_below:
