@@ -125,4 +125,3 @@ class EventPublisher:
         self._metrics.published(topic).inc()
         if dlq_reason is not None:
             self._metrics.dead_lettered(dlq_reason).inc()
-
