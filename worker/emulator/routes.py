@@ -97,23 +97,23 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "number.list", "GET", "/v2/phone-numbers", "telephony", 200,
-        lambda s, _: s.list_numbers(),
+        lambda s, _: s.numbers.list(),
     ),
     Route(
         "number.add", "POST", "/v2/phone-numbers", "telephony", 201,
-        lambda s, a: s.add_number(a.body),
+        lambda s, a: s.numbers.add(a.body),
     ),
     Route(
         "number.get", "GET", "/v2/phone-numbers/{phone_number}", "telephony", 200,
-        lambda s, a: s.get_number(a.path["phone_number"]),
+        lambda s, a: s.numbers.get(a.path["phone_number"]),
     ),
     Route(
         "number.delete", "DELETE", "/v2/phone-numbers/{phone_number}", "telephony", 204,
-        lambda s, a: s.delete_number(a.path["phone_number"]),
+        lambda s, a: s.numbers.delete(a.path["phone_number"]),
     ),
     Route(
         "number.update", "PATCH", "/v2/phone-numbers/{phone_number}", "telephony", 200,
-        lambda s, a: s.update_number(a.path["phone_number"], a.body),
+        lambda s, a: s.numbers.update(a.path["phone_number"], a.body),
     ),
 )
 # fmt: on

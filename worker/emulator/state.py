@@ -1,11 +1,11 @@
-"""The emulated service's data: agents, calls and phone numbers, and the rules that govern them.
+"""The emulated service's agents and calls, and the rules that govern them.
 
 Statuses are derived from timestamps instead of timers: an agent is STARTING until
 `start_delay` has passed, then RUNNING; after a stop it is STOPPING for `stop_delay`, then
 STOPPED. That keeps a request O(1) whatever the number of agents, which matters when a benchmark
 starts hundreds of thousands of them. Rules the reference documents are enforced here: 409
 `TaskConflict` for a name held by a live agent, 404 for unknown or stopped agents, 422 above the
-per-App-ID concurrency limit, 409 `phone_number_exists`, 404 `not_found`.
+per-App-ID concurrency limit. Phone numbers live in `worker.emulator.numbers`.
 """
 
 from __future__ import annotations
@@ -18,22 +18,13 @@ from typing import Any, Protocol
 
 from worker.emulator import validation as v
 from worker.emulator.errors import EmulatedError, InvalidBodyError, not_found
+from worker.emulator.numbers import PhoneNumbers
 
 STATUS_CODES = {"IDLE": 0, "STARTING": 1, "RUNNING": 2, "STOPPING": 3, "STOPPED": 4, "FAILED": 6}
 FINAL_STATUSES = frozenset({"STOPPED", "FAILED"})
 SPEAK_PRIORITIES = frozenset({"INTERRUPT", "APPEND", "IGNORE"})
 THINK_ACTIONS = frozenset({"inject", "interrupt", "ignore", "append"})
-PROVIDERS = frozenset({"byo", "twilio"})
 QUOTA_REASON = "ConcurrencyLimitExceeded"
-# the import answers without the configs (reference §2.16)
-ADD_RESPONSE_FIELDS = (
-    "provider",
-    "phone_number",
-    "label",
-    "inbound",
-    "outbound",
-    "associated_pipeline",
-)
 MAX_TEXT_BYTES = 512
 MAX_TURNS = 200
 DEFAULT_MAX_HISTORY = 32
@@ -208,7 +199,7 @@ class EmulatorState:
         self._names: dict[tuple[str, str], Agent] = {}  # (app_id, name) -> latest agent
         self._live: dict[str, int] = {}  # app_id -> agents not asked to stop
         self._stopped: deque[Agent] = deque()
-        self._numbers: dict[str, dict[str, Any]] = {}
+        self.numbers = PhoneNumbers()
 
     def reset(self) -> None:
         """Forget every agent, call and phone number."""
@@ -216,7 +207,7 @@ class EmulatorState:
         self._names.clear()
         self._live.clear()
         self._stopped.clear()
-        self._numbers.clear()
+        self.numbers.clear()
 
     # ------------------------------------------------------------------ agents
 
@@ -431,60 +422,6 @@ class EmulatorState:
         self._stop(call.agent, now, "STOPPED", "OK")
         return {}
 
-    # ------------------------------------------------------------------ phone numbers
-
-    def list_numbers(self) -> list[dict[str, Any]]:
-        """GET /phone-numbers: a bare array."""
-        return list(self._numbers.values())
-
-    def add_number(self, body: Any) -> dict[str, Any]:
-        """POST /phone-numbers: 201 on import, 409 `phone_number_exists` on a duplicate."""
-        body = v.as_object(body)
-        provider = v.required_str(body, "provider")
-        if provider not in PROVIDERS:
-            raise InvalidBodyError("InvalidFieldValue", "provider must be byo or twilio")
-        number = v.phone_number(v.required_str(body, "phone_number"))
-        label = v.required_str(body, "label")
-        if number in self._numbers:
-            raise EmulatedError(409, "phone_number_exists", f"{number} is already imported")
-        inbound_config = v.optional(body, "inbound_config", dict)
-        outbound_config = v.optional(body, "outbound_config", dict)
-        record = {
-            "provider": provider,
-            "phone_number": number,
-            "label": label,
-            "inbound": v.optional(body, "inbound", bool) is not False,
-            "outbound": v.optional(body, "outbound", bool) is not False,
-            "associated_pipeline": None,
-            "inbound_config": inbound_config,
-            "outbound_config": outbound_config,
-        }
-        self._numbers[number] = record
-        return {key: record[key] for key in ADD_RESPONSE_FIELDS}
-
-    def get_number(self, number: str) -> dict[str, Any]:
-        """GET /phone-numbers/{number}: 404 `not_found` when unknown."""
-        return self._number(number)
-
-    def update_number(self, number: str, body: Any) -> dict[str, Any]:
-        """PATCH /phone-numbers/{number}: replace the given configs (null clears one)."""
-        record = self._number(number)
-        body = v.as_object(body)
-        for field in ("inbound_config", "outbound_config"):
-            if field in body:
-                record[field] = v.optional(body, field, dict)
-        inbound = record["inbound_config"] or {}
-        pipeline_id = inbound.get("pipeline_id")
-        record["associated_pipeline"] = (
-            {"pipeline_id": pipeline_id, "pipeline_name": pipeline_id} if pipeline_id else None
-        )
-        return record
-
-    def delete_number(self, number: str) -> None:
-        """DELETE /phone-numbers/{number}: 404 `not_found` when unknown."""
-        self._number(number)
-        del self._numbers[number]
-
     # ------------------------------------------------------------------ test controls
 
     def end_agent(self, app_id: str, agent_id: str, status: str, message: str) -> None:
@@ -568,12 +505,6 @@ class EmulatorState:
         if agent is None or agent.call is None:
             raise not_found("telephony", f"call {agent_id} not found")
         return agent.call
-
-    def _number(self, number: str) -> dict[str, Any]:
-        record = self._numbers.get(number)
-        if record is None:
-            raise not_found("telephony", f"phone number {number} not found")
-        return record
 
     @staticmethod
     def _check_properties(properties: dict[str, Any]) -> None:
