@@ -15,7 +15,7 @@ from tests.pipeline.harness import (
     wait_for_results,
 )
 from worker.emulator.config import EmulatorConfig
-from worker.emulator.faults import FaultSettings
+from worker.emulator.faults import FaultRule, FaultSettings
 from worker.pipeline.consumer import MAX_POLL_RECORDS
 
 pytestmark = pytest.mark.kafka
@@ -52,3 +52,30 @@ async def test_backlog_pauses_partitions_and_bounds_buffered_records(
     assert paused_seen
     # one fetch may overshoot the threshold by at most a batch per partition
     assert 0 < peak_buffered <= COMMAND_PARTITIONS * (BUFFER + MAX_POLL_RECORDS)
+
+
+async def test_a_slow_key_does_not_hold_back_other_keys(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    """While one agent's command hangs at the API, every other agent's commands complete."""
+    slow_think = FaultRule(action="delay", operation="agent.think", delay_ms=4000)
+    config = EmulatorConfig(faults=FaultSettings(rules=[slow_think]))
+    stuck = [
+        {"command": "agent.think", "id": "stuck-1", "agent_id": "slow-agent", "text": "hmm"},
+        {"command": "agent.speak", "id": "stuck-2", "agent_id": "slow-agent", "text": "later"},
+    ]
+    others = [
+        {"command": "agent.speak", "id": f"free-{i}", "agent_id": f"agent-{i}", "text": "now"}
+        for i in range(40)
+    ]
+    await produce(kafka_bootstrap, topics["commands"], [*stuck, *others])
+    async with run_emulator(config) as emulator:
+        settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+        async with in_process_worker(settings):
+            early = await wait_for_results(
+                kafka_bootstrap, topics["results"], {c["id"] for c in others}, within=30
+            )
+            finished_early = {r.command_id for r in early}
+            assert "stuck-1" not in finished_early, "the slow think was still running"
+            assert "stuck-2" not in finished_early, "its key's next command waited behind it"
+            await wait_for_results(kafka_bootstrap, topics["results"], {"stuck-1", "stuck-2"})
