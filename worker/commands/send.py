@@ -8,6 +8,7 @@ skips the check (to exercise the worker's own rejection path).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +16,12 @@ from typing import IO, Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
 from contracts import CommandDecodeError, decode_command
 from contracts.keys import ordering_key
+from worker.commands.kafka_errors import TOPIC_CHECK_SECONDS, describe_kafka_error
 from worker.event_loop import run_async
 from worker.settings import load_settings
 
@@ -48,9 +51,16 @@ def run(args: argparse.Namespace) -> int:
     stream: IO[bytes] = sys.stdin.buffer if args.file == "-" else Path(args.file).open("rb")  # noqa: SIM115
     with stream:
         lines, refused = _read(stream, check=not args.raw)
-    sent = run_async(
-        _produce(settings.kafka_bootstrap, settings.topic_commands, lines, quiet=args.quiet)
-    )
+    try:
+        sent = run_async(
+            _produce(settings.kafka_bootstrap, settings.topic_commands, lines, quiet=args.quiet)
+        )
+    except (KafkaError, TimeoutError) as error:
+        sys.stderr.write(
+            f"convoai-worker send: nothing sent to {settings.topic_commands} on "
+            f"{settings.kafka_bootstrap}: {describe_kafka_error(error)}\n"
+        )
+        return 2
     sys.stderr.write(
         f"sent {sent} command(s) to {settings.topic_commands}"
         + (f", refused {refused} invalid line(s)" if refused else "")
@@ -89,8 +99,10 @@ async def _produce(bootstrap: str, topic: str, lines: list[_Line], *, quiet: boo
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
     )
-    await producer.start()
     try:
+        await producer.start()
+        # fail in seconds, with the topic's name, instead of after the producer's long timeout
+        await asyncio.wait_for(producer.partitions_for(topic), TOPIC_CHECK_SECONDS)
         with tqdm(total=len(lines), unit="cmd", disable=quiet, file=sys.stderr) as bar:
             acks = []
             for line in lines:

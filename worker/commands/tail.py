@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import KafkaError
 
 from contracts import AgentStateEvent, ResultEvent, decode_agent_state, decode_result
 from contracts.headers import DLQ_EXCEPTION_CLASS_NAME, DLQ_EXCEPTION_MESSAGE
+from worker.commands.kafka_errors import describe_kafka_error
 from worker.event_loop import run_async
 from worker.settings import Settings, load_settings
 
@@ -46,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
         return run_async(_follow(settings, args))
     except KeyboardInterrupt:
         return 0
+    except KafkaError as error:
+        sys.stderr.write(
+            f"convoai-worker tail: cannot follow {settings.kafka_bootstrap}: "
+            f"{describe_kafka_error(error)}\n"
+        )
+        return 2
 
 
 async def _follow(settings: Settings, args: argparse.Namespace) -> int:
