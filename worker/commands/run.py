@@ -12,12 +12,14 @@ import asyncio
 import signal
 
 import structlog
+from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
 from worker.event_loop import run_async
 from worker.logging import configure_logging
 from worker.metrics import Metrics
 from worker.pipeline.app import Worker
+from worker.pipeline.topics import MissingTopicsError
 from worker.settings import load_settings
 
 log = structlog.get_logger(__name__)
@@ -67,6 +69,10 @@ async def _serve(worker: Worker) -> int:
     try:
         await worker.run()
     except asyncio.CancelledError:
+        return 1
+    except (KafkaConnectionError, MissingTopicsError) as error:
+        # configuration problems: say what is wrong, a traceback would only hide it
+        log.error("worker_cannot_start", error=str(error))  # noqa: TRY400 - see above
         return 1
     except Exception:
         log.exception("worker_failed")

@@ -69,6 +69,7 @@ class Worker:
         settings, metrics = self.settings, self.metrics
         async with AsyncExitStack() as stack:
             producer = make_producer(settings)
+            stack.push_async_callback(producer.stop)  # also closes a producer never started
             publisher = EventPublisher(producer, settings, metrics)
             sink = _StateSink(publisher)
             webhooks = WebhookReceiver(
@@ -89,7 +90,6 @@ class Worker:
             if created:
                 log.info("topics_created", topics=created)
             await producer.start()
-            stack.push_async_callback(producer.stop)
             self.health.producer_ready(True)
 
             follower = StateFollower(settings, self.directory)
