@@ -33,7 +33,7 @@ from tests.pipeline.harness import (
     wait_for_results,
     wait_ready,
 )
-from tests.pipeline.scenarios import agent_lifecycle
+from tests.pipeline.scenarios import SPEAKS_PER_AGENT, agent_lifecycle
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.faults import FaultSettings
 from worker.pipeline.topics import MissingTopicsError, ensure_topics
@@ -76,6 +76,11 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing(
     assert set(per_id) == ids
     duplicates = sum(per_id.values()) - len(ids)
     assert duplicates <= settings.max_in_flight, duplicates
+    # at the API: commands running when the worker died ran again, and only those
+    spoken = Counter(r["body"]["text"] for r in emulator.requests("agent.speak"))
+    repeated = sum(count - 1 for count in spoken.values())
+    assert len(spoken) == 100 * SPEAKS_PER_AGENT
+    assert repeated <= settings.max_in_flight, repeated
     # Name addressing survived the restart (state topic): no command failed to find its agent.
     assert {r.outcome for r in results} == {"succeeded"}, Counter(r.outcome for r in results)
 
