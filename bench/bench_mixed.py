@@ -18,12 +18,11 @@ from bench.bench_pipeline import (
     Processes,
     ResultCounter,
     create_topics,
-    free_port,
     produce_keyed,
     set_latency,
-    wait_port,
     worker_env,
 )
+from bench.local import free_port, wait_for_port
 from tests.pipeline.scenarios import agent_lifecycle
 
 
@@ -36,7 +35,7 @@ async def bench(agents: int, latency_ms: float) -> None:
     env = worker_env(run, base, topics, worker_port, agents)
     processes = Processes(env, emulator_port, worker_port, agents)
     try:
-        wait_port(emulator_port)
+        wait_for_port(emulator_port, processes.emulator, "the emulator")
         await set_latency(base, latency_ms)
         commands = agent_lifecycle(run, agents)
         await produce_keyed(topics["commands"], commands)

@@ -24,7 +24,6 @@ import asyncio
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,30 +37,13 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.local import free_port, wait_for_port
 from bench.measure import cpu_seconds
 from contracts.keys import ordering_key
 
 BOOTSTRAP = os.environ.get("CONVOAI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 PARTITIONS = 12
 APP = "bench-app"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 async def create_topics(names: list[str]) -> None:
@@ -262,7 +244,7 @@ class Processes:
 
     def start_worker(self) -> int:
         self.worker = self._spawn(["run"], "worker")
-        wait_port(self.worker_port)
+        wait_for_port(self.worker_port, self.worker, "the worker")
         return self.worker.pid
 
     def stop(self) -> None:
@@ -286,7 +268,7 @@ async def bench(args: argparse.Namespace) -> None:
         args.agents,
     )
     try:
-        wait_port(emulator_port)
+        wait_for_port(emulator_port, processes.emulator, "the emulator")
         names = [f"bench-{run}-{i}" for i in range(args.agents)]
         starts = [
             {

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.local import free_port, wait_for_port
 from contracts import decode_result
 from contracts.keys import ordering_key
 from worker.commands.tail import render
@@ -30,28 +30,6 @@ from worker.settings import Settings, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "examples" / "scenario.jsonl"
 TIMEOUT_SECONDS = 60.0
-
-
-def free_port() -> int:
-    """An unused loopback port, so the demo never collides with something already running."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    """Block until `port` accepts connections; fail fast if the process died."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"demo: {what} exited with code {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"demo: {what} did not open port {port} within 30 s")
 
 
 def load_scenario(run: str) -> list[dict[str, Any]]:

@@ -58,6 +58,10 @@ class RunningEmulator:
     def log(self) -> RequestLog:
         return self.app[REQUESTS]
 
+    def requests(self, operation: str | None = None) -> list[dict[str, Any]]:
+        """The request log as JSON objects (bodies parsed), oldest first."""
+        return [entry.to_json() for entry in self.log.entries(operation)]
+
     def settings(self, **overrides: Any) -> Settings:
         """Worker settings aimed at this emulator with the test credentials."""
         values: dict[str, Any] = {

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conftest import TopicFactory
-from tests.pipeline.harness import Emulator, run_emulator
+from tests.emulator.harness import RunningEmulator, running_emulator
+from tests.pipeline.harness import OPEN_EMULATOR
 
 COMMAND_PARTITIONS = 4
 
@@ -24,7 +25,7 @@ async def topics(topic_factory: TopicFactory) -> dict[str, str]:
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
+async def emulator() -> AsyncIterator[RunningEmulator]:
     """A healthy emulator with room for many agents."""
-    async with run_emulator() as running:
+    async with running_emulator(OPEN_EMULATOR) as running:
         yield running

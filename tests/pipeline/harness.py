@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,12 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import msgspec
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from bench.local import free_port
 from contracts import ResultEvent, decode_result
 from contracts.keys import ordering_key
-from worker.emulator.app import REQUESTS, build_app
 from worker.emulator.config import EmulatorConfig
 from worker.metrics import Metrics
 from worker.pipeline.app import Worker
@@ -30,43 +28,8 @@ from worker.settings import Settings
 APP_ID = "test-app"
 
 
-class Emulator:
-    """An emulator served in-process on 127.0.0.1 with an ephemeral port."""
-
-    def __init__(self, app: web.Application, runner: web.AppRunner, port: int) -> None:
-        self.app = app
-        self.runner = runner
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}/api/conversational-ai-agent"
-
-    def requests(self, operation: str | None = None) -> list[dict[str, Any]]:
-        """The request log, oldest first, optionally for one operation."""
-        return [e.to_json() for e in self.app[REQUESTS].entries(operation)]
-
-
-@contextlib.asynccontextmanager
-async def run_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[Emulator]:
-    """Serve an emulator for the duration of the block."""
-    app = build_app(config or EmulatorConfig(max_agents_per_app=100_000))
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    try:
-        yield Emulator(app, runner, port)
-    finally:
-        await runner.cleanup()
-
-
-def free_port() -> int:
-    """An unused loopback port for a worker's ops server."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# Whole-worker tests start many agents and send no credentials.
+OPEN_EMULATOR = EmulatorConfig(max_agents_per_app=100_000)
 
 
 def make_settings(

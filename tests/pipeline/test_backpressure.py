@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
+from tests.emulator.harness import running_emulator
 from tests.pipeline.conftest import COMMAND_PARTITIONS
 from tests.pipeline.harness import (
     in_process_worker,
     make_settings,
     produce,
-    run_emulator,
     wait_for_results,
 )
 from worker.emulator.config import EmulatorConfig
@@ -33,10 +33,8 @@ async def test_backlog_pauses_partitions_and_bounds_buffered_records(
         for i in range(1500)
     ]
     await produce(kafka_bootstrap, topics["commands"], commands)
-    async with run_emulator(config) as emulator:
-        settings = make_settings(
-            kafka_bootstrap, topics, emulator.base_url, partition_buffer=BUFFER
-        )
+    async with running_emulator(config) as emulator:
+        settings = make_settings(kafka_bootstrap, topics, emulator.api_url, partition_buffer=BUFFER)
         async with in_process_worker(settings) as worker:
             consumer = worker.consumer
             assert consumer is not None
@@ -69,8 +67,8 @@ async def test_a_slow_key_does_not_hold_back_other_keys(
         for i in range(40)
     ]
     await produce(kafka_bootstrap, topics["commands"], [*stuck, *others])
-    async with run_emulator(config) as emulator:
-        settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    async with running_emulator(config) as emulator:
+        settings = make_settings(kafka_bootstrap, topics, emulator.api_url)
         async with in_process_worker(settings):
             early = await wait_for_results(
                 kafka_bootstrap, topics["results"], {c["id"] for c in others}, within=30

@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from contracts.keys import ordering_key
+from tests.emulator.harness import RunningEmulator
 from tests.pipeline.harness import (
-    Emulator,
     in_process_worker,
     make_settings,
     read_topic,
@@ -38,10 +38,10 @@ async def run_cli(*args: str, env: dict[str, str], stdin: bytes = b"") -> tuple[
 
 
 async def test_send_checks_keys_and_reports_bad_lines(
-    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator, tmp_path: Path
+    kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     """Valid lines go out keyed by the ordering rules; invalid ones are named by line number."""
-    settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    settings = make_settings(kafka_bootstrap, topics, emulator.api_url)
     lines: list[dict[str, object]] = [
         {"command": "agent.speak", "id": "s-1", "name": "bot", "text": "hi"},
         {"command": "number.get", "id": "s-2", "phone_number": "+15550001"},
@@ -63,10 +63,10 @@ async def test_send_checks_keys_and_reports_bad_lines(
 
 
 async def test_tail_prints_results_and_dead_letters(
-    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+    kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator
 ) -> None:
     """`tail --json` shows every result, state change and dead letter, then stops when asked."""
-    settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    settings = make_settings(kafka_bootstrap, topics, emulator.api_url)
     env = settings_env(settings)
     commands = (
         b'{"command":"agent.list","id":"t-1"}\n{"command":"agent.list","id":"t-2","limit":"x"}\n'

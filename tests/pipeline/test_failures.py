@@ -19,15 +19,14 @@ from contracts.headers import (
     DLQ_ORIGINAL_TOPIC,
     DLQ_STAGE,
 )
+from tests.emulator.harness import RunningEmulator, running_emulator
 from tests.pipeline.harness import (
-    Emulator,
     committed_offsets,
     end_offsets,
     in_process_worker,
     make_settings,
     produce,
     read_topic,
-    run_emulator,
     spawn_worker,
     stop_process,
     wait_for_results,
@@ -49,8 +48,8 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing(
     ids = {c["id"] for c in commands}
     await produce(kafka_bootstrap, topics["commands"], commands)
     slow = EmulatorConfig(max_agents_per_app=1000, faults=FaultSettings(latency_ms=20))
-    async with run_emulator(slow) as emulator:
-        settings = make_settings(kafka_bootstrap, topics, emulator.base_url, max_in_flight=50)
+    async with running_emulator(slow) as emulator:
+        settings = make_settings(kafka_bootstrap, topics, emulator.api_url, max_in_flight=50)
         log = str(tmp_path / "worker.log")
         first = spawn_worker(settings, log)
         try:
@@ -86,7 +85,7 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing(
 
 
 async def test_poison_records_go_to_dlq_and_the_partition_moves_on(
-    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+    kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator
 ) -> None:
     """Undecodable and invalid records are dead-lettered with context; later records run."""
     good_before = {"command": "agent.list", "id": "ok-1"}
@@ -98,7 +97,7 @@ async def test_poison_records_go_to_dlq_and_the_partition_moves_on(
         msgspec.json.encode({"command": "agent.fly", "id": "bad-2"}),
     ]
     await produce(kafka_bootstrap, topics["commands"], [good_before, *poison, good_after])
-    settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    settings = make_settings(kafka_bootstrap, topics, emulator.api_url)
     async with in_process_worker(settings):
         results = await wait_for_results(
             kafka_bootstrap, topics["results"], {"ok-1", "ok-2", "bad-1", "bad-2"}
@@ -133,13 +132,13 @@ async def test_two_workers_and_a_member_leaving_mid_run(
     config = EmulatorConfig(
         max_agents_per_app=100_000, faults=FaultSettings(latency_ms=5, latency_jitter_ms=10)
     )
-    async with run_emulator(config) as emulator:
+    async with running_emulator(config) as emulator:
         commands = agent_lifecycle("rebal", 120)
         ids = {c["id"] for c in commands}
         first_half, second_half = commands[: len(commands) // 2], commands[len(commands) // 2 :]
         await produce(kafka_bootstrap, topics["commands"], first_half)
-        a = make_settings(kafka_bootstrap, topics, emulator.base_url)
-        b = make_settings(kafka_bootstrap, topics, emulator.base_url, group_id=a.group_id)
+        a = make_settings(kafka_bootstrap, topics, emulator.api_url)
+        b = make_settings(kafka_bootstrap, topics, emulator.api_url, group_id=a.group_id)
         async with in_process_worker(a):
             async with in_process_worker(b):
                 await produce(kafka_bootstrap, topics["commands"], second_half)
@@ -154,12 +153,10 @@ async def test_sigterm_with_hundreds_in_flight_commits_nothing_without_result(
 ) -> None:
     """SIGTERM during slow API calls: every committed offset has its result on Kafka."""
     config = EmulatorConfig(faults=FaultSettings(latency_ms=500, latency_jitter_ms=2500))
-    async with run_emulator(config) as emulator:
+    async with running_emulator(config) as emulator:
         commands = [{"command": "agent.list", "id": f"slow-{i}", "limit": i} for i in range(400)]
         await produce(kafka_bootstrap, topics["commands"], commands)
-        settings = make_settings(
-            kafka_bootstrap, topics, emulator.base_url, drain_grace_seconds=1.0
-        )
+        settings = make_settings(kafka_bootstrap, topics, emulator.api_url, drain_grace_seconds=1.0)
         log = str(tmp_path / "worker.log")
         worker = spawn_worker(settings, log)
         try:
@@ -187,7 +184,7 @@ async def test_sigterm_with_hundreds_in_flight_commits_nothing_without_result(
 
 
 async def test_expired_command_is_not_sent(
-    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+    kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator
 ) -> None:
     """A command past `expires_at` gets outcome `expired` and never reaches the API."""
     past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
@@ -204,7 +201,7 @@ async def test_expired_command_is_not_sent(
             }
         ],
     )
-    settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    settings = make_settings(kafka_bootstrap, topics, emulator.api_url)
     async with in_process_worker(settings):
         (result,) = await wait_for_results(kafka_bootstrap, topics["results"], {"late"})
     assert result.outcome == "expired"
@@ -213,12 +210,12 @@ async def test_expired_command_is_not_sent(
 
 
 async def test_redelivered_command_id_is_not_executed_again_after_restart(
-    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+    kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator
 ) -> None:
     """A command id with a published result is skipped, also by a freshly started worker."""
     speak = {"command": "agent.speak", "id": "once", "agent_id": "A1", "text": "hi"}
     await produce(kafka_bootstrap, topics["commands"], [{"command": "agent.list", "id": "warm"}])
-    settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    settings = make_settings(kafka_bootstrap, topics, emulator.api_url)
     async with in_process_worker(settings):
         await produce(kafka_bootstrap, topics["commands"], [speak])
         await wait_for_results(kafka_bootstrap, topics["results"], {"warm", "once"})
@@ -237,11 +234,11 @@ async def test_redelivered_command_id_is_not_executed_again_after_restart(
 
 
 async def test_missing_topics_are_named_when_creation_is_off(
-    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+    kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator
 ) -> None:
     """Without permission to create topics the worker says exactly which are missing."""
     settings = make_settings(
-        kafka_bootstrap, {**topics, "dlq": topics["dlq"] + ".absent"}, emulator.base_url
+        kafka_bootstrap, {**topics, "dlq": topics["dlq"] + ".absent"}, emulator.api_url
     )
     with pytest.raises(MissingTopicsError) as raised:
         await ensure_topics(settings)
@@ -249,14 +246,14 @@ async def test_missing_topics_are_named_when_creation_is_off(
 
 
 async def test_static_membership_works_end_to_end(
-    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+    kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator
 ) -> None:
     """With CONVOAI_GROUP_INSTANCE_ID set the worker joins as a static member and processes."""
     await produce(
         kafka_bootstrap, topics["commands"], [{"command": "agent.list", "id": "static-1"}]
     )
     settings = make_settings(
-        kafka_bootstrap, topics, emulator.base_url, group_instance_id="worker-0"
+        kafka_bootstrap, topics, emulator.api_url, group_instance_id="worker-0"
     )
     async with in_process_worker(settings):
         (result,) = await wait_for_results(kafka_bootstrap, topics["results"], {"static-1"})

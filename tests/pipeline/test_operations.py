@@ -12,13 +12,12 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.emulator.harness import RunningEmulator, running_emulator
 from tests.pipeline.harness import (
-    Emulator,
     in_process_worker,
     make_settings,
     produce,
     read_topic,
-    run_emulator,
     spawn_worker,
     stop_process,
     wait_for_results,
@@ -57,7 +56,7 @@ def total(
 
 
 async def test_metrics_move_consistently_with_the_results(
-    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+    kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator
 ) -> None:
     """Counters scraped from /metrics match what landed on the results and DLQ topics."""
     commands = agent_lifecycle("obs", 20)
@@ -71,7 +70,7 @@ async def test_metrics_move_consistently_with_the_results(
         msgspec.json.encode({"command": "agent.speak", "id": "inv", "agent_id": "A", "text": 1})
     ]
     await produce(kafka_bootstrap, topics["commands"], [*commands, *failing, *missing, *invalid])
-    settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    settings = make_settings(kafka_bootstrap, topics, emulator.api_url)
     ids = {c["id"] for c in [*commands, *failing, *missing]} | {"inv"}
     async with in_process_worker(settings):
         before = await scrape(settings.http_port)
@@ -108,11 +107,11 @@ async def test_livez_fails_when_consumption_stalls(
 ) -> None:
     """Commands stuck behind a hung API with lag and no progress turn /livez unhealthy."""
     hung = EmulatorConfig(faults=FaultSettings(latency_ms=60_000))
-    async with run_emulator(hung) as emulator:
+    async with running_emulator(hung) as emulator:
         settings = make_settings(
             kafka_bootstrap,
             topics,
-            emulator.base_url,
+            emulator.api_url,
             stall_timeout_seconds=1.0,
             api_timeout_seconds=120.0,
             drain_grace_seconds=0.5,
@@ -146,7 +145,7 @@ async def test_no_secret_reaches_any_log_line(
     config = EmulatorConfig(
         customer_id=customer_id, customer_secret=customer_secret, max_agents_per_app=1000
     )
-    async with run_emulator(config) as emulator:
+    async with running_emulator(config) as emulator:
         commands = agent_lifecycle("sec", 3)
         properties = agent_properties("room")
         properties["llm"]["api_key"] = "llm-api-key-abcdef123456"
@@ -160,7 +159,7 @@ async def test_no_secret_reaches_any_log_line(
         settings = make_settings(
             kafka_bootstrap,
             topics,
-            emulator.base_url,
+            emulator.api_url,
             customer_id=customer_id,
             customer_secret=customer_secret,
             webhook_secret=webhook_secret,

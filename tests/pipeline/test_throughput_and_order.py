@@ -7,8 +7,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from tests.emulator.harness import RunningEmulator
 from tests.pipeline.harness import (
-    Emulator,
     committed_offsets,
     end_offsets,
     in_process_worker,
@@ -24,13 +24,13 @@ AGENTS = 200  # keys; 12 commands each → 2,400 commands
 
 
 async def test_mixed_commands_exactly_one_result_in_key_order(
-    kafka_bootstrap: str, topics: dict[str, str], emulator: Emulator
+    kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator
 ) -> None:
     """One final result per command, per-key order at the API, offsets committed to the end."""
     commands = agent_lifecycle("mix", AGENTS)
     assert len(commands) >= 2000
     await produce(kafka_bootstrap, topics["commands"], commands)
-    settings = make_settings(kafka_bootstrap, topics, emulator.base_url)
+    settings = make_settings(kafka_bootstrap, topics, emulator.api_url)
 
     async with in_process_worker(settings):
         results = await wait_for_results(
