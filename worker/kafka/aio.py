@@ -1,0 +1,308 @@
+"""The Kafka ports implemented with aiokafka.
+
+Group timing is explicit (see `worker.kafka.timing`): a member that is still finishing its
+revoked partitions' commands keeps heartbeating and must rejoin within the rebalance timeout,
+so the revoke grace is derived from that timeout and nothing else. Commands are read with
+`isolation_level="read_committed"`: a transactional producer's aborted records never run, and
+lag is measured against the last stable offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    CommitFailedError,
+    CorruptRecordException,
+    IllegalStateError,
+    MessageSizeTooLargeError,
+    OffsetMetadataTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+
+from worker.kafka.ports import (
+    CommitRejectedError,
+    Committed,
+    Headers,
+    MetadataTooLargeError,
+    PartitionListener,
+    Record,
+    RecordRejectedError,
+)
+from worker.kafka.timing import GroupTiming
+from worker.kafka.topics import ensure_topics
+from worker.settings import Settings
+
+MAX_POLL_RECORDS = 500  # per fetch; a partition can overshoot its buffer by one batch
+FETCH_MAX_WAIT_MS = 100
+PRODUCER_LINGER_MS = 5  # batch the results of commands that finish together
+PRODUCER_MAX_BATCH_BYTES = 262_144
+ASSIGNMENT_WAIT_SECONDS = 30.0
+
+# Failures that describe the record itself; sending it again can never succeed.
+_REJECTIONS = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by every client of the worker."""
+    return {"bootstrap_servers": settings.kafka_bootstrap}
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Adapts aiokafka's listener to the port's, adding the committed metadata."""
+
+    def __init__(self, source: AioCommandSource, listener: PartitionListener) -> None:
+        self._source = source
+        self._listener = listener
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            await self._listener.revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if not assigned:
+            return
+        # aiokafka fetches for new partitions while this callback awaits; paused, they return
+        # nothing (the fetched records are dropped and fetched again) until the listener knows
+        # them, so no record arrives for a partition the pipeline is not tracking yet
+        self._source.hold(assigned)
+        try:
+            await self._listener.assigned(await self._source.committed(assigned))
+        finally:
+            self._source.release(assigned)
+
+
+class AioCommandSource:
+    """The command topic's group member."""
+
+    def __init__(self, settings: Settings) -> None:
+        timing = GroupTiming.from_settings(settings)
+        self.topic = settings.topic_commands
+        self._group = settings.group_id
+        self._options = client_options(settings)
+        self._consumer = AIOKafkaConsumer(
+            group_id=settings.group_id,
+            group_instance_id=settings.group_instance_id or None,
+            client_id=settings.group_instance_id or f"{settings.group_id}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # commands produced before the first start still run
+            isolation_level="read_committed",
+            max_poll_records=MAX_POLL_RECORDS,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            session_timeout_ms=timing.session_timeout_ms,
+            heartbeat_interval_ms=timing.heartbeat_interval_ms,
+            rebalance_timeout_ms=timing.rebalance_timeout_ms,
+            max_poll_interval_ms=timing.max_poll_interval_ms,
+            **self._options,
+        )
+        # the consumer's own `committed()` drops the metadata that carries the offset map
+        self._admin = AIOKafkaAdminClient(client_id=f"{settings.group_id}-offsets", **self._options)
+
+    async def start(self, listener: PartitionListener) -> None:
+        """Connect and subscribe; joining the group happens on the first poll."""
+        await self._admin.start()
+        await self._consumer.start()
+        self._consumer.subscribe([self.topic], listener=_Rebalance(self, listener))
+
+    def hold(self, partitions: set[TopicPartition]) -> None:
+        """Return no records of `partitions` for now."""
+        self._consumer.pause(*partitions)
+
+    def release(self, partitions: set[TopicPartition]) -> None:
+        """Return records of `partitions` again (those still assigned)."""
+        self._consumer.resume(*(tp for tp in partitions if tp in self._consumer.assignment()))
+
+    async def committed(self, partitions: set[TopicPartition]) -> dict[int, Committed | None]:
+        """The group's committed position and metadata of each partition."""
+        found = await self._admin.list_consumer_group_offsets(
+            self._group, partitions=sorted(partitions)
+        )
+        result: dict[int, Committed | None] = {}
+        for tp in partitions:
+            entry = found.get(tp)
+            ok = entry is not None and entry.offset >= 0
+            result[tp.partition] = Committed(entry.offset, entry.metadata or "") if ok else None
+        return result
+
+    async def poll(self, max_wait: float) -> Mapping[int, Sequence[Record]]:
+        """Records by partition, at most `MAX_POLL_RECORDS` in all."""
+        batch = await self._consumer.getmany(timeout_ms=int(max_wait * 1000))
+        return {tp.partition: records for tp, records in batch.items()}
+
+    def pause(self, partition: int) -> None:
+        """Stop fetching `partition`."""
+        self._consumer.pause(TopicPartition(self.topic, partition))
+
+    def resume(self, partition: int) -> None:
+        """Fetch `partition` again."""
+        self._consumer.resume(TopicPartition(self.topic, partition))
+
+    async def position(self, partition: int) -> int | None:
+        """Next offset to be returned, past transaction markers."""
+        tp = TopicPartition(self.topic, partition)
+        if tp not in self._consumer.assignment():
+            return None
+        position: int = await self._consumer.position(tp)
+        return position
+
+    def end_offset(self, partition: int) -> int | None:
+        """The last stable offset from the latest fetch response."""
+        offset: int | None = self._consumer.last_stable_offset(
+            TopicPartition(self.topic, partition)
+        )
+        return offset
+
+    async def commit(self, offsets: Mapping[int, Committed]) -> None:
+        """Commit positions with their offset-map metadata."""
+        request = {
+            TopicPartition(self.topic, p): (c.offset, c.metadata) for p, c in offsets.items()
+        }
+        try:
+            await self._consumer.commit(request)
+        except (CommitFailedError, IllegalStateError) as error:
+            raise CommitRejectedError(str(error)) from error
+        except OffsetMetadataTooLargeError as error:
+            raise MetadataTooLargeError(str(error)) from error
+
+    async def close(self) -> None:
+        """Leave the group (static members keep their assignment until the session ends)."""
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._admin.close()
+
+
+class AioOutputSink:
+    """The worker's one producer: idempotent, acks from all in-sync replicas, small linger."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.max_record_bytes = settings.max_record_bytes
+        self._producer = AIOKafkaProducer(
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=PRODUCER_LINGER_MS,
+            max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+            max_request_size=settings.max_record_bytes,
+            client_id=f"{settings.group_id}-producer",
+            **client_options(settings),
+        )
+
+    async def start(self) -> None:
+        """Connect."""
+        await self._producer.start()
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
+    ) -> Awaitable[None]:
+        """Queue the record; the result completes once acknowledged."""
+        try:
+            ack = await self._producer.send(topic, value=value, key=key, headers=list(headers))
+        except _REJECTIONS as error:
+            raise RecordRejectedError(str(error)) from error
+        return _acknowledged(ack)
+
+    async def close(self) -> None:
+        """Flush and disconnect (also safe when never started)."""
+        await self._producer.stop()
+
+
+async def _acknowledged(ack: asyncio.Future[Any]) -> None:
+    try:
+        await ack
+    except _REJECTIONS as error:
+        raise RecordRejectedError(str(error)) from error
+
+
+class AioTopicReader:
+    """A group-less consumer of every partition of one topic."""
+
+    def __init__(self, settings: Settings, topic: str, purpose: str) -> None:
+        self._topic = topic
+        self._consumer = AIOKafkaConsumer(
+            topic,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"{settings.group_id}-{purpose}",
+            **client_options(settings),
+        )
+
+    async def start(self) -> list[int]:
+        """Connect; without a group aiokafka assigns every partition once it has metadata."""
+        await self._consumer.start()
+        return [tp.partition for tp in await all_partitions(self._consumer)]
+
+    async def offsets(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(first, end) offsets of every partition."""
+        tps = sorted(self._consumer.assignment())
+        first = await self._consumer.beginning_offsets(tps)
+        end = await self._consumer.end_offsets(tps)
+        return (
+            {tp.partition: offset for tp, offset in first.items()},
+            {tp.partition: offset for tp, offset in end.items()},
+        )
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read `partition` from `offset`."""
+        self._consumer.seek(TopicPartition(self._topic, partition), offset)
+
+    async def poll(self, max_wait: float) -> list[Record]:
+        """The next records of any partition."""
+        batch = await self._consumer.getmany(timeout_ms=int(max_wait * 1000))
+        return [record for records in batch.values() for record in records]
+
+    async def position(self, partition: int) -> int:
+        """Next offset to read of `partition`."""
+        position: int = await self._consumer.position(TopicPartition(self._topic, partition))
+        return position
+
+    async def close(self) -> None:
+        """Disconnect."""
+        await self._consumer.stop()
+
+
+async def all_partitions(
+    consumer: AIOKafkaConsumer, within: float = ASSIGNMENT_WAIT_SECONDS
+) -> list[TopicPartition]:
+    """The partitions of a group-less consumer's subscribed topics, once it has assigned them."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not consumer.assignment():
+        if asyncio.get_running_loop().time() > deadline:
+            raise LookupError(
+                f"no partitions for {sorted(consumer.subscription())} (missing topic?)"
+            )
+        await asyncio.sleep(0.05)
+    return sorted(consumer.assignment())
+
+
+class AioKafkaBackend:
+    """Makes aiokafka clients configured from `Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def command_source(self) -> AioCommandSource:
+        """The group member on the command topic."""
+        return AioCommandSource(self._settings)
+
+    def output_sink(self) -> AioOutputSink:
+        """The producer of all output records."""
+        return AioOutputSink(self._settings)
+
+    def topic_reader(self, topic: str, purpose: str) -> AioTopicReader:
+        """A group-less reader of `topic`."""
+        return AioTopicReader(self._settings, topic, purpose)
+
+    async def ensure_topics(self) -> list[str]:
+        """Create the missing topics (when allowed); return the names created."""
+        return await ensure_topics(self._settings)
