@@ -1,7 +1,7 @@
 """How long the dedupe warm-up takes at startup, and how many ids it recovers.
 
 Setup: a fresh results topic (12 partitions) on the local broker filled with N result events
-(the size a real result has), then `warm_from_results` as the worker runs it at startup with
+(the size a real result has), then the results follower's load as the worker runs it at startup with
 `CONVOAI_DEDUPE_CAPACITY` = N. Prints ids recovered, seconds and ids/s.
 
 Usage: uv run python bench/bench_dedupe.py [--results 100000]
@@ -20,7 +20,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts import ResultEvent, encode_event
-from worker.pipeline.dedupe import CompletedCommands, warm_from_results
+from worker.kafka.aio import AioTopicReader
+from worker.pipeline.dedupe import CompletedCommands, newest, remember_results
+from worker.pipeline.followers import TopicFollower
 from worker.settings import Settings
 
 BOOTSTRAP = os.environ.get("CONVOAI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -65,7 +67,13 @@ async def bench(n: int) -> None:
     settings = Settings(kafka_bootstrap=BOOTSTRAP, topic_results=topic, dedupe_capacity=n)
     completed = CompletedCommands(n)
     started = time.perf_counter()
-    read = await warm_from_results(settings, completed)
+    follower = TopicFollower(
+        AioTopicReader(settings, topic, "bench-dedupe"), remember_results(completed)
+    )
+    try:
+        read = await follower.load(newest(n))
+    finally:
+        await follower.close()
     seconds = time.perf_counter() - started
     print(f"broker {BOOTSTRAP}, {PARTITIONS} partitions, {n} result events on the topic")
     rate = read / seconds

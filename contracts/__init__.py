@@ -60,6 +60,7 @@ from contracts.events import (
     Outcome,
     ResultEvent,
     StateSource,
+    TruncatedData,
 )
 from contracts.headers import (
     AGENT_STATE_EVENT_TYPE,
@@ -120,6 +121,7 @@ __all__ = [
     "ResultEvent",
     "SipConfig",
     "StateSource",
+    "TruncatedData",
     "cloudevent_headers",
     "decode_agent_state",
     "decode_command",

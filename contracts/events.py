@@ -68,11 +68,25 @@ def _in_utc(event: msgspec.Struct, *names: str) -> None:
             msgspec.structs.force_setattr(event, name, value.astimezone(UTC))
 
 
+class TruncatedData(msgspec.Struct, frozen=True, kw_only=True):
+    """What a result's `data` holds when the API's response was too large to publish.
+
+    `bytes` is the size of the response body as JSON, `sha256` its hex digest; read the full
+    body from the API again (e.g. agent.history) if it is needed.
+    """
+
+    truncated: Literal[True] = True
+    bytes: NonNegativeInt
+    sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+
+
 class ResultEvent(msgspec.Struct, frozen=True, kw_only=True):
     """The final result of one command, on the results topic, keyed like the command.
 
     `command` is the record's `command` value (null when a rejected record had none). Exactly
     one of `data` (when `outcome` is `succeeded`) or `error` (any other outcome) describes it.
+    A `data` body larger than the worker's budget (`CONVOAI_MAX_RESULT_BYTES`) is replaced by a
+    `TruncatedData` object; the outcome stays what it was.
     `attempts` counts API calls made (0 when rejected or expired before running).
     `received_at` is the command record's timestamp, `completed_at` when the outcome was
     decided, `duration_ms` the time between them.

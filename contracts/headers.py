@@ -25,6 +25,20 @@ DLQ_EXCEPTION_CLASS_NAME = "__connect.errors.exception.class.name"
 DLQ_EXCEPTION_MESSAGE = "__connect.errors.exception.message"
 DLQ_EXCEPTION_STACKTRACE = "__connect.errors.exception.stacktrace"
 
+# Added by convoai-worker to its dead letters.
+DLQ_REASON = "convoai.dlq.reason"
+"""Why: `decode_error`, `invalid_command`, `retries_exhausted` or `output_rejected`."""
+DLQ_ORIGINAL_BYTES = "convoai.dlq.original.bytes"
+"""Size of the original value, when the copy's value was cut to fit (with the two below)."""
+DLQ_ORIGINAL_SHA256 = "convoai.dlq.original.sha256"
+"""Hex SHA-256 of the original value, when the copy's value was cut to fit."""
+DLQ_TRUNCATED = "convoai.dlq.truncated"
+"""`true` when the copy's value is only the head of the original (or empty)."""
+DLQ_NULL_VALUE = "convoai.dlq.null-value"
+"""`true` when the original record had no value (null)."""
+DLQ_HEADERS_DROPPED = "convoai.dlq.original.headers-dropped"
+"""How many original headers were left out because they alone exceeded the size limit."""
+
 DlqStage = Literal["VALUE_CONVERTER", "TASK_PUT"]
 """Connect's names for where a record failed: `VALUE_CONVERTER` = the value could not be
 decoded into a command; `TASK_PUT` = the command was decoded but executing it failed for good."""

@@ -24,7 +24,7 @@ from bench.local import free_port, wait_for_port
 from contracts import decode_result
 from contracts.keys import ordering_key
 from worker.commands.tail import render
-from worker.pipeline.topics import ensure_topics
+from worker.kafka.topics import ensure_topics
 from worker.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

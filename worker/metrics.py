@@ -120,6 +120,39 @@ class Metrics:
             ["topic"],
             registry=registry,
         )
+        self.output_failures_total = Counter(
+            "convoai_output_failures",
+            "Output records not delivered, by topic and kind (transient: sent again; rejected: "
+            "refused for good and replaced or dead-lettered).",
+            ["topic", "kind"],
+            registry=registry,
+        )
+        self.offset_map_overflows = Counter(
+            "convoai_offset_map_overflows",
+            "Commits whose finished-offset map did not fit the metadata limit (plain position "
+            "committed; a new owner may run those records again).",
+            registry=registry,
+        )
+        self.records_skipped = Counter(
+            "convoai_records_skipped",
+            "Records not processed because the offset map says a previous owner finished them.",
+            registry=registry,
+        )
+        self.commands_interrupted = Counter(
+            "convoai_commands_interrupted",
+            "Commands interrupted when their partition was released, by what became of them "
+            "(unknown: may have reached the API, finished as unknown; redelivered: left for "
+            "the next owner).",
+            ["kind"],
+            registry=registry,
+        )
+        self.background_task_restarts = Counter(
+            "convoai_background_task_restarts",
+            "Background tasks (committer, followers, reconciler, loop monitor) that failed "
+            "and were started again.",
+            ["task"],
+            registry=registry,
+        )
         self.loop_lag = Gauge(
             "convoai_event_loop_lag_seconds",
             "Last measured delay of the event loop in running a scheduled callback.",
@@ -141,6 +174,9 @@ class Metrics:
         self.e2e = functools.cache(self.command_e2e.labels)
         self.published = functools.cache(self.events_published.labels)
         self.dead_lettered = functools.cache(self.dlq_records.labels)
+        self.output_failures = functools.cache(self.output_failures_total.labels)
+        self.task_restarts = functools.cache(self.background_task_restarts.labels)
+        self.interrupted = functools.cache(self.commands_interrupted.labels)
         self._request = functools.cache(self.api_request.labels)
         self._retry = functools.cache(self.api_retries.labels)
 

@@ -55,6 +55,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     create_topics: bool = True
     topic_partitions: Positive = 12
     topic_replication_factor: Positive = 1
+    # group timing (worker.kafka.timing explains how they relate)
+    kafka_session_timeout_seconds: Seconds = 15.0
+    kafka_heartbeat_interval_seconds: Seconds = 3.0
+    kafka_rebalance_timeout_seconds: Annotated[float, msgspec.Meta(ge=3)] = 30.0
+    # largest record the worker produces (the broker's default message.max.bytes is ~1 MiB)
+    max_record_bytes: Annotated[int, msgspec.Meta(ge=65_536)] = 1_000_000
+    max_result_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 262_144  # result `data` budget
+    offset_metadata_max_bytes: Annotated[int, msgspec.Meta(ge=64)] = 4096  # broker default
 
     # pipeline
     max_in_flight: Positive = 1000
@@ -74,6 +82,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def __post_init__(self) -> None:
+        """Reject combinations no single field's constraint can express."""
+        if self.kafka_heartbeat_interval_seconds * 3 > self.kafka_session_timeout_seconds:
+            raise ValueError(
+                "CONVOAI_KAFKA_HEARTBEAT_INTERVAL_SECONDS must be at most a third of "
+                "CONVOAI_KAFKA_SESSION_TIMEOUT_SECONDS"
+            )
+        if self.max_result_bytes > self.max_record_bytes // 2:
+            raise ValueError(
+                "CONVOAI_MAX_RESULT_BYTES must be at most half of CONVOAI_MAX_RECORD_BYTES"
+            )
 
     def redacted(self) -> dict[str, object]:
         """The settings as a dict with secrets masked, safe to log."""

@@ -57,6 +57,7 @@ EXPORTED = [
     "ResultEvent",
     "SipConfig",
     "StateSource",
+    "TruncatedData",
     "cloudevent_headers",
     "decode_agent_state",
     "decode_command",

@@ -75,22 +75,22 @@ class TestStall:
     ):
         """Assigned partitions with lag and no progress for `stall_timeout_seconds` fail."""
         health.group_state(joined=True, assigned_partitions=3)
-        health.lag(42)
+        health.backlog(42)
         elapse(health, clock, STALL)
         assert health.liveness().ok
         elapse(health, clock, 1)
         report = health.liveness()
         assert not report.ok
         assert report.reason == (
-            "consumer stalled: 42 records of lag and no progress for 61 s (limit 60 s)"
+            "consumer stalled: 42 records waiting and none finished for 61 s (limit 60 s)"
         )
-        assert report.details["lag_records"] == 42
+        assert report.details["backlog_records"] == 42
         assert report.details["seconds_without_progress"] == 61.0
 
     def test_progress_restarts_the_window(self, health: Health, clock: FakeClock):
-        """A completed command or an advanced commit keeps a lagging consumer alive."""
+        """A finished command keeps a consumer with a backlog alive."""
         health.group_state(joined=True, assigned_partitions=1)
-        health.lag(10)
+        health.backlog(10)
         elapse(health, clock, STALL - 1)
         health.progress()
         elapse(health, clock, STALL - 1)
@@ -103,7 +103,7 @@ class TestStall:
     def test_no_lag_is_never_a_stall(self, health: Health, clock: FakeClock):
         """An idle consumer with nothing to do makes no progress and is fine."""
         health.group_state(joined=True, assigned_partitions=4)
-        health.lag(0)
+        health.backlog(0)
         elapse(health, clock, STALL * 3)
         report = health.liveness()
         assert report.ok
@@ -112,26 +112,26 @@ class TestStall:
     def test_the_window_starts_when_lag_appears(self, health: Health, clock: FakeClock):
         """After a long idle time, new lag gets the full timeout before it counts as a stall."""
         health.group_state(joined=True, assigned_partitions=2)
-        health.lag(0)
+        health.backlog(0)
         elapse(health, clock, STALL * 3)
-        health.lag(5)
+        health.backlog(5)
         elapse(health, clock, STALL - 1)
         assert health.liveness().ok
-        health.lag(7)  # more lag, still no progress: the window keeps running
+        health.backlog(7)  # more lag, still no progress: the window keeps running
         elapse(health, clock, 2)
         assert not health.liveness().ok
 
     def test_lag_without_assigned_partitions_is_not_a_stall(self, health: Health, clock: FakeClock):
         """Lag reported for partitions since revoked does not fail this member."""
         health.group_state(joined=True, assigned_partitions=0)
-        health.lag(100)
+        health.backlog(100)
         elapse(health, clock, STALL * 2)
         assert health.liveness().ok
 
     def test_a_new_assignment_starts_a_new_window(self, health: Health, clock: FakeClock):
         """Partitions taken over in a rebalance get a full timeout for their inherited lag."""
         health.group_state(joined=True, assigned_partitions=2)
-        health.lag(9)
+        health.backlog(9)
         elapse(health, clock, STALL - 1)
         health.group_state(joined=True, assigned_partitions=3)
         elapse(health, clock, STALL - 1)
@@ -142,7 +142,7 @@ class TestStall:
     def test_an_unchanged_assignment_keeps_the_window(self, health: Health, clock: FakeClock):
         """Reporting the same assignment again does not hide a stall."""
         health.group_state(joined=True, assigned_partitions=2)
-        health.lag(9)
+        health.backlog(9)
         elapse(health, clock, STALL - 1)
         health.group_state(joined=True, assigned_partitions=2)
         elapse(health, clock, 2)
@@ -160,6 +160,8 @@ class TestReadiness:
             "producer_connected": False,
             "group_joined": True,
             "assigned_partitions": 3,
+            "outputs_failing": None,
+            "failed_tasks": {},
         }
 
     def test_not_ready_until_the_group_is_joined(self, health: Health):
@@ -194,3 +196,32 @@ class TestReadiness:
         health.group_state(joined=True, assigned_partitions=1)
         health.producer_ready(False)
         assert health.readiness().reason == "producer not connected"
+
+    def test_not_ready_while_outputs_cannot_be_delivered(self, health: Health):
+        """Failing deliveries make the worker not ready until one succeeds again."""
+        health.producer_ready(True)
+        health.group_state(joined=True, assigned_partitions=1)
+        health.outputs_failing("convoai.results: KafkaTimeoutError()")
+        report = health.readiness()
+        assert not report.ok
+        assert report.reason == "outputs not delivered: convoai.results: KafkaTimeoutError()"
+        health.outputs_failing(None)
+        assert health.readiness().ok
+
+    def test_not_ready_while_a_background_task_is_down(self, health: Health):
+        """A dead background task is named in the reason until it runs again."""
+        health.producer_ready(True)
+        health.group_state(joined=True, assigned_partitions=1)
+        health.task_failed("state-follower", "KafkaError: boom")
+        report = health.readiness()
+        assert report.reason == "background task state-follower failed: KafkaError: boom"
+        assert report.details["failed_tasks"] == {"state-follower": "KafkaError: boom"}
+        health.task_failed("state-follower", None)
+        assert health.readiness().ok
+
+    def test_not_ready_once_shutting_down(self, health: Health):
+        """From the first signal on, the pod leaves the service endpoints."""
+        health.producer_ready(True)
+        health.group_state(joined=True, assigned_partitions=1)
+        health.stopping()
+        assert health.readiness().reason == "shutting down"

@@ -67,7 +67,13 @@ async def test_readyz_reports_why_it_is_not_ready(ops: Ops):
     assert body == {
         "ok": True,
         "reason": "ok",
-        "details": {"producer_connected": True, "group_joined": True, "assigned_partitions": 2},
+        "details": {
+            "producer_connected": True,
+            "group_joined": True,
+            "assigned_partitions": 2,
+            "outputs_failing": None,
+            "failed_tasks": {},
+        },
     }
 
 

@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry
 from bench.local import free_port
 from contracts import ResultEvent, decode_result
 from contracts.keys import ordering_key
+from worker.app import Worker
 from worker.emulator.config import EmulatorConfig
+from worker.kafka.aio import all_partitions
 from worker.metrics import Metrics
-from worker.pipeline.app import Worker
-from worker.pipeline.replay import all_partitions
 from worker.settings import Settings
 
 APP_ID = "test-app"

@@ -16,7 +16,7 @@ from tests.pipeline.harness import (
 )
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.faults import FaultRule, FaultSettings
-from worker.pipeline.consumer import MAX_POLL_RECORDS
+from worker.kafka.aio import MAX_POLL_RECORDS
 
 pytestmark = pytest.mark.kafka
 

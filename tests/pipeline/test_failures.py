@@ -35,7 +35,7 @@ from tests.pipeline.harness import (
 from tests.pipeline.scenarios import SPEAKS_PER_AGENT, agent_lifecycle
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.faults import FaultSettings
-from worker.pipeline.topics import MissingTopicsError, ensure_topics
+from worker.kafka.topics import MissingTopicsError, ensure_topics
 
 pytestmark = pytest.mark.kafka
 

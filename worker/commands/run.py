@@ -15,11 +15,12 @@ import structlog
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
+from worker.app import Worker
+from worker.errors import FatalError
 from worker.event_loop import run_async
+from worker.kafka.topics import MissingTopicsError
 from worker.logging import configure_logging
 from worker.metrics import Metrics
-from worker.pipeline.app import Worker
-from worker.pipeline.topics import MissingTopicsError
 from worker.settings import load_settings
 
 log = structlog.get_logger(__name__)
@@ -73,6 +74,9 @@ async def _serve(worker: Worker) -> int:
     except (KafkaConnectionError, MissingTopicsError) as error:
         # configuration problems: say what is wrong, a traceback would only hide it
         log.error("worker_cannot_start", error=str(error))  # noqa: TRY400 - see above
+        return 1
+    except FatalError as error:
+        log.error("worker_exiting", reason=str(error))  # noqa: TRY400 - logged when it happened
         return 1
     except Exception:
         log.exception("worker_failed")

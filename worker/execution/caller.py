@@ -33,14 +33,28 @@ class ApiSender(Protocol):
         """Send once; raise an `ApiError` subclass unless the response is a readable 2xx."""
 
 
-class Run:
-    """One command's budget: its deadline (Unix seconds) and the API calls made so far."""
+class Progress:
+    """What one command's execution has done so far, readable while it runs.
 
-    __slots__ = ("attempts", "deadline")
+    `in_doubt` is True while a request that must not be repeated may have reached the API:
+    if the command is interrupted then, its outcome is `unknown`, and it must not run again.
+    """
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
+    __slots__ = ("attempts", "in_doubt")
+
+    def __init__(self) -> None:
         self.attempts = 0
+        self.in_doubt = False
+
+
+class Run:
+    """One command's budget: its deadline (Unix seconds) and its progress."""
+
+    __slots__ = ("deadline", "progress")
+
+    def __init__(self, deadline: float, progress: Progress | None = None) -> None:
+        self.deadline = deadline
+        self.progress = progress or Progress()
 
 
 class Refusal(NamedTuple):
@@ -85,13 +99,17 @@ class Caller:
                     "expired",
                     ErrorInfo(code="expired", message=f"deadline passed before {operation}"),
                 )
-            run.attempts += 1
+            progress = run.progress
+            progress.attempts += 1
+            if not idempotent:
+                progress.in_doubt = True
             sent = await self._send_once(request, time_left)
             if not isinstance(sent, ApiError):
                 return sent
             error = sent
             decision = decide(operation, error, idempotent=idempotent, repeated=repeated)
             repeated = repeated or error.may_have_reached_api
+            progress.in_doubt = not idempotent and repeated
             if decision.action in (Action.ALREADY_DONE, Action.RECONCILE):
                 return Refusal(decision, error)
             if decision.action not in RETRY_ACTIONS:

@@ -42,7 +42,7 @@ from worker.api.observer import ApiObserver, NullObserver
 from worker.api.policy import Action
 from worker.api.requests import build_request, path_for, request_for
 from worker.api.retry import Backoff
-from worker.execution.caller import ApiSender, Caller, Refusal, Run
+from worker.execution.caller import ApiSender, Caller, Progress, Refusal, Run
 from worker.execution.lookup import AgentFinder
 from worker.execution.names import NameDirectory
 from worker.execution.outcomes import CommandEndedError, describe, failure, read_as
@@ -115,22 +115,16 @@ class Executor:
             NumberAdd: self._number_added,
         }
 
-    async def execute(self, decoded: DecodedCommand, *, received_at: datetime) -> Execution:
-        """Run the command to its one final outcome; never raises for a command-level problem."""
+    async def execute(
+        self, decoded: DecodedCommand, *, received_at: datetime, progress: Progress | None = None
+    ) -> Execution:
+        """Run the command to its one final outcome; never raises for a command-level problem.
+
+        `progress` lets the caller see, if it has to interrupt the command, whether a request
+        that must not be repeated may already have reached the API.
+        """
         command = decoded.command
-        # Without `expires_at` only the retry budget is bounded, from when execution starts: a
-        # backlog that waited out an outage must still run (an agent.stop above all).
-        deadline = command.expires_at or datetime.fromtimestamp(self._clock(), UTC) + timedelta(
-            seconds=self._settings.command_timeout_seconds
-        )
-        job = _Job(
-            command=command,
-            rest=decoded.rest,
-            app_id=command.app_id or self._settings.app_id,
-            run=Run(deadline.timestamp()),
-            agent_id=getattr(command, "agent_id", None),
-            name=getattr(command, "name", None),
-        )
+        job = self._job(decoded, progress)
         data: Any = None
         outcome: Outcome = "succeeded"
         error: ErrorInfo | None = None
@@ -143,6 +137,40 @@ class Executor:
             outcome = "failed"
             error = ErrorInfo(code="internal_error", message=f"{type(exc).__name__}: {exc}")
         return Execution(self._result(job, received_at, outcome, data, error), job.events)
+
+    def interrupted(
+        self, decoded: DecodedCommand, *, received_at: datetime, progress: Progress
+    ) -> Execution:
+        """The `unknown` result of a command stopped while its request may have reached the API.
+
+        The pipeline interrupts commands still running when their partition must be released;
+        a non-idempotent request then must not be sent again by the next owner.
+        """
+        job = self._job(decoded, progress)
+        error = ErrorInfo(
+            code="ambiguous_interrupted",
+            message=(
+                f"{decoded.command.tag()} was interrupted while its request may have reached "
+                "the API (the worker released the partition); it is not sent again"
+            ),
+        )
+        return Execution(self._result(job, received_at, "unknown", None, error), [])
+
+    def _job(self, decoded: DecodedCommand, progress: Progress | None) -> _Job:
+        command = decoded.command
+        # Without `expires_at` only the retry budget is bounded, from when execution starts: a
+        # backlog that waited out an outage must still run (an agent.stop above all).
+        deadline = command.expires_at or datetime.fromtimestamp(self._clock(), UTC) + timedelta(
+            seconds=self._settings.command_timeout_seconds
+        )
+        return _Job(
+            command=command,
+            rest=decoded.rest,
+            app_id=command.app_id or self._settings.app_id,
+            run=Run(deadline.timestamp(), progress),
+            agent_id=getattr(command, "agent_id", None),
+            name=getattr(command, "name", None),
+        )
 
     async def _run(self, job: _Job) -> Any:
         command = job.command
@@ -323,7 +351,7 @@ class Executor:
             correlation_id=command.correlation_id,
             data=data if outcome == "succeeded" else None,
             error=error,
-            attempts=job.run.attempts,
+            attempts=job.run.progress.attempts,
             received_at=received_at,
             completed_at=completed_at,
             duration_ms=max(0.0, (completed_at - received_at).total_seconds() * 1000),

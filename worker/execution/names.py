@@ -1,7 +1,7 @@
 """Agent names → agent ids: what lets `agent.*` commands address an agent by `name`.
 
 `AgentDirectory` is the one implementation: the worker feeds it from the compacted agent-state
-topic (`worker.pipeline.directory.StateFollower`), `convoai-worker exec` starts it empty. The
+topic (`worker.pipeline.directory.observe_states`), `convoai-worker exec` starts it empty. The
 executor records every state it causes at once, so a command that follows an agent.start on the
 same key finds the new id without waiting for the state topic to come round.
 """

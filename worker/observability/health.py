@@ -1,15 +1,19 @@
 """Liveness and readiness computed from signals the pipeline reports.
 
 Liveness answers "would a restart help?": yes when the event loop is blocked (or its monitor
-has gone quiet), or when the consumer owns partitions with lag and has made no progress for
-`stall_timeout_seconds` — the stuck-consumer case (a wedged fetch or group coordinator) that a
-restart fixes. Readiness answers "is this pod doing its job?": the producer is connected and the
-consumer has joined its group, with partitions or idle because the group has more members than
-the topic has partitions.
+has gone quiet), or when the consumer owns partitions with a backlog and not one command has
+finished for `stall_timeout_seconds` — the stuck-consumer case (a wedged fetch or group
+coordinator) that a restart fixes. Progress is any command finished, so one slow key does not
+make a busy worker look stuck, and an idle worker (no backlog) is never stuck.
 
-The stall window starts at the latest of: the last progress, the moment lag appeared, the last
-change of assignment. So a consumer that was idle for an hour is not declared stuck the instant
-a record arrives, and new partitions get a full window before their old lag counts against it.
+Readiness answers "is this pod doing its job?": the producer is connected, the consumer has
+joined its group (with partitions, or idle because the group has more members than the topic
+has partitions), outputs are being delivered, every background task is running, and the worker
+is not shutting down. The reason says which of these is missing.
+
+The stall window starts at the latest of: the last progress, the moment a backlog appeared, the
+last change of assignment. So a consumer that was idle for an hour is not declared stuck the
+instant a record arrives, and new partitions get a full window before their backlog counts.
 """
 
 from __future__ import annotations
@@ -42,8 +46,11 @@ class Health:
         self._producer_ok = False
         self._joined = False
         self._assigned = 0
-        self._lag = 0
+        self._backlog = 0
         self._waiting_since = now  # start of the current stall window
+        self._outputs_failing: str | None = None
+        self._failed_tasks: dict[str, str] = {}
+        self._stopping = False
         self._loop_lag = 0.0
         self._loop_measured_at = now  # the monitor gets one threshold of grace to start
 
@@ -60,14 +67,29 @@ class Health:
         self._assigned = assigned_partitions
 
     def progress(self) -> None:
-        """A command completed or an offset commit advanced."""
+        """A command finished."""
         self._waiting_since = self._clock()
 
-    def lag(self, records: int) -> None:
-        """Total consumer lag of the assigned partitions, in records."""
-        if records > 0 and self._lag == 0:
+    def backlog(self, records: int) -> None:
+        """Records of the assigned partitions not yet finished (fetched or not)."""
+        if records > 0 and self._backlog == 0:
             self._waiting_since = self._clock()  # work just arrived: nothing was overdue before
-        self._lag = records
+        self._backlog = records
+
+    def outputs_failing(self, reason: str | None) -> None:
+        """Output records cannot be delivered right now (None: they can again)."""
+        self._outputs_failing = reason
+
+    def task_failed(self, name: str, reason: str | None) -> None:
+        """A background task died (None: it runs again)."""
+        if reason is None:
+            self._failed_tasks.pop(name, None)
+        else:
+            self._failed_tasks[name] = reason
+
+    def stopping(self) -> None:
+        """Shutdown began: take no new webhooks, let the pod be removed from endpoints."""
+        self._stopping = True
 
     def loop_lag(self, seconds: float) -> None:
         """The latest event-loop scheduling delay measured by the loop monitor."""
@@ -84,8 +106,8 @@ class Health:
             "loop_lag_seconds": round(self._loop_lag, 3),
             "seconds_since_loop_measurement": round(silent, 3),
             "assigned_partitions": self._assigned,
-            "lag_records": self._lag,
-            "seconds_without_progress": round(waiting, 3) if self._lag else 0.0,
+            "backlog_records": self._backlog,
+            "seconds_without_progress": round(waiting, 3) if self._backlog else 0.0,
         }
         limit = self._loop_block
         if self._loop_lag > limit:
@@ -94,26 +116,42 @@ class Health:
         if silent > limit:
             reason = f"event loop blocked: no measurement for {silent:.2f} s (limit {limit:g} s)"
             return HealthReport(ok=False, reason=reason, details=details)
-        if self._assigned and self._lag > 0 and waiting > self._stall_timeout:
+        if self._assigned and self._backlog > 0 and waiting > self._stall_timeout:
             reason = (
-                f"consumer stalled: {self._lag} records of lag and no progress for "
+                f"consumer stalled: {self._backlog} records waiting and none finished for "
                 f"{waiting:.0f} s (limit {self._stall_timeout:g} s)"
             )
             return HealthReport(ok=False, reason=reason, details=details)
         return HealthReport(ok=True, reason="ok", details=details)
 
     def readiness(self) -> HealthReport:
-        """Ready when the producer is connected and the consumer group is joined."""
-        details = {
+        """Ready when connected, joined, delivering, all tasks running and not stopping."""
+        details: dict[str, Any] = {
             "producer_connected": self._producer_ok,
             "group_joined": self._joined,
             "assigned_partitions": self._assigned,
+            "outputs_failing": self._outputs_failing,
+            "failed_tasks": dict(self._failed_tasks),
         }
-        if not self._producer_ok:
-            return HealthReport(ok=False, reason="producer not connected", details=details)
-        if not self._joined:
-            return HealthReport(ok=False, reason="consumer group not joined", details=details)
+        problem = self._not_ready()
+        if problem is not None:
+            return HealthReport(ok=False, reason=problem, details=details)
         if not self._assigned:
             reason = "ok: group joined, no partitions assigned (idle member)"
             return HealthReport(ok=True, reason=reason, details=details)
         return HealthReport(ok=True, reason="ok", details=details)
+
+    def _not_ready(self) -> str | None:
+        """The first reason the worker is not ready, if any."""
+        if self._stopping:
+            return "shutting down"
+        if self._outputs_failing is not None:
+            return f"outputs not delivered: {self._outputs_failing}"
+        if self._failed_tasks:
+            name, why = next(iter(self._failed_tasks.items()))
+            return f"background task {name} failed: {why}"
+        if not self._producer_ok:
+            return "producer not connected"
+        if not self._joined:
+            return "consumer group not joined"
+        return None

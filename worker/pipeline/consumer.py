@@ -1,9 +1,15 @@
-"""The consumer loop: fetch in batches, schedule per key, pause when full, commit what is done.
+"""The consumer loop: fetch, schedule per key, pause when full, commit what is finished.
 
-Rules it implements (design §4): manual commits of the highest contiguous finished offset per
-partition; per-key order; bounded memory (a partition is paused when `partition_buffer` of its
-records are unfinished and resumed below the low-water mark); on revocation, stop the revoked
-partitions' queued work, give running commands a bounded time to finish, commit, and release.
+Rules it implements:
+- Records are committed only once finished (their outputs acknowledged); the commit carries the
+  offset map, and records a previous owner finished are skipped on assignment.
+- Per-key order; different keys run concurrently under one in-flight bound; memory is bounded by
+  pausing a partition with `partition_buffer` unfinished records (resumed below the low mark).
+- Releasing partitions (revocation, shutdown): stop taking their records, drop queued work that
+  has not started, give running work a grace period, then interrupt it (the processor decides
+  per command what that means), commit, and only then let go.
+- A key whose processing raised is blocked for good in this process; the worker then stops
+  (`fatal`) so that the key's records are redelivered, in order, after a restart.
 """
 
 from __future__ import annotations
@@ -11,46 +17,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
 
+from worker.errors import AbandonedError, FatalError
+from worker.kafka.ports import CommandSource, Committed, Record
+from worker.kafka.timing import GroupTiming
 from worker.metrics import Metrics
 from worker.observability.health import Health
+from worker.pipeline import offset_map
+from worker.pipeline.committer import Committer, PartitionState
 from worker.pipeline.offsets import PartitionOffsets
-from worker.pipeline.processor import Job
 from worker.pipeline.scheduler import Key, KeyedScheduler
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 COMMIT_INTERVAL_SECONDS = 0.2  # bounds redelivery after a crash to ~0.2 s of finished work
-FETCH_TIMEOUT_MS = 100
-REVOKE_GRACE_SECONDS = 10.0  # must stay well below max.poll.interval (rebalance timeout)
-MAX_POLL_RECORDS = 500  # per fetch; a partition can overshoot its buffer by one batch
+POLL_TIMEOUT_SECONDS = 0.1
+POLL_RETRY_SECONDS = 1.0
+INTERRUPT_WAIT_SECONDS = 5.0  # for interrupted work to publish its `unknown` results
+CATCH_UP_SECONDS = 5.0  # how long a new assignment waits for the dedupe memory
 
 
-class _PartitionState:
-    __slots__ = ("committed", "offsets", "paused", "tp")
+class Work:
+    """A consumed record on its way through the pipeline."""
 
-    def __init__(self, tp: TopicPartition) -> None:
-        self.tp = tp
-        self.offsets = PartitionOffsets()
-        self.paused = False
-        self.committed: int | None = None
+    __slots__ = ("abandoned", "record", "state")
 
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: CommandConsumer) -> None:
-        self._owner = owner
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._owner.partitions_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._owner.partitions_assigned(assigned)
+    def __init__(self, record: Record, state: PartitionState) -> None:
+        self.record = record
+        self.state = state
+        self.abandoned = False
 
 
 class CommandConsumer:
@@ -58,66 +57,73 @@ class CommandConsumer:
 
     def __init__(
         self,
+        source: CommandSource,
+        process: Callable[[Work], Awaitable[None]],
         settings: Settings,
         metrics: Metrics,
         health: Health,
-        process: Callable[[Job], Awaitable[None]],
+        *,
+        catch_up: Callable[[float], Awaitable[bool]] | None = None,
     ) -> None:
+        """`catch_up(seconds)` waits until the dedupe memory knows every result on Kafka."""
+        self._source = source
+        self._process = process
         self._settings = settings
         self._metrics = metrics
         self._health = health
-        self._process = process
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.group_id,
-            group_instance_id=settings.group_instance_id or None,
-            client_id=settings.group_instance_id or f"{settings.group_id}-consumer",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",  # commands produced before the first start still run
-            max_poll_records=MAX_POLL_RECORDS,
-            fetch_max_wait_ms=FETCH_TIMEOUT_MS,
+        self._catch_up = catch_up
+        self._revoke_grace = GroupTiming.from_settings(settings).revoke_grace_seconds
+        self._scheduler: KeyedScheduler[Work] = KeyedScheduler(
+            settings.max_in_flight, self._run, on_error=self._key_failed
         )
-        self._scheduler: KeyedScheduler[tuple[_PartitionState, Job]] = KeyedScheduler(
-            settings.max_in_flight, self._run_job, on_error=self._fail
-        )
-        self._partitions: dict[int, _PartitionState] = {}
+        self._committer = Committer(source, metrics, settings.offset_metadata_max_bytes)
+        self._partitions: dict[int, PartitionState] = {}
         self._resume_below = int(settings.partition_buffer * settings.partition_resume_ratio)
         self._stop = asyncio.Event()
-        self._failure: BaseException | None = None
+        self.fatal: FatalError | None = None
         metrics.in_flight_limit.set(settings.max_in_flight)
         # read at scrape time: nothing to update per command
         metrics.in_flight.set_function(lambda: self._scheduler.running)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Connect and subscribe (joining the group happens on the first fetch)."""
-        await self._consumer.start()
-        self._consumer.subscribe([self._settings.topic_commands], listener=_Listener(self))
+        """Connect and subscribe (joining the group happens on the first poll)."""
+        await self._source.start(self)
 
     def request_stop(self) -> None:
-        """Stop fetching; `run` then drains and returns."""
+        """Stop fetching and drop work not started; `run` then releases every partition."""
         self._stop.set()
+        self._scheduler.discard_queued(set(self._partitions))
 
     async def run(self) -> None:
-        """Fetch and dispatch until stopped, then drain within the grace period and commit."""
-        committer = asyncio.create_task(self._commit_loop(), name="committer")
-        try:
-            while not self._stop.is_set():
-                batch = await self._consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS)
-                for tp, records in batch.items():
-                    self._dispatch(tp, records)
-        finally:
-            committer.cancel()
-            await asyncio.gather(committer, return_exceptions=True)
-        await self._drain()
-        if self._failure is not None:
-            raise RuntimeError(
-                "command processing failed; unfinished records were not committed"
-            ) from self._failure
+        """Fetch and dispatch until stopped; then drain, interrupt and commit everything."""
+        while not self._stop.is_set():
+            try:
+                batch = await self._source.poll(POLL_TIMEOUT_SECONDS)
+            except Exception as error:  # noqa: BLE001 - the port: poll failures are transient
+                log.warning("poll_failed", error=repr(error), retry_in_seconds=POLL_RETRY_SECONDS)
+                await asyncio.sleep(POLL_RETRY_SECONDS)
+                continue
+            for partition, records in batch.items():
+                self._dispatch(partition, records)
+        await self._release(self._settings.drain_grace_seconds, "shutdown", set(self._partitions))
+
+    async def abort(self) -> None:
+        """Cancel all work at once, publishing nothing more (forced exit, failed startup)."""
+        await self._scheduler.cancel(None)
 
     async def close(self) -> None:
-        """Leave the group (static members keep their assignment until the session expires)."""
-        await self._consumer.stop()
+        """Leave the group."""
+        await self._source.close()
+
+    async def commit_loop(self) -> None:
+        """Until cancelled: commit finished work and report lag (a supervised task)."""
+        while True:
+            await asyncio.sleep(COMMIT_INTERVAL_SECONDS)
+            states = [s for s in self._partitions.values() if not s.released]
+            await self._settle_idle(states)
+            await self._committer.commit(states)
+            self._observe(states)
 
     @property
     def buffered(self) -> int:
@@ -129,134 +135,36 @@ class CommandConsumer:
         """Partitions paused for back-pressure right now."""
         return sum(state.paused for state in self._partitions.values())
 
-    # ------------------------------------------------------------------ dispatch
-    def _dispatch(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        state = self._partitions.get(tp.partition)
-        if state is None:
-            return  # revoked while the batch was in flight; the new owner reads it again
-        offsets = state.offsets
-        submit = self._scheduler.submit
-        for record in records:
-            timestamp = record.timestamp / 1000
-            offsets.consumed(record.offset, timestamp)
-            key: Key = (
-                tp.partition,
-                record.key if record.key is not None else ("offset", record.offset),
+    # ------------------------------------------------------------------ assignment
+    async def assigned(self, partitions: Mapping[int, Committed | None]) -> None:
+        """New partitions: track them from their committed position and offset map."""
+        for partition, committed in partitions.items():
+            self._partitions[partition] = PartitionState(
+                partition, self._offsets(partition, committed), committed
             )
-            job = Job(
-                tp.topic,
-                tp.partition,
-                record.offset,
-                record.key,
-                record.value,
-                record.headers,
-                timestamp,
-            )
-            submit(key, (state, job))
-        if not state.paused and offsets.outstanding >= self._settings.partition_buffer:
-            self._consumer.pause(tp)
-            state.paused = True
-            self._metrics.partition_paused.labels(tp.topic, str(tp.partition)).set(1)
-
-    async def _run_job(self, item: tuple[_PartitionState, Job]) -> None:
-        state, job = item
-        await self._process(job)
-        if self._partitions.get(job.partition) is not state:
-            # the partition was revoked (and perhaps assigned again) meanwhile: this record
-            # belongs to an earlier assignment, whose offsets must not mark the new one's done
-            return
-        state.offsets.finished(job.offset)
-        if state.paused and state.offsets.outstanding <= self._resume_below:
-            self._consumer.resume(state.tp)
-            state.paused = False
-            self._metrics.partition_paused.labels(state.tp.topic, str(state.tp.partition)).set(0)
-
-    def _fail(self, error: BaseException) -> None:
-        log.error("command_processing_failed", error=repr(error))
-        if self._failure is None:
-            self._failure = error
-        self._stop.set()
-
-    # ------------------------------------------------------------------ commits
-    async def _commit_loop(self) -> None:
-        while True:
-            await asyncio.sleep(COMMIT_INTERVAL_SECONDS)
-            await self._commit(set(self._partitions))
-            self._observe_lag()
-
-    async def _commit(self, partitions: set[int]) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for p in partitions:
-            state = self._partitions.get(p)
-            if state is None:
-                continue
-            position = state.offsets.position
-            if position is not None and position != state.committed:
-                offsets[state.tp] = position
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as error:
-            # e.g. the group rebalanced and these partitions may belong to someone else now
-            self._metrics.commits.labels("failed").inc()
-            log.warning(
-                "commit_failed",
-                error=repr(error),
-                partitions=sorted(tp.partition for tp in offsets),
-            )
-            return
-        self._metrics.commits.labels("ok").inc()
-        for tp, position in offsets.items():
-            state = self._partitions.get(tp.partition)
-            if state is not None:
-                state.committed = position
-        self._health.progress()
-
-    def _observe_lag(self) -> None:
-        now = time.time()
-        total = 0
-        for state in self._partitions.values():
-            tp = state.tp
-            labels = (tp.topic, str(tp.partition))
-            highwater = self._consumer.highwater(tp)
-            position = state.committed if state.committed is not None else state.offsets.position
-            if highwater is not None and position is not None:
-                lag = max(0, highwater - position)
-                total += lag
-                self._metrics.lag_records.labels(*labels).set(lag)
-            oldest = state.offsets.oldest_timestamp()
-            self._metrics.lag_seconds.labels(*labels).set(max(0.0, now - oldest) if oldest else 0.0)
-        self._health.lag(total)
-
-    # ------------------------------------------------------------------ rebalancing
-    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        """New partitions: start tracking them (fetching resumes at their committed offsets)."""
-        for tp in assigned:
-            self._partitions[tp.partition] = _PartitionState(tp)
         self._metrics.rebalances.labels("assigned").inc()
         self._health.group_state(joined=True, assigned_partitions=len(self._partitions))
-        log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
+        log.info("partitions_assigned", partitions=sorted(partitions))
+        if self._catch_up is not None and not await self._catch_up(CATCH_UP_SECONDS):
+            log.warning("dedupe_memory_behind", waited_seconds=CATCH_UP_SECONDS)
 
-    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Finish or abandon the revoked partitions' work within a bound, commit, release."""
-        partitions = {tp.partition for tp in revoked} & set(self._partitions)
+    def _offsets(self, partition: int, committed: Committed | None) -> PartitionOffsets:
+        if committed is None:
+            return PartitionOffsets()
+        try:
+            finished = offset_map.decode(committed.offset, committed.metadata)
+        except offset_map.OffsetMapError as error:
+            log.warning("offset_map_ignored", partition=partition, error=str(error))
+            finished = set()
+        return PartitionOffsets(committed.offset, finished)
+
+    async def revoked(self, partitions: set[int]) -> None:
+        """Partitions taken away: finish or interrupt their work within the grace, commit."""
         self._metrics.rebalances.labels("revoked").inc()
-        if partitions:
-            dropped = self._scheduler.discard_queued(partitions)
-            finished = await self._scheduler.wait(partitions, REVOKE_GRACE_SECONDS)
-            if not finished:
-                await self._scheduler.cancel(partitions)
-            await self._commit(partitions)
-            log.info(
-                "partitions_revoked",
-                partitions=sorted(partitions),
-                dropped_queued=dropped,
-                abandoned_running=not finished,
-            )
-        for p in partitions:
-            state = self._partitions.pop(p)
-            labels = (state.tp.topic, str(p))
+        await self._release(self._revoke_grace, "revoked", partitions)
+        for partition in partitions & set(self._partitions):
+            del self._partitions[partition]
+            labels = (self._source.topic, str(partition))
             for gauge in (
                 self._metrics.partition_paused,
                 self._metrics.lag_records,
@@ -266,13 +174,110 @@ class CommandConsumer:
                     gauge.remove(*labels)
         self._health.group_state(joined=True, assigned_partitions=len(self._partitions))
 
-    # ------------------------------------------------------------------ shutdown
-    async def _drain(self) -> None:
-        grace = self._settings.drain_grace_seconds
-        finished = await self._scheduler.wait(None, grace)
-        if not finished:
-            log.warning(
-                "drain_grace_exceeded", grace_seconds=grace, running=self._scheduler.running
+    async def _release(self, grace: float, why: str, partitions: set[int]) -> None:
+        """Stop the partitions' work (drop queued, wait, interrupt) and commit it."""
+        states = [
+            s for p in partitions if (s := self._partitions.get(p)) is not None and not s.released
+        ]
+        if not states:
+            return
+        for state in states:
+            state.released = True
+        chosen = {state.partition for state in states}
+        dropped = self._scheduler.discard_queued(chosen)
+        interrupted = 0
+        if not await self._scheduler.wait(chosen, grace):
+            interrupted = self._scheduler.abandon(chosen)
+            log.warning("grace_exceeded", why=why, grace_seconds=grace, interrupted=interrupted)
+            if not await self._scheduler.wait(chosen, INTERRUPT_WAIT_SECONDS):
+                await self._scheduler.cancel(chosen)
+        committed = await self._committer.commit(states)
+        log.info(
+            "partitions_released",
+            why=why,
+            partitions=sorted(chosen),
+            dropped_queued=dropped,
+            interrupted=interrupted,
+            committed=committed,
+        )
+
+    # ------------------------------------------------------------------ dispatch
+    def _dispatch(self, partition: int, records: Sequence[Record]) -> None:
+        state = self._partitions.get(partition)
+        if state is None or state.released or self._stop.is_set():
+            return  # revoked or stopping meanwhile; the next owner reads these records again
+        offsets = state.offsets
+        submit = self._scheduler.submit
+        for record in records:
+            if not offsets.consumed(record.offset, record.timestamp / 1000):
+                self._metrics.records_skipped.inc()  # a previous owner finished it
+                continue
+            key: Key = (
+                partition,
+                record.key if record.key is not None else ("offset", record.offset),
             )
-            await self._scheduler.cancel(None)
-        await self._commit(set(self._partitions))
+            submit(key, Work(record, state))
+        if not state.paused and offsets.outstanding >= self._settings.partition_buffer:
+            self._source.pause(partition)
+            state.paused = True
+            self._metrics.partition_paused.labels(self._source.topic, str(partition)).set(1)
+
+    async def _run(self, work: Work) -> None:
+        try:
+            await self._process(work)
+        except AbandonedError:
+            self._metrics.interrupted("redelivered").inc()
+            raise
+        state = work.state
+        if self._partitions.get(state.partition) is not state:
+            # the partition was revoked (and perhaps assigned again) meanwhile: this record
+            # belongs to an earlier assignment, whose offsets must not mark the new one's done
+            return
+        state.offsets.finished(work.record.offset)
+        self._health.progress()
+        if state.paused and state.offsets.outstanding <= self._resume_below:
+            self._source.resume(state.partition)
+            state.paused = False
+            self._metrics.partition_paused.labels(self._source.topic, str(state.partition)).set(0)
+
+    def _key_failed(self, error: BaseException, work: Work) -> None:
+        record = work.record
+        message = (
+            f"processing the record at partition {record.partition} offset {record.offset} "
+            f"raised {error!r}; its key is stopped and the worker exits so that the record "
+            "is redelivered in order after a restart"
+        )
+        log.error("worker_fatal", reason=message, exc_info=error)
+        if self.fatal is None:
+            self.fatal = FatalError(message)
+        self._stop.set()
+
+    # ------------------------------------------------------------------ commits and lag
+    async def _settle_idle(self, states: list[PartitionState]) -> None:
+        """Partitions with nothing unfinished commit the consumer's position.
+
+        That position may be past the last record (a transaction marker follows it); committing
+        it keeps lag at zero for an idle partition of a transactional producer.
+        """
+        for state in states:
+            if state.offsets.idle:
+                position = await self._source.position(state.partition)
+                if position is not None:
+                    state.offsets.skip_to(position)
+
+    def _observe(self, states: list[PartitionState]) -> None:
+        now = time.time()
+        backlog = 0
+        for state in states:
+            labels = (self._source.topic, str(state.partition))
+            offsets = state.offsets
+            end = self._source.end_offset(state.partition)
+            position = offsets.position
+            backlog += offsets.outstanding
+            if end is not None and position is not None:
+                waiting = max(0, end - position)
+                self._metrics.lag_records.labels(*labels).set(waiting)
+                backlog += max(0, waiting - offsets.outstanding)
+            oldest = offsets.oldest_timestamp()
+            self._metrics.lag_seconds.labels(*labels).set(max(0.0, now - oldest) if oldest else 0.0)
+        self._health.backlog(backlog)

@@ -1,25 +1,27 @@
-"""Command ids that already have a final result, so redelivered commands are not executed again.
+"""Command ids that already have a final result, so redelivered commands are not run again.
 
 Kafka redelivers a command whose offset was not committed: after a crash, a rebalance, or a
-producer retry that wrote it twice. The worker remembers the ids of the last `capacity` completed
-commands (an LRU set in memory) and, at startup, refills it from the tail of the results topic,
-which is where a completed command's id is durably recorded. Guarantee: a command is not
-executed twice when its result is among the last `capacity` results read back at startup or
-completed since by this process. Commands whose API call ran but whose result was not yet
-acknowledged when the worker died are executed again (at most the in-flight bound).
+producer that wrote it twice. The worker remembers the ids of the last `capacity` results of the
+whole group (an LRU set): at startup it reads the tail of the results topic, then it follows the
+topic, so it also knows what the other members finished. A result is written last, after the
+command's state events and dead letter (`worker.pipeline.processor`), so a known id means every
+output of that command is on Kafka.
+
+Guarantee: a command is not executed twice when its result is among the last `capacity` results
+of the group. A command whose API call ran but whose result was not acknowledged when its worker
+died runs again (at most the in-flight limit of that worker).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from worker.pipeline.replay import all_partitions, replay_to_end
-from worker.settings import Settings
+from worker.kafka.ports import Record
+from worker.pipeline.followers import StartAt
 
 K = TypeVar("K")
 
@@ -48,6 +50,32 @@ class CompletedCommands:
             ids.popitem(last=False)
 
 
+class _ResultId(msgspec.Struct):
+    """The one field of a result event that dedupe needs; decoding only it keeps reading cheap."""
+
+    command_id: str
+
+
+_RESULT_ID = msgspec.json.Decoder(_ResultId)
+
+
+def remember_results(completed: CompletedCommands) -> Callable[[Record], bool]:
+    """A follower's `apply`: add the command id of each result record to `completed`."""
+
+    def remember(record: Record) -> bool:
+        if not record.value:
+            return False
+        try:
+            command_id = _RESULT_ID.decode(record.value).command_id
+        except msgspec.DecodeError:
+            return False  # not a result event; nothing to remember
+        if command_id:
+            completed.add(command_id)
+        return True
+
+    return remember
+
+
 def share_budget(available: Mapping[K, int], budget: int) -> dict[K, int]:
     """Split `budget` records over partitions holding `available` records each.
 
@@ -64,41 +92,11 @@ def share_budget(available: Mapping[K, int], budget: int) -> dict[K, int]:
     return shares
 
 
-class _ResultId(msgspec.Struct):
-    """The one field of a result event that dedupe needs; decoding only it keeps warm-up cheap."""
+def newest(budget: int) -> StartAt:
+    """Start each partition so that the newest `budget` records of the topic are read."""
 
-    command_id: str
+    def start_at(first: Mapping[int, int], end: Mapping[int, int]) -> dict[int, int]:
+        available = {p: end[p] - first[p] for p in end}
+        return {p: end[p] - share for p, share in share_budget(available, budget).items()}
 
-
-async def warm_from_results(settings: Settings, completed: CompletedCommands) -> int:
-    """Fill `completed` from the tail of the results topic; return how many ids were read.
-
-    Reads the newest `dedupe_capacity` records at most, shared over the partitions.
-    """
-    consumer = AIOKafkaConsumer(
-        settings.topic_results,
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        client_id=f"{settings.group_id}-dedupe-warmup",
-    )
-    await consumer.start()
-    try:
-        tps = await all_partitions(consumer)
-        begin = await consumer.beginning_offsets(tps)
-        end = await consumer.end_offsets(tps)
-        available = {tp: end[tp] - begin[tp] for tp in tps}
-        for tp, count in share_budget(available, settings.dedupe_capacity).items():
-            consumer.seek(tp, end[tp] - count)
-        decoder = msgspec.json.Decoder(_ResultId)
-
-        def remember(record: ConsumerRecord) -> bool:
-            try:
-                completed.add(decoder.decode(record.value).command_id)
-            except (msgspec.DecodeError, TypeError):
-                return False  # not a result event; nothing to remember
-            return True
-
-        return await replay_to_end(consumer, remember)
-    finally:
-        await consumer.stop()
+    return start_at

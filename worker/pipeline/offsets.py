@@ -1,37 +1,51 @@
-"""Which offset of a partition may be committed.
+"""Which records of one partition are finished, and what may be committed.
 
 Commands of one partition finish out of order (different keys run concurrently), but Kafka
-commits a single position per partition. The commit position is therefore one past the highest
-offset below which *every* consumed record has finished — its result acknowledged by Kafka.
-Committing further would lose the unfinished records on a restart.
+commits a single position per partition: one past the highest offset below which every consumed
+record is finished (its outputs acknowledged by Kafka). The finished offsets above that position
+are kept too; they go into the commit's offset map (`worker.pipeline.offset_map`), and offsets a
+previous owner finished arrive the same way, so they are skipped instead of run again.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 
 class PartitionOffsets:
-    """Consumed-but-unfinished offsets of one partition, in consumption order."""
+    """Consumed-but-uncommittable offsets of one partition, in consumption order."""
 
     __slots__ = ("_done", "_pending", "_position", "_timestamps")
 
-    def __init__(self) -> None:
+    def __init__(self, position: int | None = None, finished: Iterable[int] = ()) -> None:
+        """Start at a committed `position` with offsets above it already `finished`."""
         self._pending: deque[int] = deque()
         self._timestamps: deque[float] = deque()
-        self._done: set[int] = set()
-        self._position: int | None = None  # next offset to commit; None until the first record
+        self._done: set[int] = set(finished)
+        self._position = position  # next offset to commit; None until known
 
-    def consumed(self, offset: int, timestamp: float) -> None:
-        """Register a record handed to the scheduler (offsets arrive in increasing order)."""
+    def consumed(self, offset: int, timestamp: float) -> bool:
+        """Register a record handed over by the consumer; False when it is already finished.
+
+        Offsets arrive in increasing order. A record finished before (by the previous owner of
+        the partition) is registered and completed at once: it must not run again.
+        """
         if self._position is None:
             self._position = offset
         self._pending.append(offset)
         self._timestamps.append(timestamp)
+        if offset in self._done:
+            self._advance()
+            return False
+        return True
 
     def finished(self, offset: int) -> None:
-        """Mark a record as finished and advance the commit position over the finished prefix."""
+        """Mark a record finished and advance the commit position over the finished prefix."""
         self._done.add(offset)
+        self._advance()
+
+    def _advance(self) -> None:
         pending, done = self._pending, self._done
         while pending and pending[0] in done:
             head = pending.popleft()
@@ -39,15 +53,31 @@ class PartitionOffsets:
             done.discard(head)
             self._position = head + 1
 
+    def skip_to(self, position: int) -> None:
+        """Nothing is pending: commit `position` (the consumer's, past transaction markers)."""
+        if not self._pending and (self._position is None or position > self._position):
+            self._position = position
+            self._done = {offset for offset in self._done if offset >= position}
+
     @property
     def position(self) -> int | None:
-        """The offset to commit (next record to read after a restart), None before any record."""
+        """The offset to commit (next record to read after a restart), None before any."""
         return self._position
 
     @property
+    def finished_above(self) -> set[int]:
+        """Finished offsets above the position: the content of the offset map."""
+        return self._done
+
+    @property
     def outstanding(self) -> int:
-        """Records consumed and not yet committed-eligible (buffered, running or out of order)."""
+        """Records consumed and not yet below the commit position (the memory bound)."""
         return len(self._pending)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing consumed is unfinished."""
+        return not self._pending
 
     def oldest_timestamp(self) -> float | None:
         """Timestamp (seconds) of the oldest unfinished record, for the lag-in-seconds metric."""

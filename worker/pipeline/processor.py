@@ -1,148 +1,221 @@
-"""What happens to one command record: decode, dedupe, execute, publish, finish.
+"""What happens to one command record: decode, dedupe, execute, publish.
 
-A record is *finished* only when everything it produces — agent-state events, its result, a
-dead-letter copy — has been acknowledged by Kafka; only then may its offset be committed. Command
-problems (bad input, API errors, expired deadlines) become result events and never raise.
-Anything that does raise here (Kafka unreachable for the producer's whole delivery timeout) is
-fatal: the record stays unfinished, so it is redelivered after the worker restarts.
+A record is *finished* when everything it produces is acknowledged by Kafka; only then may its
+offset be committed. The outputs go in a fixed order: agent-state events and the dead-letter
+copy first, the result last. So a result on Kafka proves the rest is there too, and a command
+whose result was seen (the dedupe memory) can be skipped without losing any of its outputs.
+
+Nothing about a record's content raises here: invalid input is rejected and dead-lettered, API
+problems become the result's outcome, and outputs the broker refuses are replaced by smaller
+ones (or the input is dead-lettered). Kafka being unreachable is waited out (see `Publisher`).
+When the record's partition is released while it runs (`abandoned`), a request that may have
+reached the API and must not be repeated gets the `unknown` outcome and is finished; anything
+else raises `AbandonedError` and stays unfinished for the next owner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import structlog
 
-from contracts import CommandDecodeError, DecodedCommand, ErrorInfo, ResultEvent, decode_command
+from contracts import (
+    AgentStateEvent,
+    CommandDecodeError,
+    DecodedCommand,
+    ErrorInfo,
+    ResultEvent,
+    decode_command,
+)
+from worker.errors import AbandonedError
 from worker.execution import Execution
+from worker.execution.caller import Progress
+from worker.kafka.ports import Record
 from worker.metrics import Metrics
 from worker.pipeline.dedupe import CompletedCommands
-from worker.pipeline.publisher import Ack, EventPublisher
+from worker.pipeline.outputs import OutputRecord, Outputs
+from worker.pipeline.publisher import Publisher, Rejected
 
 log = structlog.get_logger(__name__)
 
 # Malformed bytes are a producer bug of a different kind than a well-formed but invalid command.
 DECODE_KINDS = frozenset({"malformed_json", "not_an_object"})
+EXHAUSTED = "retries_exhausted"
 
 
 class RetriesExhaustedError(Exception):
     """The API kept failing until the command's attempts or deadline ran out (DLQ header)."""
 
 
-class Job(NamedTuple):
-    """A consumed command record."""
+class OutputRejectedError(Exception):
+    """The broker refused a command's result even cut short (DLQ header)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
-    timestamp: float  # record timestamp, seconds since the epoch
+
+class Work(Protocol):
+    """A record in the pipeline; `abandoned` is set when its partition is being released."""
+
+    @property
+    def record(self) -> Record: ...
+
+    abandoned: bool
 
 
 class CommandExecutor(Protocol):
     """The part of `worker.execution.Executor` the pipeline uses."""
 
-    async def execute(self, decoded: DecodedCommand, *, received_at: datetime) -> Execution: ...
+    async def execute(
+        self, decoded: DecodedCommand, *, received_at: datetime, progress: Progress | None = None
+    ) -> Execution: ...
+
+    def interrupted(
+        self, decoded: DecodedCommand, *, received_at: datetime, progress: Progress
+    ) -> Execution: ...
 
 
 class CommandProcessor:
-    """Turns a consumed record into acknowledged output (the caller then marks it finished)."""
+    """Turns a consumed record into acknowledged outputs (the caller then marks it finished)."""
 
     def __init__(
         self,
         executor: CommandExecutor,
-        publisher: EventPublisher,
+        outputs: Outputs,
+        publisher: Publisher,
         completed: CompletedCommands,
         metrics: Metrics,
     ) -> None:
         self._executor = executor
+        self._outputs = outputs
         self._publisher = publisher
         self._completed = completed
         self._metrics = metrics
 
-    async def __call__(self, job: Job) -> None:
-        """Process `job` to the end; raises only when output cannot be published."""
+    async def __call__(self, work: Work) -> None:
+        """Process `work.record` to the end; raises `AbandonedError` if abandoned half-way."""
+        record = work.record
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(partition=job.partition, offset=job.offset)
+        structlog.contextvars.bind_contextvars(partition=record.partition, offset=record.offset)
         try:
-            decoded = decode_command(job.value or b"")
-        except CommandDecodeError as error:
-            await self._reject(job, error)
-        else:
-            await self._execute(job, decoded)
+            try:
+                decoded = _decode(record.value)
+            except CommandDecodeError as error:
+                await self._reject(record, error)
+            else:
+                await self._execute(work, decoded)
+        except asyncio.CancelledError:
+            if not work.abandoned:
+                raise
+            _uncancel()
+            raise AbandonedError(f"offset {record.offset} left for the next owner") from None
 
-    async def _execute(self, job: Job, decoded: DecodedCommand) -> None:
+    async def _execute(self, work: Work, decoded: DecodedCommand) -> None:
         command = decoded.command
         tag = command.tag()
+        record = work.record
         structlog.contextvars.bind_contextvars(command_id=command.id, command=tag)
         self._metrics.received(tag).inc()
         if command.id in self._completed:
             self._metrics.deduplicated(tag).inc()
             log.info("command_deduplicated")
             return
-        execution = await self._executor.execute(
-            decoded, received_at=datetime.fromtimestamp(job.timestamp, UTC)
-        )
+        received_at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+        progress = Progress()
+        try:
+            execution = await self._executor.execute(
+                decoded, received_at=received_at, progress=progress
+            )
+        except asyncio.CancelledError:
+            if not (work.abandoned and progress.in_doubt):
+                raise
+            _uncancel()
+            execution = self._executor.interrupted(
+                decoded, received_at=received_at, progress=progress
+            )
         result = execution.result
-        acks: list[Ack] = [await self._publisher.state(e) for e in execution.state_events]
-        acks.append(await self._publisher.result(result, job.key))
-        if result.error is not None and result.error.code == "retries_exhausted":
-            exhausted = RetriesExhaustedError(f"{tag}: {result.error.message}")
-            acks.append(await self._dead_letter(job, "retries_exhausted", exhausted))
-        await asyncio.gather(*acks)
+        dead_letter = None
+        if result.error is not None and result.error.code == EXHAUSTED:
+            dead_letter = RetriesExhaustedError(f"{tag}: {result.error.message}")
+        await self._publish(record, result, execution.state_events, EXHAUSTED, dead_letter)
         self._completed.add(command.id)
-        self._count(tag, result, job)
+        self._count(tag, result, record)
 
-    async def _reject(self, job: Job, error: CommandDecodeError) -> None:
+    async def _reject(self, record: Record, error: CommandDecodeError) -> None:
         # Only known command names become label values: producers' typos must not create series.
         tag = error.command if error.kind == "invalid_field" and error.command else "invalid"
         self._metrics.received("invalid").inc()
-        if error.command_id is not None and error.command_id in self._completed:
+        command_id = error.command_id or None  # an empty id correlates nothing
+        if command_id is not None and command_id in self._completed:
             self._metrics.deduplicated(tag).inc()
             return  # redelivered: its rejection and dead letter are already on Kafka
         reason = "decode_error" if error.kind in DECODE_KINDS else "invalid_command"
         log.warning("command_rejected", reason=reason, error=str(error))
-        acks = [await self._dead_letter(job, reason, error)]
-        if error.command_id is not None:
+        rejected = None
+        if command_id is not None:
             now = datetime.now(UTC)
             rejected = ResultEvent(
-                command_id=error.command_id,
+                command_id=command_id,
                 command=error.command,
                 outcome="rejected",
                 error=ErrorInfo(code=reason, message=str(error)),
                 attempts=0,
-                received_at=datetime.fromtimestamp(job.timestamp, UTC),
+                received_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
                 completed_at=now,
                 duration_ms=0.0,
             )
-            acks.append(await self._publisher.result(rejected, job.key))
-        await asyncio.gather(*acks)
-        if error.command_id is not None:
-            self._completed.add(error.command_id)
-            self._count(tag, rejected, job)
+        await self._publish(record, rejected, [], reason, error)
+        if rejected is not None and command_id is not None:
+            self._completed.add(command_id)
+            self._count(tag, rejected, record)
 
-    async def _dead_letter(self, job: Job, reason: str, error: BaseException) -> Ack:
-        return await self._publisher.dead_letter(
-            topic=job.topic,
-            partition=job.partition,
-            offset=job.offset,
-            key=job.key,
-            value=job.value,
-            headers=job.headers,
-            reason=reason,
-            error=error,
-        )
+    async def _publish(
+        self,
+        record: Record,
+        result: ResultEvent | None,
+        events: list[AgentStateEvent],
+        reason: str,
+        dead_letter: BaseException | None,
+    ) -> None:
+        """Deliver state events and the dead letter, then the result."""
+        first: list[OutputRecord] = [self._outputs.state(event) for event in events]
+        if dead_letter is not None:
+            first.append(self._outputs.dead_letter(record, reason, dead_letter))
+        for refused in await self._publisher.deliver(first):
+            await self._refused(record, refused, reason, dead_letter)
+        if dead_letter is not None:
+            self._metrics.dead_lettered(reason).inc()
+        if result is None:
+            return
+        for refused in await self._publisher.deliver([self._outputs.result(result, record.key)]):
+            await self._result_refused(record, result, refused)
 
-    def _count(self, tag: str, result: ResultEvent, job: Job) -> None:
+    async def _refused(
+        self, record: Record, refused: Rejected, reason: str, error: BaseException | None
+    ) -> None:
+        """A state event or dead letter the broker refused: cut the dead letter to its headers."""
+        log.error("output_refused", topic=refused.record.topic, error=repr(refused.error))
+        if error is None or refused.record.topic != self._outputs.dlq_topic:
+            return  # a state event the broker will never take; the result still says what ran
+        smaller = self._outputs.dead_letter(record, reason, error, keep_value=False)
+        for again in await self._publisher.deliver([smaller]):
+            log.error("dead_letter_lost", error=repr(again.error))
+
+    async def _result_refused(self, record: Record, result: ResultEvent, refused: Rejected) -> None:
+        """A result the broker refused: send it cut short, or dead-letter the command."""
+        log.error("result_refused", error=repr(refused.error))
+        smaller = self._outputs.shrunk_result(result, record.key)
+        for again in await self._publisher.deliver([smaller]):
+            error = OutputRejectedError(f"result refused by the broker: {again.error}")
+            letters = [self._outputs.dead_letter(record, "output_rejected", error)]
+            for lost in await self._publisher.deliver(letters):
+                await self._refused(record, lost, "output_rejected", error)
+            self._metrics.dead_lettered("output_rejected").inc()
+
+    def _count(self, tag: str, result: ResultEvent, record: Record) -> None:
         metrics = self._metrics
         metrics.completed(tag, result.outcome).inc()
-        metrics.e2e(tag).observe(max(0.0, time.time() - job.timestamp))
+        metrics.e2e(tag).observe(max(0.0, time.time() - record.timestamp / 1000))
         if result.outcome == "expired":
             metrics.expired(tag).inc()
         if result.outcome == "succeeded":
@@ -154,3 +227,18 @@ class CommandProcessor:
                 attempts=result.attempts,
                 error=result.error.code if result.error else None,
             )
+
+
+def _decode(value: bytes | None) -> DecodedCommand:
+    if value is None:
+        raise CommandDecodeError(
+            kind="malformed_json", path="$", reason="the record has no value (null)"
+        )
+    return decode_command(value)
+
+
+def _uncancel() -> None:
+    """The interruption was an abandonment, handled here: the task goes on uncancelled."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()

@@ -1,127 +1,118 @@
-"""Publishing to the output topics, with acknowledgement futures instead of waits.
+"""Delivering output records: transient failures are retried, permanent ones reported.
 
-`producer.send` appends to a batch and returns a future that resolves when the broker has
-acknowledged the record (acks=all, idempotent producer). Handing those futures back lets
-hundreds of commands pipeline their results into a few produce requests while each command
-still knows precisely when its own result is durable — the moment its offset may be committed.
+`producer.send` appends to a batch and returns an acknowledgement that completes when the
+broker has the record (acks=all, idempotent producer); sending a command's records before
+awaiting any lets concurrent commands share produce requests. A send that fails because Kafka is
+unreachable, slow or electing a leader is sent again with backoff — for as long as it takes,
+because the record's offset must not be committed before its outputs exist — and the worker is
+not ready meanwhile. A record the broker can never take is returned to the caller, which
+replaces it with something smaller or dead-letters the input.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Sequence
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
 
-from aiokafka import AIOKafkaProducer
+import structlog
 
-from contracts import AgentStateEvent, ResultEvent, encode_event
-from contracts.headers import (
-    AGENT_STATE_EVENT_TYPE,
-    COMMAND_RESULT_EVENT_TYPE,
-    STAGE_DECODE,
-    STAGE_EXECUTE,
-    cloudevent_headers,
-    dlq_headers,
-)
+from worker.kafka.ports import OutputSink, RecordRejectedError
 from worker.metrics import Metrics
-from worker.settings import Settings
+from worker.observability.health import Health
+from worker.pipeline.outputs import OutputRecord
 
-Headers = Sequence[tuple[str, bytes]]
-Ack = asyncio.Future[object]
+log = structlog.get_logger(__name__)
 
-
-def make_producer(settings: Settings) -> AIOKafkaProducer:
-    """The worker's only producer: idempotent, acks from all in-sync replicas, small linger."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,  # batch results of concurrently finishing commands
-        max_batch_size=262_144,
-        compression_type=None,
-        client_id=f"{settings.group_id}-producer",
-    )
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 10.0
 
 
-class EventPublisher:
-    """Sends result, agent-state and dead-letter records; every send returns its ack future."""
+class Rejected(NamedTuple):
+    """A record the broker refused for good, and why."""
 
-    def __init__(self, producer: AIOKafkaProducer, settings: Settings, metrics: Metrics) -> None:
-        self._producer = producer
-        self._settings = settings
-        self._metrics = metrics
-        self._source = f"convoai-worker/{settings.group_id}"
+    record: OutputRecord
+    error: BaseException
 
-    async def result(self, event: ResultEvent, key: bytes | None) -> Ack:
-        """Queue a result event keyed like its command."""
-        headers = cloudevent_headers(
-            id=event.command_id,
-            source=self._source,
-            type=COMMAND_RESULT_EVENT_TYPE,
-            time=event.completed_at,
-            subject=event.command or None,
-        )
-        return await self._send(self._settings.topic_results, key, encode_event(event), headers)
 
-    async def state(self, event: AgentStateEvent) -> Ack:
-        """Queue an agent-state event keyed by agent id (the compaction key)."""
-        headers = cloudevent_headers(
-            id=uuid.uuid4().hex,
-            source=self._source,
-            type=AGENT_STATE_EVENT_TYPE,
-            time=event.observed_at,
-            subject=event.agent_id,
-        )
-        return await self._send(
-            self._settings.topic_state, event.agent_id.encode(), encode_event(event), headers
-        )
+class Publisher:
+    """Sends output records until each is acknowledged or refused for good."""
 
-    async def dead_letter(
+    def __init__(
         self,
+        sink: OutputSink,
+        metrics: Metrics,
+        health: Health,
         *,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers,
-        reason: str,
-        error: BaseException,
-    ) -> Ack:
-        """Queue the original record on the DLQ with Kafka Connect error headers.
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._health = health
+        self._sleep = sleep
+        self._random = random.Random()  # noqa: S311 - backoff jitter, not cryptography
 
-        `reason` is `decode_error`, `invalid_command` (the record never became a command) or
-        `retries_exhausted` (the API kept failing); it selects the Connect stage header.
-        """
-        context = dlq_headers(
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            stage=STAGE_EXECUTE if reason == "retries_exhausted" else STAGE_DECODE,
-            error=error,
-            class_name=f"worker.pipeline.{reason}",
-            connector_name=self._settings.group_id,
-        )
-        return await self._send(
-            self._settings.topic_dlq, key, value, [*headers, *context], dlq_reason=reason
-        )
+    async def deliver(self, records: Sequence[OutputRecord]) -> list[Rejected]:
+        """Deliver `records`; return those the broker refused for good."""
+        rejected: list[Rejected] = []
+        pending = list(records)
+        attempt = 0
+        while pending:
+            failed = await self._send(pending, rejected)
+            if not failed:
+                if attempt:
+                    self._health.outputs_failing(None)
+                    log.info("outputs_delivered_again", attempts=attempt + 1)
+                return rejected
+            attempt += 1
+            record, error = failed[0]
+            self._health.outputs_failing(f"{record.topic}: {error!r}")
+            delay = self._random.uniform(0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**attempt))
+            log.warning(
+                "output_delivery_failed",
+                topic=record.topic,
+                records=len(failed),
+                error=repr(error),
+                retry_in_seconds=round(delay, 2),
+            )
+            await self._sleep(delay)
+            pending = [r for r, _ in failed]
+        return rejected
 
     async def _send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers,
-        *,
-        dlq_reason: str | None = None,
-    ) -> Ack:
-        ack: Ack = await self._producer.send(topic, value=value, key=key, headers=list(headers))
-        ack.add_done_callback(lambda f: self._count(f, topic, dlq_reason))
-        return ack
+        self, records: list[OutputRecord], rejected: list[Rejected]
+    ) -> list[tuple[OutputRecord, BaseException]]:
+        """One round: send all, await all; returns the transient failures."""
+        sent: list[tuple[OutputRecord, Awaitable[None]]] = []
+        failed: list[tuple[OutputRecord, BaseException]] = []
+        for record in records:
+            try:
+                sent.append((record, await self._sink.send(*record)))
+            except RecordRejectedError as error:
+                self._refused(record, error, rejected)
+            except Exception as error:  # noqa: BLE001 - the port: anything else is transient
+                self._failed(record, error, failed)
+        for record, ack in sent:
+            try:
+                await ack
+            except RecordRejectedError as error:
+                self._refused(record, error, rejected)
+            except Exception as error:  # noqa: BLE001 - the port: anything else is transient
+                self._failed(record, error, failed)
+            else:
+                self._metrics.published(record.topic).inc()
+        return failed
 
-    def _count(self, ack: Ack, topic: str, dlq_reason: str | None) -> None:
-        if ack.cancelled() or ack.exception() is not None:
-            return
-        self._metrics.published(topic).inc()
-        if dlq_reason is not None:
-            self._metrics.dead_lettered(dlq_reason).inc()
+    def _refused(self, record: OutputRecord, error: BaseException, into: list[Rejected]) -> None:
+        self._metrics.output_failures(record.topic, "rejected").inc()
+        into.append(Rejected(record, error))
+
+    def _failed(
+        self,
+        record: OutputRecord,
+        error: BaseException,
+        into: list[tuple[OutputRecord, BaseException]],
+    ) -> None:
+        self._metrics.output_failures(record.topic, "transient").inc()
+        into.append((record, error))

@@ -5,6 +5,15 @@ commands with different keys are independent. Each key with queued work gets one
 its queue to the end and then exits, so the number of tasks follows the number of *active* keys,
 not the number of commands, and an idle key costs nothing. A semaphore bounds how many commands
 execute at once across all keys; a slow or failing key holds at most one slot.
+
+Three ways a key's work ends early:
+- `discard_queued`: work not started is dropped (its partition is being released; the next
+  owner reads those records again);
+- `abandon`: running work is cancelled with its abandon mark set, so that `run` can decide what
+  the interruption means (it raises `AbandonedError` to leave the record unfinished);
+- a failure: anything else `run` raises blocks the key. Its remaining and later work stays
+  queued and never runs in this process, so no later command of the key can overtake the one
+  that failed; `on_error` is told, and the owner decides what happens to the process.
 """
 
 from __future__ import annotations
@@ -12,10 +21,20 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-JobT = TypeVar("JobT")
+from worker.errors import AbandonedError
+
 Key = tuple[int, Hashable]  # (partition, record key): ordering never spans partitions
+
+
+class Abandonable(Protocol):
+    """A unit of work that can be told it is being abandoned."""
+
+    abandoned: bool
+
+
+JobT = TypeVar("JobT", bound=Abandonable)
 
 
 class KeyedScheduler(Generic[JobT]):
@@ -25,16 +44,14 @@ class KeyedScheduler(Generic[JobT]):
         self,
         limit: int,
         run: Callable[[JobT], Awaitable[None]],
-        on_error: Callable[[BaseException], None],
+        on_error: Callable[[BaseException, JobT], None],
     ) -> None:
-        """`run` must handle command-level failures itself; anything it raises is fatal for
-        the key: `on_error` is told and the key's remaining jobs are left unfinished, so their
-        offsets are never committed and they are redelivered after the worker restarts."""
         self._run = run
         self._on_error = on_error
         self._slots = asyncio.Semaphore(limit)
         self._queues: dict[Key, deque[JobT]] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._blocked: set[Key] = set()
         self._running = 0
 
     @property
@@ -44,8 +61,13 @@ class KeyedScheduler(Generic[JobT]):
 
     @property
     def active_keys(self) -> int:
-        """Keys with queued or running work."""
+        """Keys with queued, running or blocked work."""
         return len(self._queues)
+
+    @property
+    def blocked_keys(self) -> int:
+        """Keys stopped by a failure."""
+        return len(self._blocked)
 
     def submit(self, key: Key, job: JobT) -> None:
         """Queue `job` behind earlier jobs of the same key."""
@@ -67,23 +89,32 @@ class KeyedScheduler(Generic[JobT]):
                     finally:
                         self._running -= 1
                 queue.popleft()
+        except AbandonedError:
+            pass  # the record stays unfinished; its partition is being released
         except asyncio.CancelledError:
+            self._forget(key)
             raise
-        except Exception as exc:  # noqa: BLE001 - reported to the owner, which stops the worker
-            self._on_error(exc)
-        finally:
-            del self._queues[key]
+        except Exception as exc:  # noqa: BLE001 - handed to the owner; the key stays blocked
+            self._blocked.add(key)
             del self._tasks[key]
+            self._on_error(exc, queue[0])
+            return
+        self._forget(key)
+
+    def _forget(self, key: Key) -> None:
+        del self._queues[key]
+        del self._tasks[key]
 
     def discard_queued(self, partitions: set[int]) -> int:
-        """Drop jobs of `partitions` that have not started; return how many were dropped.
-
-        Used when partitions are revoked: their unstarted records will be redelivered to the new
-        owner, so running them here would only create duplicates.
-        """
+        """Drop jobs of `partitions` that have not started; return how many were dropped."""
         dropped = 0
-        for key, queue in self._queues.items():
-            if key[0] in partitions and len(queue) > 1:
+        for key in [k for k in self._queues if k[0] in partitions]:
+            queue = self._queues[key]
+            if key in self._blocked:
+                dropped += len(queue)
+                self._blocked.discard(key)
+                del self._queues[key]
+            elif len(queue) > 1:
                 dropped += len(queue) - 1
                 head = queue[0]
                 queue.clear()
@@ -91,16 +122,29 @@ class KeyedScheduler(Generic[JobT]):
         return dropped
 
     async def wait(self, partitions: set[int] | None, seconds: float) -> bool:
-        """Wait until the work of `partitions` (all when None) has finished; False on timeout."""
-        tasks = [t for k, t in self._tasks.items() if partitions is None or k[0] in partitions]
+        """Wait until the running work of `partitions` (all when None) ends; False on timeout."""
+        tasks = self._tasks_of(partitions)
         if not tasks:
             return True
         _, pending = await asyncio.wait(tasks, timeout=seconds)
         return not pending
 
+    def abandon(self, partitions: set[int] | None) -> int:
+        """Interrupt the running work of `partitions`, marked as abandoned; return how many."""
+        tasks = 0
+        for key, task in self._tasks.items():
+            if partitions is None or key[0] in partitions:
+                self._queues[key][0].abandoned = True
+                task.cancel()
+                tasks += 1
+        return tasks
+
     async def cancel(self, partitions: set[int] | None) -> None:
         """Cancel the work of `partitions` (all when None) and wait for the tasks to unwind."""
-        tasks = [t for k, t in self._tasks.items() if partitions is None or k[0] in partitions]
+        tasks = self._tasks_of(partitions)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _tasks_of(self, partitions: set[int] | None) -> list[asyncio.Task[None]]:
+        return [t for k, t in self._tasks.items() if partitions is None or k[0] in partitions]

@@ -6,7 +6,16 @@ import asyncio
 
 import pytest
 
+from worker.errors import AbandonedError
 from worker.pipeline.scheduler import KeyedScheduler
+
+
+class Job:
+    """A named job that can be marked abandoned."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.abandoned = False
 
 
 class Recorder:
@@ -19,21 +28,34 @@ class Recorder:
         self.max_running = 0
         self.gates: dict[str, asyncio.Event] = {}
         self.errors: list[BaseException] = []
+        self.failed: list[str] = []
 
     def gate(self, job: str) -> asyncio.Event:
         return self.gates.setdefault(job, asyncio.Event())
 
-    async def __call__(self, job: str) -> None:
-        self.started.append(job)
+    def on_error(self, error: BaseException, job: Job) -> None:
+        self.errors.append(error)
+        self.failed.append(job.name)
+
+    def scheduler(self, limit: int) -> KeyedScheduler[Job]:
+        return KeyedScheduler(limit, self, self.on_error)
+
+    async def __call__(self, job: Job) -> None:
+        self.started.append(job.name)
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:
-            if job.startswith("boom"):
-                raise RuntimeError(job)
-            await self.gate(job).wait()
+            if job.name.startswith("boom"):
+                raise RuntimeError(job.name)
+            try:
+                await self.gate(job.name).wait()
+            except asyncio.CancelledError:
+                if job.abandoned:
+                    raise AbandonedError(job.name) from None
+                raise
         finally:
             self.running -= 1
-        self.finished.append(job)
+        self.finished.append(job.name)
 
 
 async def settle() -> None:
@@ -44,10 +66,10 @@ async def settle() -> None:
 async def test_same_key_runs_in_order_other_keys_do_not_wait() -> None:
     """A blocked key holds back only its own later jobs."""
     rec = Recorder()
-    scheduler = KeyedScheduler(10, rec, rec.errors.append)
-    scheduler.submit((0, b"a"), "a1")
-    scheduler.submit((0, b"a"), "a2")
-    scheduler.submit((0, b"b"), "b1")
+    scheduler = rec.scheduler(10)
+    scheduler.submit((0, b"a"), Job("a1"))
+    scheduler.submit((0, b"a"), Job("a2"))
+    scheduler.submit((0, b"b"), Job("b1"))
     await settle()
     assert rec.started == ["a1", "b1"]
     rec.gate("b1").set()
@@ -63,9 +85,9 @@ async def test_same_key_runs_in_order_other_keys_do_not_wait() -> None:
 async def test_global_limit_bounds_concurrency() -> None:
     """No more than `limit` jobs run at once across keys."""
     rec = Recorder()
-    scheduler = KeyedScheduler(3, rec, rec.errors.append)
+    scheduler = rec.scheduler(3)
     for i in range(10):
-        scheduler.submit((0, i), f"j{i}")
+        scheduler.submit((0, i), Job(f"j{i}"))
     await settle()
     assert rec.running == 3
     assert scheduler.running == 3
@@ -79,11 +101,11 @@ async def test_global_limit_bounds_concurrency() -> None:
 async def test_discard_queued_keeps_running_head() -> None:
     """Revocation drops unstarted jobs of the partition but not the running one or others."""
     rec = Recorder()
-    scheduler = KeyedScheduler(10, rec, rec.errors.append)
+    scheduler = rec.scheduler(10)
     for job in ("p0a", "p0b", "p0c"):
-        scheduler.submit((0, b"k"), job)
-    scheduler.submit((1, b"k"), "p1a")
-    scheduler.submit((1, b"k"), "p1b")
+        scheduler.submit((0, b"k"), Job(job))
+    scheduler.submit((1, b"k"), Job("p1a"))
+    scheduler.submit((1, b"k"), Job("p1b"))
     await settle()
     assert scheduler.discard_queued({0}) == 2
     for gate in ("p0a", "p1a", "p1b"):
@@ -95,8 +117,8 @@ async def test_discard_queued_keeps_running_head() -> None:
 async def test_wait_times_out_and_cancel_unwinds() -> None:
     """Work that does not finish within the bound is cancelled, not recorded as finished."""
     rec = Recorder()
-    scheduler = KeyedScheduler(10, rec, rec.errors.append)
-    scheduler.submit((0, b"slow"), "slow")
+    scheduler = rec.scheduler(10)
+    scheduler.submit((0, b"slow"), Job("slow"))
     assert not await scheduler.wait({0}, seconds=0.05)
     await scheduler.cancel({0})
     assert rec.finished == []
@@ -107,13 +129,14 @@ async def test_wait_times_out_and_cancel_unwinds() -> None:
 async def test_failure_is_reported_and_stops_only_that_key() -> None:
     """An exception from the runner goes to on_error; later jobs of the key do not run."""
     rec = Recorder()
-    scheduler = KeyedScheduler(10, rec, rec.errors.append)
-    scheduler.submit((0, b"x"), "boom1")
-    scheduler.submit((0, b"x"), "after")
-    scheduler.submit((0, b"y"), "other")
+    scheduler = rec.scheduler(10)
+    scheduler.submit((0, b"x"), Job("boom1"))
+    scheduler.submit((0, b"x"), Job("after"))
+    scheduler.submit((0, b"y"), Job("other"))
     rec.gate("other").set()
     assert await scheduler.wait(None, seconds=1)
     assert [str(e) for e in rec.errors] == ["boom1"]
+    assert rec.failed == ["boom1"]
     assert "after" not in rec.started
     assert rec.finished == ["other"]
 
@@ -121,17 +144,54 @@ async def test_failure_is_reported_and_stops_only_that_key() -> None:
 @pytest.mark.parametrize("limit", [1, 4])
 async def test_many_keys_complete(limit: int) -> None:
     """Thousands of jobs over many keys all complete, in order per key."""
-    done: dict[int, list[int]] = {}
+    done: dict[str, list[int]] = {}
 
-    async def run(job: tuple[int, int]) -> None:
+    async def run(job: Job) -> None:
         await asyncio.sleep(0)
-        done.setdefault(job[0], []).append(job[1])
+        key, index = job.name.split(":")
+        done.setdefault(key, []).append(int(index))
 
-    errors: list[BaseException] = []
-    scheduler: KeyedScheduler[tuple[int, int]] = KeyedScheduler(limit, run, errors.append)
+    rec = Recorder()
+    scheduler = KeyedScheduler(limit, run, rec.on_error)
     for i in range(2000):
-        scheduler.submit((0, i % 50), (i % 50, i))
+        scheduler.submit((0, i % 50), Job(f"{i % 50}:{i}"))
     assert await scheduler.wait(None, seconds=5)
     assert sum(len(v) for v in done.values()) == 2000
     assert all(v == sorted(v) for v in done.values())
-    assert errors == []
+    assert rec.errors == []
+
+
+async def test_a_failed_key_stays_blocked_for_later_jobs() -> None:
+    """Jobs submitted after a key failed never run in this process; other keys do."""
+    rec = Recorder()
+    scheduler = rec.scheduler(10)
+    scheduler.submit((0, b"x"), Job("boom"))
+    await settle()
+    assert rec.failed == ["boom"]
+    scheduler.submit((0, b"x"), Job("later"))
+    scheduler.submit((0, b"y"), Job("elsewhere"))
+    rec.gate("later").set()
+    rec.gate("elsewhere").set()
+    assert await scheduler.wait(None, seconds=1)
+    assert rec.started == ["boom", "elsewhere"]
+    assert scheduler.blocked_keys == 1
+    assert scheduler.discard_queued({0}) == 2  # the failed head and the later job
+    assert scheduler.blocked_keys == 0
+    assert scheduler.active_keys == 0
+
+
+async def test_abandon_interrupts_only_the_chosen_partitions() -> None:
+    """Abandoned jobs end quietly (no error) and are not finished; other partitions go on."""
+    rec = Recorder()
+    scheduler = rec.scheduler(10)
+    scheduler.submit((0, b"a"), Job("p0"))
+    scheduler.submit((1, b"a"), Job("p1"))
+    await settle()
+    assert scheduler.abandon({0}) == 1
+    assert await scheduler.wait({0}, seconds=1)
+    assert rec.errors == []
+    assert rec.finished == []
+    assert scheduler.active_keys == 1
+    rec.gate("p1").set()
+    assert await scheduler.wait(None, seconds=1)
+    assert rec.finished == ["p1"]

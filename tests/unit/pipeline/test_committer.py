@@ -1,0 +1,110 @@
+"""Commits carry the offset map, are serialized, and never go backwards."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry
+
+from worker.kafka.memory import InMemoryBroker, MemoryCommandSource
+from worker.kafka.ports import Committed, MetadataTooLargeError
+from worker.metrics import Metrics
+from worker.pipeline import offset_map
+from worker.pipeline.committer import Committer, PartitionState
+from worker.pipeline.offsets import PartitionOffsets
+
+TOPIC = "commands"
+
+
+class RecordingSource(MemoryCommandSource):
+    """A group member whose first commit waits for a gate and whose commits are recorded."""
+
+    def __init__(self, broker: InMemoryBroker) -> None:
+        super().__init__(broker, TOPIC, "group")
+        self.sent: list[dict[int, Committed]] = []
+        self.gate: asyncio.Event | None = None
+        self.refuse_metadata = False
+
+    async def commit(self, offsets: Mapping[int, Committed]) -> None:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            await gate.wait()
+        if self.refuse_metadata and any(c.metadata for c in offsets.values()):
+            raise MetadataTooLargeError("OFFSET_METADATA_TOO_LARGE")
+        self.sent.append(dict(offsets))
+
+
+def state(partition: int, consumed: range, finished: set[int]) -> PartitionState:
+    offsets = PartitionOffsets()
+    for offset in consumed:
+        offsets.consumed(offset, 0.0)
+    for offset in finished:
+        offsets.finished(offset)
+    return PartitionState(partition, offsets)
+
+
+async def member() -> tuple[RecordingSource, Metrics]:
+    broker = InMemoryBroker()
+    broker.create_topic(TOPIC, 2)
+    source = RecordingSource(broker)
+    source.owned = {0, 1}
+    return source, Metrics(CollectorRegistry())
+
+
+async def test_commits_carry_the_finished_offsets_above_the_position() -> None:
+    """Position 1 with 3 and 4 finished above it: the metadata is their offset map."""
+    source, metrics = await member()
+    one = state(0, range(5), {0, 3, 4})
+    assert await Committer(source, metrics, 4096).commit([one])
+    (sent,) = source.sent
+    assert sent[0].offset == 1
+    assert offset_map.decode(1, sent[0].metadata) == {3, 4}
+    assert one.committed == sent[0]
+    assert await Committer(source, metrics, 4096).commit([one])
+    assert len(source.sent) == 1  # nothing changed, nothing sent
+
+
+async def test_a_slow_commit_never_lands_after_a_newer_one() -> None:
+    """A revocation's commit waits for a periodic commit in flight, then commits past it."""
+    source, metrics = await member()
+    committer = Committer(source, metrics, 4096)
+    one = state(0, range(10), {0, 1, 2})
+    gate = source.gate = asyncio.Event()
+    periodic = asyncio.create_task(committer.commit([one]))
+    await asyncio.sleep(0)
+    for offset in range(3, 10):
+        one.offsets.finished(offset)
+    revocation = asyncio.create_task(committer.commit([one]))
+    await asyncio.sleep(0.01)
+    assert source.sent == []  # both wait for the first
+    gate.set()
+    assert await periodic
+    assert await revocation
+    assert [sent[0].offset for sent in source.sent] == [3, 10]
+
+
+async def test_the_position_never_goes_backwards() -> None:
+    """A state behind what was committed for it commits nothing."""
+    source, metrics = await member()
+    behind = state(0, range(3), {0})
+    behind.committed = Committed(5)
+    assert await Committer(source, metrics, 4096).commit([behind])
+    assert source.sent == []
+
+
+async def test_overflowing_maps_and_a_stricter_broker_fall_back_to_the_position() -> None:
+    """A map over budget, or metadata the broker refuses, commits the plain position."""
+    source, metrics = await member()
+    rng = random.Random(3)
+    scattered = state(0, range(40_000), {o for o in range(1, 40_000) if rng.random() < 0.5})
+    assert await Committer(source, metrics, 64).commit([scattered])
+    assert source.sent[-1] == {0: Committed(0, "")}
+    assert metrics.offset_map_overflows._value.get() == 1
+    source.refuse_metadata = True
+    committer = Committer(source, metrics, 4096)
+    other = state(1, range(4), {0, 2})
+    assert await committer.commit([other])
+    assert source.sent[-1] == {1: Committed(1, "")}
+    assert other.committed == Committed(1, "")

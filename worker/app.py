@@ -1,0 +1,198 @@
+"""The worker process: builds the parts, and owns the order of startup and shutdown.
+
+Startup: producer sink → ops server (so probes answer while starting) → topics → agent
+directory from the state topic → dedupe memory from the results topic → API client → consumer.
+Background tasks (committer, followers, reconciler, loop monitor) run under a `Supervisor`.
+
+Shutdown (`request_stop()`, all a signal handler does): the worker turns not ready, the consumer
+stops fetching and releases its partitions (queued work dropped, running work finished within
+the drain grace or interrupted, everything finished committed), then the background tasks stop,
+the consumer leaves the group, and the API client, the readers, the ops server and the producer
+close — in that order, so nothing runs or publishes after what it needs is closed. A forced exit
+(cancellation) cancels all command work first and publishes nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from datetime import UTC, datetime
+
+import msgspec
+import structlog
+
+from contracts import AgentStateEvent, decode_command
+from worker.api.client import ConvoAIClient
+from worker.errors import OutputRejectedError
+from worker.execution import Executor
+from worker.execution.caller import ApiSender
+from worker.execution.names import AgentDirectory
+from worker.kafka.aio import AioKafkaBackend
+from worker.kafka.ports import KafkaBackend
+from worker.metrics import Metrics
+from worker.observability.health import Health
+from worker.observability.loop_monitor import monitor_loop
+from worker.observability.reconcile import AgentStatusCheck, Reconciler
+from worker.observability.server import OpsServer, build_ops_app
+from worker.observability.webhooks import WebhookReceiver
+from worker.pipeline.consumer import CommandConsumer
+from worker.pipeline.dedupe import CompletedCommands, newest, remember_results
+from worker.pipeline.directory import observe_states
+from worker.pipeline.followers import TopicFollower
+from worker.pipeline.outputs import Outputs
+from worker.pipeline.processor import CommandProcessor
+from worker.pipeline.publisher import Publisher
+from worker.settings import Settings
+from worker.supervision import Supervisor
+
+log = structlog.get_logger(__name__)
+
+ApiFactory = Callable[[Settings], AbstractAsyncContextManager[ApiSender]]
+
+
+class _StateSink:
+    """Publishes state events from webhooks and reconciliation; returns once acknowledged."""
+
+    def __init__(self, outputs: Outputs, publisher: Publisher) -> None:
+        self._outputs = outputs
+        self._publisher = publisher
+
+    async def publish_state(self, event: AgentStateEvent) -> None:
+        for refused in await self._publisher.deliver([self._outputs.state(event)]):
+            raise OutputRejectedError(refused.record.topic, str(refused.error))
+
+
+class Worker:
+    """One worker process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        kafka: KafkaBackend | None = None,
+        api: ApiFactory = ConvoAIClient,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.health = Health(settings)
+        self.directory = AgentDirectory()
+        self.consumer: CommandConsumer | None = None
+        self._kafka = kafka or AioKafkaBackend(settings)
+        self._api = api
+        self._stop_requested = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (safe to call at any time, also during startup)."""
+        self._stop_requested.set()
+        self.health.stopping()
+        if self.consumer is not None:
+            self.consumer.request_stop()
+
+    async def run(self) -> None:
+        """Run until `request_stop()`, then drain, commit and close everything.
+
+        Raises `FatalError` (after the graceful part) when processing could not go on.
+        """
+        settings, metrics, health, kafka = self.settings, self.metrics, self.health, self._kafka
+        async with AsyncExitStack() as stack:
+            sink = kafka.output_sink()
+            stack.push_async_callback(sink.close)  # also safe for a sink never started
+            outputs = Outputs(settings)
+            publisher = Publisher(sink, metrics, health)
+            state_sink = _StateSink(outputs, publisher)
+            webhooks = WebhookReceiver(
+                settings.webhook_secret, state_sink, metrics, app_id=settings.app_id
+            )
+            await stack.enter_async_context(
+                OpsServer(
+                    build_ops_app(metrics, health, webhooks),
+                    settings.http_host,
+                    settings.http_port,
+                )
+            )
+            supervisor = Supervisor(health, metrics)
+            stack.push_async_callback(supervisor.close)
+            supervisor.start("loop-monitor", lambda: monitor_loop(metrics, health))
+
+            created = await kafka.ensure_topics()
+            if created:
+                log.info("topics_created", topics=created)
+            await sink.start()
+            health.producer_ready(True)
+
+            states = TopicFollower(
+                kafka.topic_reader(settings.topic_state, "state-follower"),
+                observe_states(self.directory),
+            )
+            stack.push_async_callback(states.close)
+            completed = CompletedCommands(settings.dedupe_capacity)
+            results = TopicFollower(
+                kafka.topic_reader(settings.topic_results, "results-follower"),
+                remember_results(completed),
+            )
+            stack.push_async_callback(results.close)
+            agents = await states.load()
+            remembered = await results.load(newest(settings.dedupe_capacity))
+            log.info("worker_state_loaded", state_events=agents, completed_commands=remembered)
+            supervisor.start("state-follower", states.follow)
+            supervisor.start("results-follower", results.follow)
+
+            client = await stack.enter_async_context(self._api(settings))
+            executor = Executor(client, settings, self.directory, observer=metrics)
+            reconciler = Reconciler(
+                settings.reconcile_interval_seconds,
+                self.directory,
+                _status_check(executor),
+                state_sink,
+            )
+            supervisor.start("reconciler", reconciler.run)
+
+            processor = CommandProcessor(executor, outputs, publisher, completed, metrics)
+            consumer = CommandConsumer(
+                kafka.command_source(),
+                processor,
+                settings,
+                metrics,
+                health,
+                catch_up=results.caught_up,
+            )
+            stack.push_async_callback(consumer.close)  # leave the group once work is released
+            stack.push_async_callback(supervisor.close)  # the committer stops before leaving
+            stack.push_async_callback(consumer.abort)  # forced exits: no command work survives
+            await consumer.start()
+            self.consumer = consumer
+            supervisor.start("committer", consumer.commit_loop)
+            if self._stop_requested.is_set():
+                consumer.request_stop()
+            log.info("worker_started", topic=settings.topic_commands, group=settings.group_id)
+            await consumer.run()
+            health.stopping()
+            log.info("worker_stopping")
+            if consumer.fatal is not None:
+                raise consumer.fatal
+
+
+def _status_check(executor: Executor) -> AgentStatusCheck:
+    """Ask the API for an agent's status through the same executor commands use."""
+
+    async def check(app_id: str, agent_id: str) -> str | None:
+        command = {
+            "command": "agent.get",
+            "id": f"reconcile-{uuid.uuid4().hex}",
+            "agent_id": agent_id,
+        }
+        if app_id:
+            command["app_id"] = app_id
+        decoded = decode_command(msgspec.json.encode(command))
+        result = (await executor.execute(decoded, received_at=datetime.now(UTC))).result
+        if result.outcome == "succeeded" and isinstance(result.data, dict):
+            status = result.data.get("status")
+            return status if isinstance(status, str) else None
+        if result.error is not None and result.error.http_status == 404:
+            return "STOPPED"
+        return None
+
+    return check

@@ -1,0 +1,197 @@
+"""The records the worker writes: results, agent-state events and dead letters, built to fit.
+
+Every output is built so that its content cannot stop the pipeline: header values are bytes
+(a header without a value becomes empty), a record without key and value gets a value, and
+sizes are bounded. A result whose `data` exceeds `CONVOAI_MAX_RESULT_BYTES` carries a
+`TruncatedData` object instead; a dead letter that would exceed `CONVOAI_MAX_RECORD_BYTES`
+carries the head of the original value plus its size and SHA-256 in headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import NamedTuple
+
+import msgspec
+
+from contracts import AgentStateEvent, ResultEvent, TruncatedData, encode_event
+from contracts.headers import (
+    AGENT_STATE_EVENT_TYPE,
+    COMMAND_RESULT_EVENT_TYPE,
+    DLQ_EXCEPTION_MESSAGE,
+    DLQ_EXCEPTION_STACKTRACE,
+    DLQ_HEADERS_DROPPED,
+    DLQ_NULL_VALUE,
+    DLQ_ORIGINAL_BYTES,
+    DLQ_ORIGINAL_SHA256,
+    DLQ_REASON,
+    DLQ_TRUNCATED,
+    STAGE_DECODE,
+    STAGE_EXECUTE,
+    cloudevent_headers,
+    dlq_headers,
+)
+from worker.kafka.ports import Record
+from worker.settings import Settings
+
+Header = tuple[str, bytes]
+
+RECORD_OVERHEAD_BYTES = 512  # batch framing, timestamps and varints, generously
+HEADER_LIMITS = {DLQ_EXCEPTION_MESSAGE: 2048, DLQ_EXCEPTION_STACKTRACE: 8192}
+MAX_KEY_BYTES_WHEN_SHRUNK = 1024
+MAX_FIELD_CHARS_WHEN_SHRUNK = 1024
+
+
+class OutputRecord(NamedTuple):
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[Header]
+
+    @property
+    def size(self) -> int:
+        """About how many bytes the record takes in a produce request."""
+        headers = sum(len(name) + len(value) for name, value in self.headers)
+        return RECORD_OVERHEAD_BYTES + len(self.key or b"") + len(self.value or b"") + headers
+
+
+class Outputs:
+    """Builds output records from events and failed input records."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._results = settings.topic_results
+        self._state = settings.topic_state
+        self.dlq_topic = settings.topic_dlq
+        self._max_result = settings.max_result_bytes
+        self._max_record = settings.max_record_bytes
+        self._connector = settings.group_id
+        self._source = f"convoai-worker/{settings.group_id}"
+
+    def result(self, event: ResultEvent, key: bytes | None) -> OutputRecord:
+        """The result record; `data` over the budget is replaced by a `TruncatedData`."""
+        value = encode_event(event)
+        if len(value) > self._max_result and event.data is not None:
+            data = msgspec.json.encode(event.data)
+            if len(data) > self._max_result:
+                event = msgspec.structs.replace(event, data=truncated(data))
+                value = encode_event(event)
+        record = self._result_record(event, key, value)
+        if record.size > self._max_record:
+            return self.shrunk_result(event, key)
+        return record
+
+    def shrunk_result(self, event: ResultEvent, key: bytes | None) -> OutputRecord:
+        """The result with every text field cut short: for results the broker refused."""
+        error = event.error
+        if error is not None:
+            error = msgspec.structs.replace(
+                error, message=_cut(error.message), reason=_cut_or_none(error.reason)
+            )
+        small = msgspec.structs.replace(
+            event,
+            command_id=_cut(event.command_id),
+            name=_cut_or_none(event.name),
+            correlation_id=_cut_or_none(event.correlation_id),
+            app_id=_cut_or_none(event.app_id),
+            agent_id=_cut_or_none(event.agent_id),
+            phone_number=_cut_or_none(event.phone_number),
+            data=None if event.data is None else truncated(msgspec.json.encode(event.data)),
+            error=error,
+        )
+        key = key[:MAX_KEY_BYTES_WHEN_SHRUNK] if key is not None else None
+        return self._result_record(small, key, encode_event(small))
+
+    def _result_record(self, event: ResultEvent, key: bytes | None, value: bytes) -> OutputRecord:
+        headers = cloudevent_headers(
+            id=event.command_id,
+            source=self._source,
+            type=COMMAND_RESULT_EVENT_TYPE,
+            time=event.completed_at,
+            subject=event.command or None,
+        )
+        return OutputRecord(self._results, key, value, headers)
+
+    def state(self, event: AgentStateEvent) -> OutputRecord:
+        """An agent-state record keyed by agent id (the compaction key)."""
+        headers = cloudevent_headers(
+            id=uuid.uuid4().hex,
+            source=self._source,
+            type=AGENT_STATE_EVENT_TYPE,
+            time=event.observed_at,
+            subject=event.agent_id,
+        )
+        return OutputRecord(self._state, event.agent_id.encode(), encode_event(event), headers)
+
+    def dead_letter(
+        self, record: Record, reason: str, error: BaseException, *, keep_value: bool = True
+    ) -> OutputRecord:
+        """The original record with Kafka Connect error headers, cut to fit when too large.
+
+        `keep_value=False` drops the value entirely (size and hash stay in the headers): for
+        when the broker refused a copy that fit this worker's own limit.
+        """
+        context = [
+            (name, value[: HEADER_LIMITS[name]] if name in HEADER_LIMITS else value)
+            for name, value in dlq_headers(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                stage=STAGE_EXECUTE if reason == "retries_exhausted" else STAGE_DECODE,
+                error=error,
+                class_name=f"worker.pipeline.{reason}",
+                connector_name=self._connector,
+            )
+        ]
+        context.append((DLQ_REASON, reason.encode()))
+        original = [(name, value or b"") for name, value in record.headers]
+        key, value = record.key, record.value
+        if key is None and value is None:
+            value = b""  # a record needs a key or a value
+        if record.value is None:
+            context.append((DLQ_NULL_VALUE, b"true"))
+        letter = OutputRecord(self.dlq_topic, key, value, [*original, *context])
+        if letter.size <= self._max_record and keep_value:
+            return letter
+        return self._cut_letter(letter, original, context, keep_value=keep_value)
+
+    def _cut_letter(
+        self,
+        letter: OutputRecord,
+        original: list[Header],
+        context: list[Header],
+        *,
+        keep_value: bool,
+    ) -> OutputRecord:
+        value = letter.value or b""
+        about = [
+            (DLQ_ORIGINAL_BYTES, str(len(value)).encode()),
+            (DLQ_ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode()),
+            (DLQ_TRUNCATED, b"true"),
+        ]
+        key = letter.key
+        headers = [*original, *context, *about]
+        shell = OutputRecord(self.dlq_topic, key, b"", headers)
+        if shell.size > self._max_record:
+            # the original key and headers alone are too large: keep what identifies the record
+            dropped = [(DLQ_HEADERS_DROPPED, str(len(original)).encode())]
+            headers = [*context, *about, *dropped]
+            key = key[:MAX_KEY_BYTES_WHEN_SHRUNK] if key is not None else None
+            shell = OutputRecord(self.dlq_topic, key, b"", headers)
+        room = max(0, self._max_record - shell.size) if keep_value else 0
+        return OutputRecord(self.dlq_topic, key, value[:room], headers)
+
+
+def truncated(data: bytes) -> TruncatedData:
+    """The stand-in for a JSON body too large to publish."""
+    return TruncatedData(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_FIELD_CHARS_WHEN_SHRUNK else text[:MAX_FIELD_CHARS_WHEN_SHRUNK]
+
+
+def _cut_or_none(text: str | None) -> str | None:
+    return None if text is None else _cut(text)
