@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP = os.environ.get("CONVOAI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -93,5 +94,18 @@ async def delete_topics(bootstrap: str, names: list[str]) -> None:
     await admin.start()
     try:
         await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+async def max_message_bytes(bootstrap: str, topic: str) -> int:
+    """The largest record batch the broker accepts on `topic` (`max.message.bytes`)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
+        (response,) = await admin.describe_configs([resource])
+        ((_, _, _, _, entries),) = response.resources
+        return next(int(entry[1]) for entry in entries if entry[0] == "max.message.bytes")
     finally:
         await admin.close()

@@ -13,15 +13,22 @@ from tests.pipeline.harness import OPEN_EMULATOR
 COMMAND_PARTITIONS = 4
 
 
-@pytest.fixture
-async def topics(topic_factory: TopicFactory) -> dict[str, str]:
-    """Commands (4 partitions), results, compacted agent state and DLQ topics for one test."""
+async def pipeline_topics(
+    topic_factory: TopicFactory, partitions: int = COMMAND_PARTITIONS
+) -> dict[str, str]:
+    """Commands and results (`partitions` each), compacted agent state and DLQ topics."""
     return {
-        "commands": await topic_factory("commands", partitions=COMMAND_PARTITIONS),
-        "results": await topic_factory("results", partitions=COMMAND_PARTITIONS),
+        "commands": await topic_factory("commands", partitions=partitions),
+        "results": await topic_factory("results", partitions=partitions),
         "state": await topic_factory("state", partitions=2, configs={"cleanup.policy": "compact"}),
         "dlq": await topic_factory("dlq"),
     }
+
+
+@pytest.fixture
+async def topics(topic_factory: TopicFactory) -> dict[str, str]:
+    """Commands (4 partitions), results, compacted agent state and DLQ topics for one test."""
+    return await pipeline_topics(topic_factory)
 
 
 @pytest.fixture

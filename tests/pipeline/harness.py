@@ -124,16 +124,32 @@ async def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTE
     return process.wait()
 
 
-async def produce(bootstrap: str, topic: str, commands: Iterable[Mapping[str, Any] | bytes]) -> int:
-    """Produce commands (objects keyed by the ordering rules, or raw bytes without key)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+Record = tuple[bytes | None, bytes | None]
+"""A raw record as (key, value); either may be null."""
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    commands: Iterable[Mapping[str, Any] | bytes | Record],
+    **producer_options: Any,
+) -> int:
+    """Produce commands (objects keyed by the ordering rules, raw bytes without key, or raw
+    `(key, value)` records); `producer_options` go to the producer (e.g. `max_request_size`)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, **producer_options
+    )
     await producer.start()
     sent = 0
     try:
         acks = []
         for command in commands:
+            value: bytes | None
+            key: bytes | None
             if isinstance(command, bytes):
                 value, key = command, None
+            elif isinstance(command, tuple):
+                key, value = command
             else:
                 value = msgspec.json.encode(command)
                 found = ordering_key(command)

@@ -49,3 +49,21 @@ def agent_lifecycle(prefix: str, agents: int) -> list[dict[str, Any]]:
             if step < len(steps):
                 commands.append({**steps[step], "id": f"{prefix}-{a}-{step}"})
     return commands
+
+
+def speaks(prefix: str, agent_ids: list[str], per_agent: int) -> list[dict[str, Any]]:
+    """`per_agent` speaks to each agent by id, interleaved across agents; each `text` is the
+    command's own id, so every call the API receives can be attributed to its command."""
+    commands: list[dict[str, Any]] = []
+    for step in range(per_agent):
+        for a, agent_id in enumerate(agent_ids):
+            command_id = f"{prefix}-{a}-{step}"
+            commands.append(
+                {
+                    "command": "agent.speak",
+                    "id": command_id,
+                    "agent_id": agent_id,
+                    "text": command_id,
+                }
+            )
+    return commands

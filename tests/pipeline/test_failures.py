@@ -20,6 +20,7 @@ from contracts.headers import (
     DLQ_STAGE,
 )
 from tests.emulator.harness import RunningEmulator, running_emulator
+from tests.pipeline.group import api_calls_per_command
 from tests.pipeline.harness import (
     committed_offsets,
     end_offsets,
@@ -76,7 +77,7 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing(
     duplicates = sum(per_id.values()) - len(ids)
     assert duplicates <= settings.max_in_flight, duplicates
     # at the API: commands running when the worker died ran again, and only those
-    spoken = Counter(r["body"]["text"] for r in emulator.requests("agent.speak"))
+    spoken = api_calls_per_command(emulator, "agent.speak")
     repeated = sum(count - 1 for count in spoken.values())
     assert len(spoken) == 100 * SPEAKS_PER_AGENT
     assert repeated <= settings.max_in_flight, repeated
