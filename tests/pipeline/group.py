@@ -28,7 +28,7 @@ from bench.local import free_port
 from contracts import ResultEvent, decode_result
 from tests.emulator.harness import RunningEmulator, start_body
 from tests.pipeline.harness import APP_ID, spawn_worker, stop_process, wait_ready
-from worker.pipeline.replay import all_partitions
+from worker.kafka.aio import all_partitions
 from worker.settings import Settings
 
 
