@@ -34,7 +34,8 @@ WITHIN_SECONDS = 10.0
 class ScriptedApi:
     """An `ApiSender`: answers 200 at once, except for requests whose marker has a closed gate."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
         self.requests: list[ApiRequest] = []
         self._gates: dict[str, asyncio.Event] = {}
         self.entered: dict[str, asyncio.Event] = {}
@@ -63,6 +64,8 @@ class ScriptedApi:
         if gate is not None:
             self.entered[marker].set()
             await gate.wait()
+        if self.latency:
+            await asyncio.sleep(self.latency)
         body = self.body_for.get(marker, {"agent_id": marker, "status": "RUNNING"})
         return ApiResponse(200, body, f"req-{len(self.requests)}")
 

@@ -152,8 +152,11 @@ class InMemoryBroker:
 
     async def _wait_for_records(self, max_wait: float) -> None:
         if max_wait > 0:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event is set, and a cancelled poll loop must end
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), max_wait)
+                async with asyncio.timeout(max_wait):
+                    await self._changed.wait()
 
     # ---------------------------------------------------------------- clients
     def command_source(self, topic: str, group: str) -> MemoryCommandSource:
