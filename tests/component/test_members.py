@@ -134,10 +134,8 @@ async def test_scaling_up_and_down_repeats_no_call(broker: InMemoryBroker, membe
         await until(lambda: len(results(broker)) > 50, "the first member is busy")
         for round_ in range(members):
             async with running(broker, api, **scaled):
-                done = len(results(broker))
-                await until(
-                    lambda done=done: len(results(broker)) > done + 50, f"progress in round {round_}"
-                )
+                target = len(results(broker)) + 50
+                await until(lambda t=target: len(results(broker)) > t, f"progress, round {round_}")
         await until(lambda: len(result_ids(broker)) == 600, "every command has a result")
     assert not api.repeated()
     assert all(n == 1 for n in result_ids(broker).values())
