@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tests.component.harness import (
@@ -123,6 +125,12 @@ async def test_a_crashed_members_work_reruns_at_most_its_in_flight_commands(
     assert all(n == 1 for n in result_ids(broker).values())
 
 
+def progressed(broker: InMemoryBroker, by: int) -> Callable[[], bool]:
+    """A condition: `by` more results than now."""
+    target = len(results(broker)) + by
+    return lambda: len(results(broker)) >= target
+
+
 @pytest.mark.parametrize("members", [2, 3])
 async def test_scaling_up_and_down_repeats_no_call(broker: InMemoryBroker, members: int) -> None:
     """Members joining and leaving gracefully while commands flow: no call and no result twice."""
@@ -134,8 +142,7 @@ async def test_scaling_up_and_down_repeats_no_call(broker: InMemoryBroker, membe
         await until(lambda: len(results(broker)) > 50, "the first member is busy")
         for round_ in range(members):
             async with running(broker, api, **scaled):
-                target = len(results(broker)) + 50
-                await until(lambda t=target: len(results(broker)) > t, f"progress, round {round_}")
+                await until(progressed(broker, by=50), f"progress in round {round_}")
         await until(lambda: len(result_ids(broker)) == 600, "every command has a result")
     assert not api.repeated()
     assert all(n == 1 for n in result_ids(broker).values())
