@@ -10,10 +10,13 @@ from pathlib import Path
 import aiohttp
 import msgspec
 import pytest
+from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.emulator.harness import RunningEmulator, running_emulator
 from tests.pipeline.harness import (
+    committed_offsets,
+    end_offsets,
     in_process_worker,
     make_settings,
     produce,
@@ -193,3 +196,44 @@ async def test_no_secret_reaches_any_log_line(
         "rtc-token-5a5a5a5a5a5a",
     ):
         assert secret not in text, f"secret {secret[:6]}… leaked into the log"
+
+
+async def test_a_transactional_producer_leaves_no_lag_and_aborted_commands_never_run(
+    kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator
+) -> None:
+    """Commit markers follow the last command: the committed offset still reaches the end."""
+    committed_ids = {f"tx-{i}" for i in range(8)}
+    await produce_transactionally(kafka_bootstrap, topics["commands"], sorted(committed_ids))
+    await produce_transactionally(kafka_bootstrap, topics["commands"], ["tx-aborted"], abort=True)
+    settings = make_settings(kafka_bootstrap, topics, emulator.api_url)
+    ends = await end_offsets(kafka_bootstrap, topics["commands"])
+    group, commands = settings.group_id, topics["commands"]
+    async with in_process_worker(settings), aiohttp.ClientSession() as session:
+        results = await wait_for_results(kafka_bootstrap, topics["results"], committed_ids)
+        deadline = asyncio.get_running_loop().time() + 30
+        while await committed_offsets(kafka_bootstrap, group, commands) != ends:
+            assert asyncio.get_running_loop().time() < deadline, "commits never reached the end"
+            await asyncio.sleep(0.2)
+        samples = await scrape(settings.http_port)
+        async with session.get(f"http://127.0.0.1:{settings.http_port}/livez") as response:
+            report = await response.json()
+    assert total(samples, "convoai_consumer_lag_records") == 0
+    assert report["details"]["backlog_records"] == 0
+    assert {r.command_id for r in results} == committed_ids
+    assert not [r for r in emulator.requests("agent.get") if r["path"].endswith("/tx-aborted")]
+
+
+async def produce_transactionally(
+    bootstrap: str, topic: str, ids: list[str], *, abort: bool = False
+) -> None:
+    """agent.get commands (id = agent id) in one transaction, committed or aborted."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"tx-{ids[0]}")
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        for cid in ids:
+            value = msgspec.json.encode({"command": "agent.get", "id": cid, "agent_id": cid})
+            await producer.send(topic, value, key=cid.encode())
+        await (producer.abort_transaction() if abort else producer.commit_transaction())
+    finally:
+        await producer.stop()
