@@ -55,6 +55,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     create_topics: bool = True
     topic_partitions: Positive = 12
     topic_replication_factor: Positive = 1
+    # Kafka security (worker.kafka.connection)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""  # PEM CA bundle; the system CAs when empty
+    kafka_ssl_certfile: str = ""  # client certificate (PEM) for mutual TLS
+    kafka_ssl_keyfile: str = ""  # its private key (PEM)
+    kafka_ssl_key_password: str = ""
+    kafka_ssl_check_hostname: bool = True
     # group timing (worker.kafka.timing explains how they relate)
     kafka_session_timeout_seconds: Seconds = 15.0
     kafka_heartbeat_interval_seconds: Seconds = 3.0
@@ -104,7 +114,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return values
 
 
-SECRET_FIELDS = ("customer_secret", "auth_token", "webhook_secret")
+SECRET_FIELDS = (
+    "customer_secret",
+    "auth_token",
+    "webhook_secret",
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -26,6 +26,8 @@ NOT_IN_CONFIG = {
     "customer_secret": "read from credentials.existingSecret",
     "auth_token": "read from credentials.existingSecret",
     "webhook_secret": "read from credentials.existingSecret",
+    "kafka_sasl_password": "read from kafkaSasl.existingSecret",
+    "kafka_ssl_key_password": "PEM keys are mounted unencrypted from kafkaTls.existingSecret",
     "http_host": "probes and the Service need the pod address, i.e. the default 0.0.0.0",
     "group_instance_id": "static membership needs a distinct id per pod, a ConfigMap has one",
 }
@@ -152,7 +154,9 @@ class TestConfigMatchesSettings:
         """The Deployment maps each secret setting (and the customer id) to a Secret key."""
         template = (CHART / "templates" / "deployment.yaml").read_text()
         referenced = set(re.findall(r'"CONVOAI_([A-Z_]+)" \$credentials\.\w+Key', template))
-        assert referenced == {name.upper() for name in {*SECRET_FIELDS, "customer_id"}}
+        referenced |= set(re.findall(r"- name: CONVOAI_([A-Z_]+)\n\s+valueFrom:", template))
+        expected = {*SECRET_FIELDS, "customer_id"} - {"kafka_ssl_key_password"}
+        assert referenced == {name.upper() for name in expected}
 
 
 class TestChartInvariants:

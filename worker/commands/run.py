@@ -18,10 +18,11 @@ from prometheus_client import CollectorRegistry
 from worker.app import Worker
 from worker.errors import FatalError
 from worker.event_loop import run_async
+from worker.kafka.connection import diagnose
 from worker.kafka.topics import MissingTopicsError
 from worker.logging import configure_logging
 from worker.metrics import Metrics
-from worker.settings import load_settings
+from worker.settings import SettingsError, load_settings
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +72,11 @@ async def _serve(worker: Worker) -> int:
         await worker.run()
     except asyncio.CancelledError:
         return 1
-    except (KafkaConnectionError, MissingTopicsError) as error:
+    except KafkaConnectionError:
+        # aiokafka says only "Unable to bootstrap"; name the cause instead of a traceback
+        log.error("worker_cannot_start", error=await diagnose(worker.settings))  # noqa: TRY400
+        return 1
+    except (MissingTopicsError, SettingsError) as error:
         # configuration problems: say what is wrong, a traceback would only hide it
         log.error("worker_cannot_start", error=str(error))  # noqa: TRY400 - see above
         return 1

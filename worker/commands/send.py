@@ -23,7 +23,9 @@ from contracts import CommandDecodeError, decode_command
 from contracts.keys import ordering_key
 from worker.commands.kafka_errors import TOPIC_CHECK_SECONDS, describe_kafka_error
 from worker.event_loop import run_async
-from worker.settings import load_settings
+from worker.kafka.connection import client_options, stop_within
+from worker.logging import configure_logging
+from worker.settings import Settings, load_settings
 
 
 class _Line(msgspec.Struct):
@@ -48,13 +50,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate and produce every line; exit 1 when any line was refused, 0 otherwise."""
     settings = load_settings(kafka_bootstrap=args.bootstrap, topic_commands=args.topic)
+    configure_logging(settings)  # to stderr: stdout carries the output
     stream: IO[bytes] = sys.stdin.buffer if args.file == "-" else Path(args.file).open("rb")  # noqa: SIM115
     with stream:
         lines, refused = _read(stream, check=not args.raw)
     try:
-        sent = run_async(
-            _produce(settings.kafka_bootstrap, settings.topic_commands, lines, quiet=args.quiet)
-        )
+        sent = run_async(_produce(settings, settings.topic_commands, lines, quiet=args.quiet))
     except (KafkaError, TimeoutError) as error:
         sys.stderr.write(
             f"convoai-worker send: nothing sent to {settings.topic_commands} on "
@@ -95,9 +96,9 @@ def _numbered(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
             yield number, stripped
 
 
-async def _produce(bootstrap: str, topic: str, lines: list[_Line], *, quiet: bool) -> int:
+async def _produce(settings: Settings, topic: str, lines: list[_Line], *, quiet: bool) -> int:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        acks="all", enable_idempotence=True, linger_ms=5, **client_options(settings)
     )
     try:
         await producer.start()
@@ -112,5 +113,5 @@ async def _produce(bootstrap: str, topic: str, lines: list[_Line], *, quiet: boo
             for ack in acks:
                 await ack
     finally:
-        await producer.stop()
+        await stop_within(producer.stop(), "send")
     return len(lines)

@@ -20,6 +20,8 @@ from contracts import AgentStateEvent, ResultEvent, decode_agent_state, decode_r
 from contracts.headers import DLQ_EXCEPTION_CLASS_NAME, DLQ_EXCEPTION_MESSAGE
 from worker.commands.kafka_errors import describe_kafka_error
 from worker.event_loop import run_async
+from worker.kafka.connection import client_options, stop_within
+from worker.logging import configure_logging
 from worker.settings import Settings, load_settings
 
 
@@ -44,6 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Follow until interrupted or a stop condition is met."""
     settings = load_settings(kafka_bootstrap=args.bootstrap)
+    configure_logging(settings)  # to stderr: stdout carries the output
     try:
         return run_async(_follow(settings, args))
     except KeyboardInterrupt:
@@ -61,10 +64,10 @@ async def _follow(settings: Settings, args: argparse.Namespace) -> int:
         settings.topic_results,
         settings.topic_state,
         settings.topic_dlq,
-        bootstrap_servers=settings.kafka_bootstrap,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
+        **client_options(settings),
     )
     await consumer.start()
     results = 0
@@ -84,7 +87,7 @@ async def _follow(settings: Settings, args: argparse.Namespace) -> int:
             if args.idle_timeout and time.monotonic() - last_event > args.idle_timeout:
                 return 0 if not args.max_results else 1
     finally:
-        await consumer.stop()
+        await stop_within(consumer.stop(), "tail")
 
 
 def render(record: ConsumerRecord, settings: Settings, *, as_json: bool) -> tuple[str, bool]:

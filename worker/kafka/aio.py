@@ -25,6 +25,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from worker.kafka.connection import client_options, stop_within
 from worker.kafka.ports import (
     CommitRejectedError,
     Committed,
@@ -51,11 +52,6 @@ _REJECTIONS = (
     RecordListTooLargeError,
     CorruptRecordException,
 )
-
-
-def client_options(settings: Settings) -> dict[str, Any]:
-    """Connection options shared by every client of the worker."""
-    return {"bootstrap_servers": settings.kafka_bootstrap}
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -177,9 +173,9 @@ class AioCommandSource:
     async def close(self) -> None:
         """Leave the group (static members keep their assignment until the session ends)."""
         try:
-            await self._consumer.stop()
+            await stop_within(self._consumer.stop(), "consumer")
         finally:
-            await self._admin.close()
+            await stop_within(self._admin.close(), "admin")
 
 
 class AioOutputSink:
@@ -213,7 +209,7 @@ class AioOutputSink:
 
     async def close(self) -> None:
         """Flush and disconnect (also safe when never started)."""
-        await self._producer.stop()
+        await stop_within(self._producer.stop(), "producer")
 
 
 async def _acknowledged(ack: asyncio.Future[Any]) -> None:
@@ -268,7 +264,7 @@ class AioTopicReader:
 
     async def close(self) -> None:
         """Disconnect."""
-        await self._consumer.stop()
+        await stop_within(self._consumer.stop(), "reader")
 
 
 async def all_partitions(

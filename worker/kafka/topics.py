@@ -12,6 +12,7 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from worker.kafka.connection import client_options
 from worker.settings import Settings
 
 LEADER_WAIT_ATTEMPTS = 300  # x 0.1 s
@@ -42,7 +43,7 @@ def required_topics(settings: Settings) -> dict[str, dict[str, str]]:
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create the missing topics (when allowed); return the names that were created."""
     wanted = required_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

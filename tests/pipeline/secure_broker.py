@@ -1,0 +1,122 @@
+"""A second local broker with TLS and SASL listeners, for the security tests.
+
+Certificates are made for the test by trustme (a CA, the broker's certificate for 127.0.0.1 and
+a client certificate); SCRAM credentials are written when the storage is formatted. Listeners:
+PLAINTEXT (inter-broker), SASL_SSL with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and SSL that
+requires a client certificate (mutual TLS). It runs through `scripts/kafka` like the main broker,
+with its own ports and directory, and is stopped (by its pid file) at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import trustme
+from cryptography.hazmat.primitives import serialization
+
+from bench.local import free_port
+from tests.kafka import ROOT
+
+USERNAME = "alice"
+PASSWORD = "alice-secret-7c1f"
+
+
+@dataclass(frozen=True)
+class SecureBroker:
+    """Addresses and client files of the secured broker."""
+
+    plaintext: str
+    sasl_ssl: str
+    mutual_tls: str
+    ca_file: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _pkcs8(pem: bytes) -> bytes:
+    """Kafka reads PEM private keys in PKCS#8 only."""
+    key = serialization.load_pem_private_key(pem, None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path, Path]:
+    """(CA, broker key + chain, client chain, client key) as PEM files."""
+    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    server = ca.issue_cert("127.0.0.1", "localhost", key_type=trustme.KeyType.RSA)
+    client = ca.issue_cert("convoai-worker", key_type=trustme.KeyType.RSA)
+    paths = [directory / name for name in ("ca.pem", "broker.pem", "client.pem", "client-key.pem")]
+    paths[0].write_bytes(ca.cert_pem.bytes())
+    chain = b"".join(blob.bytes() for blob in server.cert_chain_pems)
+    paths[1].write_bytes(_pkcs8(server.private_key_pem.bytes()) + chain)
+    paths[2].write_bytes(b"".join(blob.bytes() for blob in client.cert_chain_pems))
+    paths[3].write_bytes(_pkcs8(client.private_key_pem.bytes()))
+    return paths[0], paths[1], paths[2], paths[3]
+
+
+@contextlib.contextmanager
+def running_secure_broker(directory: Path) -> Iterator[SecureBroker]:
+    """Start the secured broker in `directory`; stop it when the block ends."""
+    ca, keystore, client_cert, client_key = _certificates(directory)
+    ports = {name: free_port() for name in ("plain", "controller", "sasl", "mtls")}
+    listeners = {
+        "PLAINTEXT": ports["plain"],
+        "SASL_SSL": ports["sasl"],
+        "SSL": ports["mtls"],
+    }
+    advertised = ",".join(f"{name}://127.0.0.1:{port}" for name, port in listeners.items())
+    login = "org.apache.kafka.common.security"
+    extra = directory / "secure.properties"
+    extra.write_text(
+        f"""listeners={advertised},CONTROLLER://127.0.0.1:{ports["controller"]}
+advertised.listeners={advertised}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config={login}.plain.PlainLoginModule required \
+  user_{USERNAME}="{PASSWORD}";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={login}.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={login}.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location={keystore}
+ssl.truststore.type=PEM
+ssl.truststore.location={ca}
+listener.name.ssl.ssl.client.auth=required
+"""
+    )
+    scram = f"[name={USERNAME},password={PASSWORD}]"
+    env = {
+        **os.environ,
+        "KAFKA_RUN": str(directory / "broker"),
+        "KAFKA_BROKER_PORT": str(ports["plain"]),
+        "KAFKA_CONTROLLER_PORT": str(ports["controller"]),
+        "KAFKA_EXTRA_CONFIG": str(extra),
+        "KAFKA_FORMAT_ARGS": f"--add-scram SCRAM-SHA-256={scram} --add-scram SCRAM-SHA-512={scram}",
+        "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m",
+    }
+    script = str(ROOT / "scripts" / "kafka")
+    started = subprocess.run(
+        ["bash", script, "up"], env=env, capture_output=True, text=True, check=False, timeout=300
+    )
+    if started.returncode != 0:
+        raise RuntimeError(f"the secured broker did not start:\n{started.stderr}")
+    try:
+        yield SecureBroker(
+            plaintext=f"127.0.0.1:{ports['plain']}",
+            sasl_ssl=f"127.0.0.1:{ports['sasl']}",
+            mutual_tls=f"127.0.0.1:{ports['mtls']}",
+            ca_file=ca,
+            client_cert=client_cert,
+            client_key=client_key,
+        )
+    finally:
+        subprocess.run(
+            ["bash", script, "down"], env=env, capture_output=True, check=False, timeout=120
+        )

@@ -1,0 +1,137 @@
+"""How every Kafka client of the worker connects: bootstrap servers and security.
+
+One function builds the options for all clients (consumer, producer, admin, readers, and the
+`send` and `tail` commands), so TLS and SASL are configured once and apply everywhere.
+Supported: PLAINTEXT, SSL (with a client certificate for mutual TLS), SASL_PLAINTEXT and
+SASL_SSL with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. Configuration mistakes (a missing file,
+a certificate without its key, SASL without a password) fail at startup naming the variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+
+from worker.settings import Settings, SettingsError
+
+log = structlog.get_logger(__name__)
+
+STOP_SECONDS = 5.0
+TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
+SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for any aiokafka client of the worker."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": protocol,
+    }
+    if protocol in TLS_PROTOCOLS:
+        options["ssl_context"] = tls_context(settings)
+    if protocol in SASL_PROTOCOLS:
+        if not settings.kafka_sasl_username or not settings.kafka_sasl_password:
+            raise SettingsError(
+                f"CONVOAI_KAFKA_SECURITY_PROTOCOL={protocol} needs CONVOAI_KAFKA_SASL_USERNAME "
+                "and CONVOAI_KAFKA_SASL_PASSWORD (or CONVOAI_KAFKA_SASL_PASSWORD_FILE)"
+            )
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password
+    return options
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context: system CAs or `CONVOAI_KAFKA_SSL_CAFILE`, plus a client certificate."""
+    certfile, keyfile = settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile
+    if bool(certfile) != bool(keyfile):
+        raise SettingsError(
+            "CONVOAI_KAFKA_SSL_CERTFILE and CONVOAI_KAFKA_SSL_KEYFILE go together (mutual TLS)"
+        )
+    for variable, path in (
+        ("CONVOAI_KAFKA_SSL_CAFILE", settings.kafka_ssl_cafile),
+        ("CONVOAI_KAFKA_SSL_CERTFILE", certfile),
+        ("CONVOAI_KAFKA_SSL_KEYFILE", keyfile),
+    ):
+        if path and not Path(path).is_file():
+            raise SettingsError(f"{variable}: no such file: {path}")
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile or None,
+            certfile=certfile or None,
+            keyfile=keyfile or None,
+            password=settings.kafka_ssl_key_password or None,
+        )
+    except (ssl.SSLError, ValueError) as error:
+        raise SettingsError(f"CONVOAI_KAFKA_SSL_*: cannot use the TLS files: {error}") from error
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    return context
+
+
+async def diagnose(settings: Settings) -> str:
+    """Why the first bootstrap server refuses this worker, in one line for the operator.
+
+    aiokafka reports an unreachable cluster as "Unable to bootstrap", whatever the cause; this
+    connects once more itself to name it (refused, TLS, wrong credentials) and the settings
+    involved — never the password.
+    """
+    address = settings.kafka_bootstrap.split(",", 1)[0].strip()
+    host, _, port = address.rpartition(":")
+    options = client_options(settings)
+    options.pop("bootstrap_servers")
+    who = _describe_security(settings)
+    try:
+        connection = await create_conn(host, int(port), request_timeout_ms=10_000, **options)
+    except (OSError, KafkaError, ssl.SSLError, ValueError) as error:
+        return f"cannot connect to Kafka at {address} ({who}): {_cause(error, settings)}"
+    connection.close()
+    return f"Kafka at {address} ({who}) accepts connections; the cluster itself did not answer"
+
+
+def _describe_security(settings: Settings) -> str:
+    protocol = settings.kafka_security_protocol
+    parts: list[str] = [protocol]
+    if protocol in SASL_PROTOCOLS:
+        parts.append(f"{settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username!r}")
+    if protocol in TLS_PROTOCOLS and settings.kafka_ssl_certfile:
+        parts.append("client certificate")
+    return ", ".join(parts)
+
+
+def _cause(error: BaseException, settings: Settings) -> str:
+    name = type(error).__name__
+    text = str(error) if str(error).startswith(name) else f"{name}: {error}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"{text} (is CONVOAI_KAFKA_SSL_CAFILE the CA that signed the broker's certificate?)"
+    if "SaslAuthenticationFailed" in text or "Authentication failed" in text:
+        return f"{text} (check CONVOAI_KAFKA_SASL_USERNAME, _PASSWORD and _MECHANISM)"
+    if settings.kafka_security_protocol in TLS_PROTOCOLS and "closed" in text:
+        return (
+            f"{text} (the broker ended the TLS session: does it require a client certificate, "
+            "CONVOAI_KAFKA_SSL_CERTFILE/KEYFILE, or another security protocol?)"
+        )
+    return text
+
+
+async def stop_within(stop: Awaitable[None], client: str) -> None:
+    """Await a client's `stop()`, but not for longer than `STOP_SECONDS`.
+
+    Under uvloop, closing a TLS connection waits for the broker's close_notify, which a broker
+    with a fetch in flight may never send: `stop()` then takes the TLS shutdown timeout (30 s).
+    Everything that matters is acknowledged before the worker stops its clients, so it does not
+    wait for that.
+    """
+    try:
+        async with asyncio.timeout(STOP_SECONDS):
+            await stop
+    except TimeoutError:
+        log.warning("kafka_client_stop_slow", client=client, waited_seconds=STOP_SECONDS)
