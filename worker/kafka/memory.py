@@ -137,6 +137,10 @@ class InMemoryBroker:
         """Every record of `topic`, partition by partition."""
         return [record for log in self._partitions(topic) for record in log]
 
+    def partition_log(self, topic: str, partition: int) -> Sequence[StoredRecord]:
+        """The records of one partition, without copying (a view to read, not to change)."""
+        return self._partitions(topic)[partition]
+
     def committed(self, group: str, topic: str, partition: int) -> Committed | None:
         """The group's committed position of a partition."""
         return self._group(group).committed.get((topic, partition))
