@@ -150,11 +150,12 @@ class Harness:
             self.seen["ran"] += 1
 
 
-def _command_id(value: bytes | None) -> object:
+def _command_id(value: bytes | None) -> str:
     try:
-        return msgspec.json.decode(value or b"").get("id")
+        command_id = msgspec.json.decode(value or b"").get("id")
     except (msgspec.DecodeError, AttributeError):
-        return None
+        return ""
+    return command_id if isinstance(command_id, str) else ""
 
 
 def corpus() -> list[dict[str, Any]]:
