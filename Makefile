@@ -18,13 +18,13 @@ lint: setup  ## ruff, formatting and mypy --strict
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy
 
-test: setup  ## everything CI runs: lint, deployment checks, all tests on a real broker
+test: setup  ## everything CI runs: lint, deployment checks, all tests (they start their own broker)
 	$(MAKE) lint
 	bash scripts/check-deploy
-	bash scripts/with-kafka $(UV) run --locked pytest
+	$(UV) run --locked pytest
 
-test-only: setup  ## the test suite alone on a real broker (args: PYTEST_ARGS=...)
-	bash scripts/with-kafka $(UV) run --locked pytest $(PYTEST_ARGS)
+test-only: setup  ## the test suite alone (args: PYTEST_ARGS=...; CONVOAI_TEST_BOOTSTRAP=host:port reuses a broker)
+	$(UV) run --locked pytest $(PYTEST_ARGS)
 
 run: setup  ## the demo: local broker + emulator + worker, a scripted scenario, every event shown
 	bash scripts/with-kafka $(UV) run --locked python scripts/demo.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
@@ -12,15 +13,14 @@ TopicFactory = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap address of a running broker; starts one for the session when none answers."""
-    started = False
-    if not kafka.broker_reachable():
-        kafka.start_broker()
-        started = True
-    yield kafka.BOOTSTRAP
-    if started:
-        kafka.stop_broker()
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's own broker (or the one `CONVOAI_TEST_BOOTSTRAP` names)."""
+    explicit = os.environ.get(kafka.EXPLICIT_BOOTSTRAP)
+    if explicit:
+        yield explicit
+        return
+    with kafka.running_broker(tmp_path_factory.mktemp("kafka")) as ports:
+        yield f"127.0.0.1:{ports['broker']}"
 
 
 @pytest.fixture

@@ -1,66 +1,62 @@
-"""Access to the real Kafka broker for tests: find it, or start it with `scripts/kafka`.
+"""The real Kafka broker of the test session: its own, unless one is named explicitly.
 
-Tests that claim Kafka behaviour run against a real broker. When none answers on the bootstrap
-address the session starts one (and stops it at the end); when Java or Maven is missing that
-fails with the script's message naming what to install, so Kafka tests are never skipped.
+Tests that claim Kafka behaviour run against a real broker. The session starts one with
+`scripts/kafka` in a temporary directory on free ports (so it never meets a broker someone else
+runs, and never creates or deletes topics there) and stops it at the end. `CONVOAI_TEST_BOOTSTRAP`
+names an existing broker to use instead. When Java or Maven is missing, starting fails with the
+script's message naming what to install: Kafka tests are never skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import socket
 import subprocess
 import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from bench.local import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAP = os.environ.get("CONVOAI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+EXPLICIT_BOOTSTRAP = "CONVOAI_TEST_BOOTSTRAP"
 
 
-def broker_reachable(bootstrap: str = BOOTSTRAP) -> bool:
-    """True when something accepts TCP connections on the first bootstrap address."""
-    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
+@contextlib.contextmanager
+def running_broker(
+    directory: Path, ports: Mapping[str, int] | None = None, **extra_env: str
+) -> Iterator[Mapping[str, int]]:
+    """Run a broker with its data in `directory`; yields its `broker` and `controller` ports.
 
-
-def start_broker() -> None:
-    """Run `scripts/kafka up`; raise with its output when it cannot start a broker."""
-    proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "kafka"), "up"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
+    The ports are free ones unless given; `extra_env` reaches `scripts/kafka` (e.g.
+    `KAFKA_EXTRA_CONFIG` for more listeners).
+    """
+    ports = ports or {"broker": free_port(), "controller": free_port()}
+    env: Mapping[str, str] = {
+        **os.environ,
+        "KAFKA_RUN": str(directory),
+        "KAFKA_BROKER_PORT": str(ports["broker"]),
+        "KAFKA_CONTROLLER_PORT": str(ports["controller"]),
+        **extra_env,
+    }
+    script = ["bash", str(ROOT / "scripts" / "kafka")]
+    started = subprocess.run(
+        [*script, "up"], env=env, capture_output=True, text=True, check=False, timeout=600
     )
-    if proc.returncode != 0:
+    if started.returncode != 0:
         raise RuntimeError(
             "the Kafka tests need a real broker and `scripts/kafka up` failed "
-            f"(exit {proc.returncode}):\n{proc.stderr}{proc.stdout}"
+            f"(exit {started.returncode}):\n{started.stderr}{started.stdout}"
         )
-
-
-def stop_broker() -> None:
-    """Run `scripts/kafka down` (stops only the broker whose pid file the script wrote)."""
-    subprocess.run(
-        [
-            "bash",
-            str(
-                ROOT / "scripts" / "kafka",
-            ),
-            "down",
-        ],
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
+    try:
+        yield ports
+    finally:
+        # stops only the broker whose pid file this run wrote
+        subprocess.run([*script, "down"], env=env, capture_output=True, check=False, timeout=120)
 
 
 def unique_name(prefix: str) -> str:

@@ -10,8 +10,6 @@ with its own ports and directory, and is stopped (by its pid file) at the end.
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from bench.local import free_port
-from tests.kafka import ROOT
+from tests.kafka import running_broker
 
 USERNAME = "alice"
 PASSWORD = "alice-secret-7c1f"
@@ -66,21 +64,20 @@ def _certificates(directory: Path) -> tuple[Path, Path, Path, Path]:
 def running_secure_broker(directory: Path) -> Iterator[SecureBroker]:
     """Start the secured broker in `directory`; stop it when the block ends."""
     ca, keystore, client_cert, client_key = _certificates(directory)
-    ports = {name: free_port() for name in ("plain", "controller", "sasl", "mtls")}
-    listeners = {
-        "PLAINTEXT": ports["plain"],
-        "SASL_SSL": ports["sasl"],
-        "SSL": ports["mtls"],
-    }
-    advertised = ",".join(f"{name}://127.0.0.1:{port}" for name, port in listeners.items())
+    ports = {"broker": free_port(), "controller": free_port()}
+    plain, controller = ports["broker"], ports["controller"]
+    sasl, mtls = free_port(), free_port()
     login = "org.apache.kafka.common.security"
     extra = directory / "secure.properties"
+    # later keys win: the listeners below replace the plain ones of scripts/kafka
     extra.write_text(
-        f"""listeners={advertised},CONTROLLER://127.0.0.1:{ports["controller"]}
-advertised.listeners={advertised}
+        f"""listeners=PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{controller},\\
+SASL_SSL://127.0.0.1:{sasl},SSL://127.0.0.1:{mtls}
+advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_SSL://127.0.0.1:{sasl},\\
+SSL://127.0.0.1:{mtls}
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
-listener.name.sasl_ssl.plain.sasl.jaas.config={login}.plain.PlainLoginModule required \
+listener.name.sasl_ssl.plain.sasl.jaas.config={login}.plain.PlainLoginModule required \\
   user_{USERNAME}="{PASSWORD}";
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={login}.scram.ScramLoginModule required;
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={login}.scram.ScramLoginModule required;
@@ -92,31 +89,18 @@ listener.name.ssl.ssl.client.auth=required
 """
     )
     scram = f"[name={USERNAME},password={PASSWORD}]"
-    env = {
-        **os.environ,
-        "KAFKA_RUN": str(directory / "broker"),
-        "KAFKA_BROKER_PORT": str(ports["plain"]),
-        "KAFKA_CONTROLLER_PORT": str(ports["controller"]),
-        "KAFKA_EXTRA_CONFIG": str(extra),
-        "KAFKA_FORMAT_ARGS": f"--add-scram SCRAM-SHA-256={scram} --add-scram SCRAM-SHA-512={scram}",
-        "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m",
-    }
-    script = str(ROOT / "scripts" / "kafka")
-    started = subprocess.run(
-        ["bash", script, "up"], env=env, capture_output=True, text=True, check=False, timeout=300
-    )
-    if started.returncode != 0:
-        raise RuntimeError(f"the secured broker did not start:\n{started.stderr}")
-    try:
+    with running_broker(
+        directory / "broker",
+        ports,
+        KAFKA_EXTRA_CONFIG=str(extra),
+        KAFKA_FORMAT_ARGS=f"--add-scram SCRAM-SHA-256={scram} --add-scram SCRAM-SHA-512={scram}",
+        KAFKA_HEAP_OPTS="-Xms128m -Xmx384m",
+    ):
         yield SecureBroker(
-            plaintext=f"127.0.0.1:{ports['plain']}",
-            sasl_ssl=f"127.0.0.1:{ports['sasl']}",
-            mutual_tls=f"127.0.0.1:{ports['mtls']}",
+            plaintext=f"127.0.0.1:{plain}",
+            sasl_ssl=f"127.0.0.1:{sasl}",
+            mutual_tls=f"127.0.0.1:{mtls}",
             ca_file=ca,
             client_cert=client_cert,
             client_key=client_key,
-        )
-    finally:
-        subprocess.run(
-            ["bash", script, "down"], env=env, capture_output=True, check=False, timeout=120
         )
