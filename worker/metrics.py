@@ -185,8 +185,9 @@ class Metrics:
         """Record one HTTP attempt."""
         self._request(operation, status_class).observe(seconds)
 
-    def retry_scheduled(self, operation: str, reason: str) -> None:
-        """Record that an attempt will be retried."""
+    def retry_scheduled(self, operation: str, reason: str, delay: float) -> None:
+        """Record that an attempt will be retried (the delay is not a metric)."""
+        del delay
         self._retry(operation, reason).inc()
 
 
