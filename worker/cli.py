@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "check a JSON-lines command file like send does, without a broker",
     ),
     "tail": ("worker.commands.tail", "follow the results, agent-state and dead-letter topics"),
+    "dlq": ("worker.commands.dlq", "dead letters: `dlq replay` re-produces them as commands"),
     "config": ("worker.commands.config", "print the effective settings (secrets masked) and exit"),
     "exec": ("worker.commands.exec", "execute one command against the API and print its result"),
     "emulator": ("worker.commands.emulator", "serve the ConvoAI API emulator on --port"),

@@ -7,10 +7,14 @@ what the flag accepts and what it got.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 MAX_PORT = 65535
+_AGO = re.compile(r"(?P<amount>\d+(?:\.\d+)?)(?P<unit>[smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 T = TypeVar("T", int, float)
 
@@ -53,6 +57,22 @@ def fraction(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text!r}")
     return value
+
+
+def moment(text: str) -> datetime:
+    """A point in time: RFC 3339 (`2026-03-01T12:00:00Z`, a date alone is its midnight UTC) or
+    a time ago (`90s`, `30m`, `2h`, `7d`)."""
+    ago = _AGO.fullmatch(text.strip())
+    if ago is not None:
+        return datetime.now(UTC) - timedelta(**{_UNITS[ago["unit"]]: float(ago["amount"])})
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 time (2026-03-01T12:00:00Z) or a time ago (30m, 2h, 7d), "
+            f"got {text!r}"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _number(text: str, kind: Callable[[str], T], expected: str) -> T:
