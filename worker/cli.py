@@ -42,6 +42,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("worker.commands.config", "print the effective settings (secrets masked) and exit"),
     "exec": ("worker.commands.exec", "execute one command against the API and print its result"),
     "emulator": ("worker.commands.emulator", "serve the ConvoAI API emulator on --port"),
+    "schema": (
+        "worker.commands.schema",
+        "print the JSON Schema or AsyncAPI document of the contract",
+    ),
+    "completion": (
+        "worker.commands.completion",
+        "print a shell completion script (bash, zsh, tcsh)",
+    ),
 }
 
 
