@@ -95,6 +95,7 @@ class CommandProcessor:
     async def __call__(self, work: Work) -> None:
         """Process `work.record` to the end; raises `AbandonedError` if abandoned half-way."""
         record = work.record
+        self._metrics.record_size(record.topic).observe(len(record.value or b""))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(partition=record.partition, offset=record.offset)
         try:
