@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from worker.cli import COMMANDS, main
+from worker.commands.exit_codes import TABLE
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -53,3 +56,14 @@ def test_config_masks_secrets() -> None:
     assert result.returncode == 0
     assert '"customer_secret": "***"' in result.stdout
     assert "very-secret-value" not in result.stdout
+
+
+def test_the_readme_lists_every_command_and_the_exit_codes() -> None:
+    """A new command or exit code is documented where users look first."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in COMMANDS:
+        assert f"| `{name}" in readme, name
+    codes = re.findall(r"^  (\d+) ", TABLE, re.MULTILINE)
+    assert codes == ["0", "1", "2", "3", "130"]
+    for code in codes:
+        assert f"\n| {code} | " in readme, code
