@@ -17,6 +17,12 @@ from tests.console import clean_environment, console, one_line
 NOWHERE = "127.0.0.1:1"  # connection refused at once
 NOT_UTF8 = b'{"command":"agent.list","id":"\xff"}\n'
 LIST = b'{"command":"agent.list","id":"l-1"}\n'
+API_NOWHERE = clean_environment(  # two quick attempts against a port nothing listens on
+    CONVOAI_API_BASE_URL="http://127.0.0.1:1/api",
+    CONVOAI_APP_ID="app",
+    CONVOAI_API_MAX_ATTEMPTS="2",
+    CONVOAI_API_BACKOFF_BASE_SECONDS="0.01",
+)
 
 
 @pytest.fixture
@@ -113,13 +119,7 @@ class TestInput:
 class TestUnreachable:
     def test_exec_exits_3_when_the_api_never_answers(self) -> None:
         """`--verbose` shows each attempt and backoff meanwhile; the result is still printed."""
-        env = clean_environment(
-            CONVOAI_API_BASE_URL="http://127.0.0.1:1/api",
-            CONVOAI_APP_ID="app",
-            CONVOAI_API_MAX_ATTEMPTS="2",
-            CONVOAI_API_BACKOFF_BASE_SECONDS="0.01",
-        )
-        result = console("exec", "--verbose", LIST.decode(), env=env)
+        result = console("exec", "--verbose", LIST.decode(), env=API_NOWHERE)
         assert result.returncode == 3
         assert '"outcome":"failed"' in result.stdout
         lines = result.stderr.splitlines()
@@ -129,13 +129,7 @@ class TestUnreachable:
         assert lines[2].startswith("attempt 2: agent.list -> error in ")
 
     def test_exec_is_quiet_without_verbose(self) -> None:
-        env = clean_environment(
-            CONVOAI_API_BASE_URL="http://127.0.0.1:1/api",
-            CONVOAI_APP_ID="app",
-            CONVOAI_API_MAX_ATTEMPTS="2",
-            CONVOAI_API_BACKOFF_BASE_SECONDS="0.01",
-        )
-        result = console("exec", LIST.decode(), env=env)
+        result = console("exec", LIST.decode(), env=API_NOWHERE)
         assert (result.returncode, result.stderr) == (3, "")
 
     def test_send_reports_refused_lines_before_the_broker(self, tmp_path: Path) -> None:

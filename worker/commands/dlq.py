@@ -13,9 +13,7 @@ import argparse
 import sys
 from collections import Counter
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from tqdm import tqdm
 
 from contracts import COMMAND_TYPES
 from worker.commands import replay
@@ -24,6 +22,7 @@ from worker.commands.configured import settings_for
 from worker.commands.dlq_reader import read_dead_letters
 from worker.commands.exit_codes import NOT_SUCCEEDED, OK, CommandLineError
 from worker.commands.kafka_errors import kafka_failure
+from worker.commands.producing import Outgoing, produce_all
 from worker.event_loop import run_async
 from worker.settings import Settings
 
@@ -100,9 +99,18 @@ def run(args: argparse.Namespace) -> int:
     if replays and not _confirmed(args.yes):
         sys.stderr.write("nothing replayed (pass --yes to replay without asking)\n")
         return NOT_SUCCEEDED if skipped else OK
+    records = [Outgoing(item.key, item.value, item.headers) for item in replays]
     try:
-        sent = run_async(_produce(settings, replays, quiet=args.quiet))
-    except KafkaError as error:
+        sent = run_async(
+            produce_all(
+                settings.kafka_bootstrap,
+                settings.topic_commands,
+                records,
+                quiet=args.quiet,
+                unit="record",
+            )
+        )
+    except (KafkaError, TimeoutError) as error:
         raise kafka_failure(f"cannot produce to {settings.topic_commands}", error) from None
     sys.stderr.write(
         f"replayed {sent} dead letter(s) to {settings.topic_commands}, skipped {len(skipped)}\n"
@@ -131,25 +139,3 @@ def _confirmed(yes: bool) -> bool:
     sys.stderr.write("replay them? [y/N] ")
     sys.stderr.flush()
     return sys.stdin.readline().strip().lower() in {"y", "yes"}
-
-
-async def _produce(settings: Settings, replays: list[replay.Replay], *, quiet: bool) -> int:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
-    try:
-        await producer.start()
-        bar_off = quiet or not sys.stderr.isatty()
-        with tqdm(total=len(replays), unit="record", disable=bar_off, file=sys.stderr) as bar:
-            acks = []
-            for item in replays:
-                ack = await producer.send(
-                    settings.topic_commands, value=item.value, key=item.key, headers=item.headers
-                )
-                ack.add_done_callback(lambda _: bar.update(1))
-                acks.append(ack)
-            for ack in acks:
-                await ack
-    finally:
-        await producer.stop()
-    return len(replays)

@@ -9,18 +9,16 @@ lines are reported before Kafka is contacted. `--dry-run` stops there (like `val
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from tqdm import tqdm
 
 from worker.commands import lines
 from worker.commands.configured import settings_for
 from worker.commands.exit_codes import NOT_SUCCEEDED, OK
 from worker.commands.inputs import open_source
-from worker.commands.kafka_errors import TOPIC_CHECK_SECONDS, kafka_failure
+from worker.commands.kafka_errors import kafka_failure
+from worker.commands.producing import Outgoing, produce_all
 from worker.commands.validate import print_verdict
 from worker.event_loop import run_async
 
@@ -60,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     )
     topic = settings.topic_commands
     try:
-        sent = run_async(_produce(settings.kafka_bootstrap, topic, checked.lines, quiet=args.quiet))
+        records = [Outgoing(line.key, line.value, []) for line in checked.lines]
+        sent = run_async(
+            produce_all(settings.kafka_bootstrap, topic, records, quiet=args.quiet, unit="cmd")
+        )
     except (KafkaError, TimeoutError) as error:
         raise kafka_failure(
             f"nothing sent to {topic} on {settings.kafka_bootstrap}", error
@@ -72,25 +73,3 @@ def run(args: argparse.Namespace) -> int:
         + "\n"
     )
     return NOT_SUCCEEDED if refused else OK
-
-
-async def _produce(bootstrap: str, topic: str, records: list[lines.Line], *, quiet: bool) -> int:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
-    )
-    try:
-        await producer.start()
-        # fail in seconds, with the topic's name, instead of after the producer's long timeout
-        await asyncio.wait_for(producer.partitions_for(topic), TOPIC_CHECK_SECONDS)
-        bar_off = quiet or not sys.stderr.isatty()
-        with tqdm(total=len(records), unit="cmd", disable=bar_off, file=sys.stderr) as bar:
-            acks = []
-            for line in records:
-                ack = await producer.send(topic, value=line.value, key=line.key)
-                ack.add_done_callback(lambda _: bar.update(1))
-                acks.append(ack)
-            for ack in acks:
-                await ack
-    finally:
-        await producer.stop()
-    return len(records)
