@@ -7,6 +7,7 @@ command drives the worker, `rest` is sent to the API verbatim, unknown fields in
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, TypeVar
 
@@ -55,7 +56,7 @@ def decode_command(data: bytes | str) -> DecodedCommand:
         obj = _JSON.decode(data)
     except _UNREADABLE as exc:
         raise CommandDecodeError(
-            kind="malformed_json", path="$", reason=_unreadable_reason(exc)
+            kind="malformed_json", path="$", reason=_unreadable_reason(exc, data)
         ) from exc
     if not isinstance(obj, dict):
         raise CommandDecodeError(
@@ -109,7 +110,7 @@ def _decode_event(decoder: msgspec.json.Decoder[EventT], data: bytes | str) -> E
         raise EventDecodeError(kind="invalid_field", path=path, reason=reason) from exc
     except _UNREADABLE as exc:
         raise EventDecodeError(
-            kind="malformed_json", path="$", reason=_unreadable_reason(exc)
+            kind="malformed_json", path="$", reason=_unreadable_reason(exc, data)
         ) from exc
 
 
@@ -118,7 +119,9 @@ def _unknown_command(obj: dict[str, Any], command_id: object) -> CommandDecodeEr
     if "command" not in obj:
         reason = "missing required field"
     elif isinstance(tag, str):
-        reason = f"unknown command {tag!r}"
+        reason = (
+            f"unknown command {tag!r}{_closest_command(tag)}; one of: {', '.join(COMMAND_TYPES)}"
+        )
     else:
         reason = f"expected string, got {_json_type(tag)}"
     return CommandDecodeError(
@@ -153,7 +156,15 @@ def _plain(message: str) -> str:
     return message
 
 
-def _unreadable_reason(exc: Exception) -> str:
+def _closest_command(tag: str) -> str:
+    """`; did you mean 'agent.stop'?` for a near miss, else nothing."""
+    close = difflib.get_close_matches(tag.lower(), COMMAND_TYPES, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _unreadable_reason(exc: Exception, data: bytes | str) -> str:
+    if not data.strip():
+        return "empty value, expected a JSON object"
     if isinstance(exc, RecursionError):
         return "JSON is nested too deeply"
     if isinstance(exc, UnicodeDecodeError):

@@ -39,6 +39,12 @@ DLQ_NULL_VALUE = "convoai.dlq.null-value"
 DLQ_HEADERS_DROPPED = "convoai.dlq.original.headers-dropped"
 """How many original headers were left out because they alone exceeded the size limit."""
 
+REPLAY = "convoai.replay"
+"""On a command record re-produced from the dead-letter topic (`convoai-worker dlq replay`):
+the dead letter it came from, `<dlq topic>:<partition>:<offset>`. The worker runs such a record
+even though its command id already has a result, once per marker; the result of a replayed
+command carries the same header, so every worker knows that replay is done."""
+
 DlqStage = Literal["VALUE_CONVERTER", "TASK_PUT"]
 """Connect's names for where a record failed: `VALUE_CONVERTER` = the value could not be
 decoded into a command; `TASK_PUT` = the command was decoded but executing it failed for good."""

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.local import free_port, wait_for_port
 from contracts import decode_result
 from contracts.keys import ordering_key
-from worker.commands.tail import render
+from worker.commands.render import render
 from worker.kafka.topics import ensure_topics
 from worker.settings import Settings, load_settings
 
@@ -33,13 +33,21 @@ TIMEOUT_SECONDS = 60.0
 
 
 def load_scenario(run: str) -> list[dict[str, Any]]:
-    """The scenario's commands with this run's ids, names and phone number filled in."""
-    number = f"{int(time.time()) % 10_000_000:07d}"
+    """The scenario's commands with this run's ids and agent names, plus one invalid command.
+
+    The broker keeps results between runs, so reused ids would be skipped as already done. The
+    invalid command (a number where text belongs) shows a rejection and a dead letter.
+    """
     commands = []
     for line in SCENARIO.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            text = line.replace("{run}", run).replace("{num}", number)
-            commands.append(msgspec.json.decode(text))
+            command = msgspec.json.decode(line)
+            command["id"] = f"{command['id']}-{run}"
+            if "name" in command:
+                command["name"] = f"{command['name']}-{run}"
+            commands.append(command)
+    speaker = next(c["name"] for c in commands if c["command"] == "agent.speak")
+    commands.append({"command": "agent.speak", "id": f"invalid-{run}", "name": speaker, "text": 42})
     return commands
 
 
@@ -95,9 +103,9 @@ async def play(settings: Settings, run: str) -> Counter[str]:
                         call_agent = result.agent_id
             if call_agent and not second_phase_sent and not pending:
                 second = [
-                    {"command": "call.get", "id": f"{run}-20", "agent_id": call_agent},
-                    {"command": "call.hangup", "id": f"{run}-21", "agent_id": call_agent},
-                    {"command": "number.delete", "id": f"{run}-22", "phone_number": number},
+                    {"command": "call.get", "id": f"demo-20-{run}", "agent_id": call_agent},
+                    {"command": "call.hangup", "id": f"demo-21-{run}", "agent_id": call_agent},
+                    {"command": "number.delete", "id": f"demo-22-{run}", "phone_number": number},
                 ]
                 await produce(settings, second)
                 pending |= {c["id"] for c in second}

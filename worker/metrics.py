@@ -2,7 +2,8 @@
 
 Every metric the dashboard and alert rules use is defined here and nowhere else, so
 `METRIC_NAMES` is the contract that `helm/convoai-worker/files/*` are tested against. Labels are
-bounded sets (command type, outcome, operation, status class, partition), never ids.
+bounded sets (command type, outcome, operation, status class, partition, error class), never ids.
+The process, platform and GC collectors add `process_*` and `python_*` series.
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from __future__ import annotations
 import functools
 import platform
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from worker import __version__
 
@@ -18,6 +27,10 @@ from worker import __version__
 E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 # One HTTP attempt against the ConvoAI API: tens of ms normally, the client timeout at worst.
 API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30)
+# A produce request with acks=all: milliseconds normally, the request timeout when a leader moves.
+PRODUCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Records from a few hundred bytes (a speak) to CONVOAI_MAX_RECORD_BYTES (1 MB by default).
+SIZE_BUCKETS = (256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304)
 
 
 class Metrics:
@@ -25,6 +38,10 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # process_* (CPU, memory, file descriptors), python_info and python_gc_* series
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
         self.build_info = Gauge(
             "convoai_build_info", "Build information.", ["version", "python"], registry=registry
         )
@@ -120,11 +137,25 @@ class Metrics:
             ["topic"],
             registry=registry,
         )
-        self.output_failures_total = Counter(
-            "convoai_output_failures",
-            "Output records not delivered, by topic and kind (transient: sent again; rejected: "
-            "refused for good and replaced or dead-lettered).",
-            ["topic", "kind"],
+        self.produce_errors = Counter(
+            "convoai_produce_errors",
+            "Output records not delivered, by topic, kind (transient: sent again; rejected: "
+            "refused for good and replaced or dead-lettered) and error class.",
+            ["topic", "kind", "error"],
+            registry=registry,
+        )
+        self.produce_latency = Histogram(
+            "convoai_produce_seconds",
+            "Seconds from handing an output record to the producer to Kafka's acknowledgement.",
+            ["topic"],
+            buckets=PRODUCE_BUCKETS,
+            registry=registry,
+        )
+        self.record_bytes = Histogram(
+            "convoai_record_bytes",
+            "Size of command records consumed and of output records produced, by topic.",
+            ["topic"],
+            buckets=SIZE_BUCKETS,
             registry=registry,
         )
         self.offset_map_overflows = Counter(
@@ -174,7 +205,9 @@ class Metrics:
         self.e2e = functools.cache(self.command_e2e.labels)
         self.published = functools.cache(self.events_published.labels)
         self.dead_lettered = functools.cache(self.dlq_records.labels)
-        self.output_failures = functools.cache(self.output_failures_total.labels)
+        self.produce_failed = functools.cache(self.produce_errors.labels)
+        self.produced_in = functools.cache(self.produce_latency.labels)
+        self.record_size = functools.cache(self.record_bytes.labels)
         self.task_restarts = functools.cache(self.background_task_restarts.labels)
         self.interrupted = functools.cache(self.commands_interrupted.labels)
         self._request = functools.cache(self.api_request.labels)
@@ -185,8 +218,9 @@ class Metrics:
         """Record one HTTP attempt."""
         self._request(operation, status_class).observe(seconds)
 
-    def retry_scheduled(self, operation: str, reason: str) -> None:
-        """Record that an attempt will be retried."""
+    def retry_scheduled(self, operation: str, reason: str, delay: float) -> None:
+        """Record that an attempt will be retried (the delay is not a metric)."""
+        del delay
         self._retry(operation, reason).inc()
 
 

@@ -2,18 +2,27 @@
 
 Nothing else in the worker reads `os.environ`: code receives a frozen `Settings` and tests build
 one with `Settings(...)` or `load_settings({...})`. Invalid values fail at startup with the name of
-the offending variable, not later in a hot path.
+the offending variable and what it accepts, not later in a hot path. `worker.environment` adds
+the `.env` file and the `*_FILE` variants of the secrets.
 """
 
 from __future__ import annotations
 
-import os
+import difflib
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 import msgspec
 
 from contracts.topics import AGENT_STATE_TOPIC, COMMANDS_TOPIC, DLQ_TOPIC, RESULTS_TOPIC
+from worker.environment import (
+    ENV_FILE_VARIABLE,
+    FILE_SUFFIX,
+    SourceError,
+    process_environment,
+    resolve_files,
+)
 
 PREFIX = "CONVOAI_"
 
@@ -115,33 +124,135 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 SECRET_FIELDS = (
+    "customer_id",
     "customer_secret",
     "auth_token",
     "webhook_secret",
     "kafka_sasl_password",
     "kafka_ssl_key_password",
 )
+"""Credentials: masked in logs and `config`, and readable from a file (`CONVOAI_<NAME>_FILE`)."""
+
+# CONVOAI_* variables that are not settings but are still expected in an environment.
+OTHER_VARIABLES = frozenset(
+    {
+        ENV_FILE_VARIABLE,
+        "CONVOAI_TOOLS_CACHE",  # scripts/check-deploy: where helm and promtool are cached
+    }
+)
+REAL_API_DOMAIN = "agora.io"
 
 
-def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Build `Settings` from `CONVOAI_*` variables, then apply explicit overrides (CLI flags)."""
-    env = os.environ if environ is None else environ
-    raw: dict[str, object] = {}
-    for field in msgspec.structs.fields(Settings):
-        value = env.get(PREFIX + field.name.upper())
-        if value is not None and value != "":
-            raw[field.name] = value
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    flags: Mapping[str, str] | None = None,
+    **overrides: object,
+) -> Settings:
+    """Build `Settings` from `CONVOAI_*` variables, then apply explicit overrides (CLI flags).
+
+    `environ=None` reads the process environment over the optional `.env` file. `flags` maps an
+    overridden field to the flag that set it, so that an error names what the user typed.
+    """
+    env = _environment(environ)
+    raw: dict[str, object] = {
+        field.name: env[variable_name(field.name)]
+        for field in _FIELDS
+        if env.get(variable_name(field.name))
+    }
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    origins = {name: (flags or {}).get(name, variable_name(name)) for name in raw}
+    raw = {name: _canonical_choice(name, value) for name, value in raw.items()}
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise SettingsError(_explain(str(exc))) from None
+        raise SettingsError(_explain(str(exc), raw, origins)) from None
 
 
-def _explain(message: str) -> str:
-    """Turn msgspec's `... - at `$.http_port`` into the variable name the operator set."""
-    head, _, path = message.rpartition(" - at `$.")
-    if not head:
-        return message
+def variable_name(field: str) -> str:
+    """The environment variable of a settings field: `http_port` -> `CONVOAI_HTTP_PORT`."""
+    return PREFIX + field.upper()
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each `CONVOAI_*` variable that is no setting (a typo is otherwise ignored)."""
+    env = _environment(environ, resolve=False)
+    known = {variable_name(field.name) for field in _FIELDS}
+    known |= {variable_name(name) + FILE_SUFFIX for name in SECRET_FIELDS} | OTHER_VARIABLES
+    warnings = []
+    for name in sorted(env):
+        if name.startswith(PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.append(f"{name} is not a setting and is ignored{hint}")
+    return warnings
+
+
+def credentials_warning(settings: Settings) -> str | None:
+    """A warning when the real ConvoAI API would be called without any credentials."""
+    host = urlsplit(settings.api_base_url).hostname or ""
+    real = host == REAL_API_DOMAIN or host.endswith("." + REAL_API_DOMAIN)
+    has_basic = bool(settings.customer_id and settings.customer_secret)
+    if not real or has_basic or settings.auth_token:
+        return None
+    return (
+        f"{variable_name('api_base_url')} is the real API ({host}) but no credentials are set: "
+        "set CONVOAI_CUSTOMER_ID and CONVOAI_CUSTOMER_SECRET (or CONVOAI_AUTH_TOKEN), "
+        "or their *_FILE variants; every request will be refused with 401"
+    )
+
+
+_FIELDS = msgspec.structs.fields(Settings)
+_TYPES = {
+    field.name: field.type
+    for field in cast(msgspec.inspect.StructType, msgspec.inspect.type_info(Settings)).fields
+}
+_CHOICES = {
+    name: get_args(hint)
+    for name, hint in get_type_hints(Settings).items()
+    if get_origin(hint) is Literal
+}
+
+
+def _environment(environ: Mapping[str, str] | None, *, resolve: bool = True) -> Mapping[str, str]:
+    try:
+        env = process_environment(environ)
+        return resolve_files(env, PREFIX, SECRET_FIELDS) if resolve else env
+    except SourceError as error:
+        raise SettingsError(str(error)) from None
+
+
+def _canonical_choice(name: str, value: object) -> object:
+    """Enum values are matched without regard to case (`debug` is `DEBUG`)."""
+    if isinstance(value, str):
+        for choice in _CHOICES.get(name, ()):
+            if isinstance(choice, str) and choice.casefold() == value.casefold():
+                return choice
+    return value
+
+
+def _explain(message: str, raw: Mapping[str, object], origins: Mapping[str, str]) -> str:
+    """msgspec's `... - at `$.http_port`` as "CONVOAI_HTTP_PORT=abc: expected an integer ..."."""
+    _, sep, path = message.rpartition(" - at `$.")
+    if not sep:
+        return message  # a rule across fields; its message names the variables
     name = path.rstrip("`")
-    return f"{PREFIX}{name.upper()}: {head}"
+    return f"{origins.get(name, variable_name(name))}={raw.get(name)!s}: expected {_allowed(name)}"
+
+
+def _allowed(name: str) -> str:
+    """What a field accepts, in words."""
+    if name in _CHOICES:
+        return "one of " + ", ".join(str(v) for v in _CHOICES[name]) + " (any case)"
+    kind = _TYPES[name]
+    if isinstance(kind, msgspec.inspect.BoolType):
+        return "true or false (or 1 or 0)"
+    if isinstance(kind, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        noun = "an integer" if isinstance(kind, msgspec.inspect.IntType) else "a number"
+        bounds = [
+            f"{symbol} {limit:g}"
+            for symbol, limit in ((">", kind.gt), (">=", kind.ge), ("<", kind.lt), ("<=", kind.le))
+            if limit is not None
+        ]
+        return noun + (" " + " and ".join(bounds) if bounds else "")
+    return "a string"

@@ -23,6 +23,9 @@ KNOWN_KEYS = sorted(
 )
 
 
+ALL = ", ".join(COMMAND_TYPES)
+
+
 def rejection(data: bytes | str) -> CommandDecodeError:
     with pytest.raises(CommandDecodeError) as caught:
         decode_command(data)
@@ -33,14 +36,15 @@ class TestErrors:
     @pytest.mark.parametrize(
         ("data", "reason"),
         [
-            (b"", "input data was truncated"),
+            (b"", "empty value, expected a JSON object"),
+            (b" \n", "empty value, expected a JSON object"),
             (b'{"command": "agent.get",', "input data was truncated"),
             (b"\xff", "JSON is malformed: invalid character (byte 0)"),
             (b'"\xff"', "invalid UTF-8"),
             (b"[" * 5000 + b"]" * 5000, "JSON is nested too deeply"),
             (b'{"a": 1} trailing', "JSON is malformed: trailing characters (byte 10)"),
         ],
-        ids=["empty", "truncated", "garbage", "bad-utf8", "too-deep", "trailing"],
+        ids=["empty", "blank", "truncated", "garbage", "bad-utf8", "too-deep", "trailing"],
     )
     def test_unreadable_input_is_malformed_json(self, data: bytes, reason: str) -> None:
         """Whatever is wrong with the bytes, the caller gets one error kind at the root."""
@@ -69,8 +73,18 @@ class TestErrors:
             ({"id": "c1"}, "missing required field", None),
             (
                 {"id": "c1", "command": "agent.dance"},
-                "unknown command 'agent.dance'",
+                f"unknown command 'agent.dance'; did you mean 'agent.update'?; one of: {ALL}",
                 "agent.dance",
+            ),
+            (
+                {"id": "c1", "command": "agent.speek"},
+                f"unknown command 'agent.speek'; did you mean 'agent.speak'?; one of: {ALL}",
+                "agent.speek",
+            ),
+            (
+                {"id": "c1", "command": "reboot"},
+                f"unknown command 'reboot'; one of: {ALL}",
+                "reboot",
             ),
             ({"id": "c1", "command": ["agent.get"]}, "expected string, got array", None),
             ({"id": "c1", "command": None}, "expected string, got null", None),

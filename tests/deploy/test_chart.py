@@ -111,6 +111,13 @@ class TestValuesSchema:
             ),
             pytest.param({"kafkaTopics": {"enabled": True}}, id="topics without a Strimzi cluster"),
             pytest.param({"replicas": 3}, id="an unknown top-level key"),
+            pytest.param({"ingress": {"enabled": "yes"}}, id="a string for ingress.enabled"),
+            pytest.param({"ingress": {"path": "/"}}, id="an ingress path (only the webhook)"),
+            pytest.param(
+                {"keda": {"authentication": {"sasl": "kerberos"}}}, id="an unknown SASL mechanism"
+            ),
+            pytest.param({"extraContainers": [{"name": "proxy"}]}, id="a sidecar without image"),
+            pytest.param({"extraVolumeMounts": [{"name": "v"}]}, id="a mount without a path"),
         ],
     )
     def test_wrong_values_are_rejected(self, override, values, validator):
@@ -221,3 +228,13 @@ class TestChartInvariants:
 
         assert {p for p in paths if not any(covers(r, p) for r in rows)} == set()
         assert {r for r in rows if not any(covers(r, p) for p in paths)} == set()
+
+    def test_the_helm_test_hook_asks_the_service_for_readyz(self, values):
+        """`helm test` fails unless the release's Service answers /readyz with 200."""
+        template = (CHART / "templates" / "tests" / "readyz.yaml").read_text()
+        assert "helm.sh/hook: test" in template
+        assert (
+            'http://{{ include "convoai-worker.fullname" . }}:{{ .Values.service.port }}/readyz'
+            in template
+        )
+        assert values["readinessProbe"]["httpGet"]["path"] == "/readyz"

@@ -15,8 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from worker.metrics import METRIC_NAMES, Metrics
 
-from .artifacts import DASHBOARD, RULES, load
+from .artifacts import CHART, DASHBOARD, REPO, RULES, load
 
+RUNBOOK_BASE = "https://convoai-worker.invalid/docs/runbook.md"  # the chart rewrites it
+THRESHOLD = re.compile(r"([0-9][0-9.]*)\s*# threshold: (\w+)$", re.MULTILINE)
 # Series Prometheus itself attaches to every scrape target.
 PROMETHEUS_SERIES = frozenset({"up"})
 # PromQL keywords that can stand without parentheses and so look like metric names.
@@ -39,6 +41,7 @@ QUERYABLE = METRIC_NAMES | histogram_series() | PROMETHEUS_SERIES
 
 def metric_names(expr: str) -> set[str]:
     """Metric names a PromQL expression selects (a small lexer, enough for our queries)."""
+    expr = re.sub(r"#[^\n]*", "", expr)  # comments
     expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)  # string literals
     expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)  # label matchers, ranges
     expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
@@ -135,19 +138,64 @@ class TestAlertRules:
             assert names <= QUERYABLE, f"{rule['alert']}: {sorted(names - QUERYABLE)}"
 
     def test_cover_the_failure_modes_on_call_needs(self):
-        """Down, stalled, lagging, dead-lettering, API errors and rate limiting each alert."""
+        """Down or absent, stalled, lagging, dead-lettering, API errors, rate limiting and
+        latency, failing/unknown/expiring commands, saturation, rebalances, commits, webhooks."""
         assert {rule["alert"] for rule in alert_rules()} == {
             "ConvoAIWorkerDown",
+            "ConvoAIWorkerAbsent",
             "ConvoAIConsumerStalled",
             "ConvoAIConsumerLagHigh",
             "ConvoAIDeadLetters",
             "ConvoAIApiErrorRate",
             "ConvoAIApiRateLimited",
+            "ConvoAIApiSlow",
+            "ConvoAICommandsFailing",
+            "ConvoAICommandsUnknown",
+            "ConvoAICommandsExpiring",
+            "ConvoAIInFlightSaturated",
+            "ConvoAIRebalanceStorm",
+            "ConvoAICommitFailures",
+            "ConvoAIWebhookSignatureFailures",
         }
 
-    def test_carry_severity_summary_description_and_runbook(self):
-        """Each alert tells the on-call engineer how bad it is, what happened and what to do."""
+    def test_carry_severity_summary_description_and_runbook_url(self):
+        """Each alert tells the on-call engineer how bad it is, what happened and where the
+        runbook section for it is (docs/runbook.md has a heading per alert)."""
+        headings = re.findall(r"^## (\w+)$", (REPO / "docs" / "runbook.md").read_text(), re.M)
         for rule in alert_rules():
-            assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
-            assert set(rule["annotations"]) == {"summary", "description", "runbook"}, rule["alert"]
-            assert all(text.strip() for text in rule["annotations"].values()), rule["alert"]
+            name = rule["alert"]
+            assert rule["labels"]["severity"] in {"critical", "warning"}, name
+            annotations = rule["annotations"]
+            assert set(annotations) == {"summary", "description", "runbook_url"}, name
+            assert all(text.strip() for text in annotations.values()), name
+            assert annotations["runbook_url"] == f"{RUNBOOK_BASE}#{name.lower()}"
+            assert name in headings, name
+        assert len(headings) == len(alert_rules())
+
+    def test_every_alert_is_seen_firing_in_a_promtool_test(self):
+        """deploy/prometheus/rules.test.yaml expects each alert to fire at least once."""
+        tests = load(REPO / "deploy" / "prometheus" / "rules.test.yaml")["tests"]
+        fired = {
+            case["alertname"]
+            for test in tests
+            for case in test["alert_rule_test"]
+            if case["exp_alerts"]
+        }
+        assert fired == {rule["alert"] for rule in alert_rules()}
+
+
+class TestThresholds:
+    """Numbers marked `# threshold: NAME` are chart values; the chart rewrites them."""
+
+    def test_each_marked_threshold_is_a_value_with_the_same_default(self):
+        marked = {
+            name: float(number)
+            for rule in alert_rules()
+            for number, name in THRESHOLD.findall(rule["expr"])
+        }
+        values = load(CHART / "values.yaml")["prometheusRule"]["thresholds"]
+        assert marked == {name: float(value) for name, value in values.items()}
+
+    def test_each_threshold_appears_once(self):
+        names = [name for rule in alert_rules() for _, name in THRESHOLD.findall(rule["expr"])]
+        assert len(names) == len(set(names))

@@ -8,10 +8,8 @@ import signal
 import sys
 
 import aiohttp
-import pytest
 
 from tests.emulator.harness import basic_auth
-from worker.cli import main
 
 
 async def spawn(
@@ -72,11 +70,3 @@ async def test_credentials_come_from_the_environment() -> None:
                 assert response.status == 500
     finally:
         assert await stop(process) == 0
-
-
-def test_invalid_fault_flags_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    """A fault rule that does not validate is refused before serving, with the reason."""
-    assert main(["emulator", "--fault", '{"status": 99}']) == 2
-    assert "Expected `int` >= 400 - at `$.status`" in capsys.readouterr().err
-    assert main(["emulator", "--error-rate", "five=0.1"]) == 2
-    assert "invalid literal for int()" in capsys.readouterr().err

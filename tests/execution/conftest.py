@@ -40,7 +40,8 @@ class RecordingObserver:
         assert seconds >= 0
         self.requests.append((operation, status_class))
 
-    def retry_scheduled(self, operation: str, reason: str) -> None:
+    def retry_scheduled(self, operation: str, reason: str, delay: float) -> None:
+        assert delay >= 0
         self.retries.append((operation, reason))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from worker.cli import COMMANDS, main
+from worker.commands.exit_codes import TABLE
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -56,11 +58,12 @@ def test_config_masks_secrets() -> None:
     assert "very-secret-value" not in result.stdout
 
 
-def test_send_reports_an_unreachable_broker(tmp_path: Path) -> None:
-    """No traceback when Kafka cannot be reached: one line naming the address, exit 2."""
-    commands = tmp_path / "c.jsonl"
-    commands.write_text('{"command":"agent.list","id":"x"}\n')
-    result = run_cli("send", str(commands), "--bootstrap", "127.0.0.1:1", "--quiet")
-    assert result.returncode == 2
-    assert "nothing sent to convoai.commands on 127.0.0.1:1: cannot connect" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_the_readme_lists_every_command_and_the_exit_codes() -> None:
+    """A new command or exit code is documented where users look first."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in COMMANDS:
+        assert f"| `{name}" in readme, name
+    codes = re.findall(r"^  (\d+) ", TABLE, re.MULTILINE)
+    assert codes == ["0", "1", "2", "3", "130"]
+    for code in codes:
+        assert f"\n| {code} | " in readme, code

@@ -17,8 +17,8 @@ class ApiObserver(Protocol):
     def request_finished(self, operation: str, status_class: str, seconds: float) -> None:
         """An HTTP request of `operation` ended after `seconds`."""
 
-    def retry_scheduled(self, operation: str, reason: str) -> None:
-        """`operation` will be sent again because of `reason`."""
+    def retry_scheduled(self, operation: str, reason: str, delay: float) -> None:
+        """`operation` will be sent again in `delay` seconds because of `reason`."""
 
 
 class NullObserver:
@@ -27,7 +27,7 @@ class NullObserver:
     def request_finished(self, operation: str, status_class: str, seconds: float) -> None:
         """Ignore the request."""
 
-    def retry_scheduled(self, operation: str, reason: str) -> None:
+    def retry_scheduled(self, operation: str, reason: str, delay: float) -> None:
         """Ignore the retry."""
 
 

@@ -10,7 +10,7 @@ import sys
 
 import msgspec
 
-from worker.settings import load_settings
+from worker.commands.configured import settings_for
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +21,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the redacted settings as JSON."""
     del args
-    settings = load_settings()
+    settings = settings_for(api=True)
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(settings.redacted())).decode() + "\n")
     return 0

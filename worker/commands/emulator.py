@@ -19,64 +19,108 @@ import sys
 import msgspec
 from aiohttp import web
 
+from worker.commands.arguments import (
+    fraction,
+    non_negative,
+    non_negative_int,
+    port,
+    positive_int,
+)
+from worker.commands.configured import settings_for
+from worker.commands.exit_codes import OK, CommandLineError
 from worker.emulator.app import build_app
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.faults import FaultRule, FaultSettings
 from worker.event_loop import run_async
-from worker.settings import load_settings
+from worker.observability.server import ListenError, OpsServer
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Listening address, service behaviour, webhooks and faults."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8090, help="port to bind; 0 picks a free one")
+    parser.add_argument("--port", type=port, default=8090, help="port to bind; 0 picks a free one")
     service = parser.add_argument_group("service behaviour")
-    service.add_argument("--start-delay", type=float, default=0.0, help="seconds STARTING")
-    service.add_argument("--stop-delay", type=float, default=0.0, help="seconds STOPPING")
+    service.add_argument("--start-delay", type=non_negative, default=0.0, help="seconds STARTING")
+    service.add_argument("--stop-delay", type=non_negative, default=0.0, help="seconds STOPPING")
     service.add_argument(
-        "--max-agents", type=int, default=20, help="concurrent agents per App ID before 422"
+        "--max-agents",
+        type=positive_int,
+        default=20,
+        help="concurrent agents per App ID before 422",
     )
-    service.add_argument("--request-log-size", type=int, default=10_000)
+    service.add_argument("--request-log-size", type=positive_int, default=10_000)
     hooks = parser.add_argument_group("NCS webhooks")
     hooks.add_argument("--webhook-url", default="", help="POST agent events (101/102/110) here")
     hooks.add_argument("--webhook-secret", default="", help="HMAC key of Agora-Signature(-V2)")
     faults = parser.add_argument_group("faults")
-    faults.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
-    faults.add_argument("--latency-jitter-ms", type=float, default=0.0, help="random extra")
+    faults.add_argument(
+        "--latency-ms", type=non_negative, default=0.0, help="added to every response"
+    )
+    faults.add_argument("--latency-jitter-ms", type=non_negative, default=0.0, help="random extra")
     faults.add_argument(
         "--error-rate",
         action="append",
+        type=status_rate,
         default=[],
         metavar="STATUS=RATE",
         help="answer STATUS to this fraction of requests (repeatable), e.g. 503=0.05",
     )
-    faults.add_argument("--burst-429", type=int, default=0, help="answer 429 to the first N")
-    faults.add_argument("--retry-after", type=float, help="Retry-After seconds of injected errors")
-    faults.add_argument("--drop-rate", type=float, default=0.0, help="close without answering")
-    faults.add_argument("--slow-rate", type=float, default=0.0, help="answer late (--slow-ms)")
-    faults.add_argument("--slow-ms", type=float, default=30_000.0)
+    faults.add_argument(
+        "--burst-429", type=non_negative_int, default=0, help="answer 429 to the first N"
+    )
+    faults.add_argument(
+        "--retry-after", type=non_negative, help="Retry-After seconds of injected errors"
+    )
+    faults.add_argument("--drop-rate", type=fraction, default=0.0, help="close without answering")
+    faults.add_argument("--slow-rate", type=fraction, default=0.0, help="answer late (--slow-ms)")
+    faults.add_argument("--slow-ms", type=non_negative, default=30_000.0)
     faults.add_argument(
         "--fault",
         action="append",
+        type=fault_rule,
         default=[],
         metavar="JSON",
         help='a fault rule as JSON (repeatable), e.g. {"operation":"agent.start","status":503}',
     )
 
 
+def status_rate(text: str) -> tuple[int, float]:
+    """`STATUS=RATE`: an HTTP error status and the fraction of requests answered with it."""
+    status, sep, rate = text.partition("=")
+    try:
+        code, share = int(status), float(rate)
+    except ValueError:
+        code, share = 0, -1.0
+    if not sep or not 400 <= code <= 599 or not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected STATUS=RATE with STATUS 400-599 and RATE 0-1 (e.g. 503=0.05), got {text!r}"
+        )
+    return code, share
+
+
+def fault_rule(text: str) -> FaultRule:
+    """A fault rule as JSON (the body format of `PUT /_emulator/faults`)."""
+    try:
+        return msgspec.json.decode(text, type=FaultRule)
+    except msgspec.DecodeError as error:
+        raise argparse.ArgumentTypeError(f"invalid fault rule {text!r}: {error}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted."""
     try:
         config = _config(args)
-    except (ValueError, msgspec.DecodeError) as exc:
-        sys.stderr.write(f"convoai-worker emulator: {exc}\n")
-        return 2
-    run_async(_serve(build_app(config), args.host, args.port))
-    return 0
+    except ValueError as exc:
+        raise CommandLineError(str(exc)) from None
+    try:
+        run_async(_serve(build_app(config), args.host, args.port))
+    except ListenError as error:
+        raise CommandLineError(f"--host/--port: {error.strerror}; choose another --port") from None
+    return OK
 
 
 def _config(args: argparse.Namespace) -> EmulatorConfig:
-    settings = load_settings()
+    settings = settings_for(api=False)
     return EmulatorConfig(
         customer_id=settings.customer_id,
         customer_secret=settings.customer_secret,
@@ -96,12 +140,11 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
 
 
 def _rules(args: argparse.Namespace) -> list[FaultRule]:
-    rules = [msgspec.json.decode(text, type=FaultRule) for text in args.fault]
+    rules: list[FaultRule] = list(args.fault)
     if args.burst_429:
         rules.append(FaultRule(status=429, count=args.burst_429, retry_after=args.retry_after))
-    for spec in args.error_rate:
-        status, _, rate = spec.partition("=")
-        rules.append(FaultRule(status=int(status), rate=float(rate), retry_after=args.retry_after))
+    for status, rate in args.error_rate:
+        rules.append(FaultRule(status=status, rate=rate, retry_after=args.retry_after))
     if args.drop_rate:
         rules.append(FaultRule(action="drop", rate=args.drop_rate))
     if args.slow_rate:
@@ -111,18 +154,11 @@ def _rules(args: argparse.Namespace) -> list[FaultRule]:
 
 
 async def _serve(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    for bound in runner.addresses:
-        sys.stdout.write(f"emulator listening on http://{bound[0]}:{bound[1]}\n")
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
+    async with OpsServer(app, host, port) as server:
+        sys.stdout.write(f"emulator listening on http://{host}:{server.port}\n")
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         await stop.wait()
-    finally:
-        await runner.cleanup()

@@ -10,42 +10,53 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Callable
 
 import structlog
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
 from worker.app import Worker
+from worker.commands.arguments import port
+from worker.commands.configured import load
+from worker.commands.exit_codes import INVALID, NOT_SUCCEEDED, OK, UNREACHABLE
 from worker.errors import FatalError
 from worker.event_loop import run_async
 from worker.kafka.connection import diagnose
 from worker.kafka.topics import MissingTopicsError
 from worker.logging import configure_logging
 from worker.metrics import Metrics
-from worker.settings import SettingsError, load_settings
+from worker.observability.server import ListenError
+from worker.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Flags override the matching CONVOAI_* variables."""
-    parser.add_argument("--bootstrap", dest="kafka_bootstrap", help="Kafka bootstrap servers")
-    parser.add_argument("--group", dest="group_id", help="consumer group id")
-    parser.add_argument(
-        "--http-port", dest="http_port", type=int, help="metrics/health/webhook port"
-    )
-    parser.add_argument("--api-base-url", dest="api_base_url", help="ConvoAI API base URL")
+    for flag, field, kind, text in FLAGS:
+        parser.add_argument(flag, dest=field, type=kind, help=text)
+
+
+# flag, settings field, argparse type, help: each overrides the field's CONVOAI_* variable
+FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
+    ("--bootstrap", "kafka_bootstrap", str, "Kafka bootstrap servers"),
+    ("--group", "group_id", str, "consumer group id"),
+    ("--http-port", "http_port", port, "metrics/health/webhook port"),
+    ("--api-base-url", "api_base_url", str, "ConvoAI API base URL"),
+)
 
 
 def run(args: argparse.Namespace) -> int:
     """Start the worker and block until it has shut down."""
-    settings = load_settings(
-        kafka_bootstrap=args.kafka_bootstrap,
-        group_id=args.group_id,
-        http_port=args.http_port,
-        api_base_url=args.api_base_url,
+    settings, warnings = load(
+        api=True,
+        flags={field: flag for flag, field, _, _ in FLAGS},
+        **{field: getattr(args, field) for _, field, _, _ in FLAGS},
     )
     configure_logging(settings)
+    for warning in warnings:
+        log.warning("setting_warning", warning=warning)
     log.info("worker_configuring", settings=settings.redacted())
     worker = Worker(settings, Metrics(CollectorRegistry()))
     return run_async(_serve(worker))
@@ -71,23 +82,34 @@ async def _serve(worker: Worker) -> int:
     try:
         await worker.run()
     except asyncio.CancelledError:
-        return 1
-    except KafkaConnectionError:
-        # aiokafka says only "Unable to bootstrap"; name the cause instead of a traceback
-        log.error("worker_cannot_start", error=await diagnose(worker.settings))  # noqa: TRY400
-        return 1
-    except (MissingTopicsError, SettingsError) as error:
-        # configuration problems: say what is wrong, a traceback would only hide it
-        log.error("worker_cannot_start", error=str(error))  # noqa: TRY400 - see above
-        return 1
-    except FatalError as error:
-        log.error("worker_exiting", reason=str(error))  # noqa: TRY400 - logged when it happened
-        return 1
-    except Exception:
-        log.exception("worker_failed")
-        return 1
+        return NOT_SUCCEEDED
+    except Exception as error:  # noqa: BLE001 - every way of stopping gets its exit code
+        return await _stopped_by(error, worker.settings)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("worker_stopped")
-    return 0
+    return OK
+
+
+async def _stopped_by(error: Exception, settings: Settings) -> int:
+    """Log why the worker stopped and return the exit code.
+
+    Problems a user can fix are one line saying what is wrong: a traceback would only hide it.
+    """
+    if isinstance(error, KafkaConnectionError):
+        # aiokafka says only "Unable to bootstrap": connect once more to name the cause
+        log.error("worker_cannot_start", error=await diagnose(settings))
+        return UNREACHABLE
+    if isinstance(error, MissingTopicsError | SettingsError):
+        log.error("worker_cannot_start", error=str(error))
+        return INVALID
+    if isinstance(error, ListenError):
+        message = f"CONVOAI_HTTP_PORT (--http-port): {error.strerror}; choose another port"
+        log.error("worker_cannot_start", error=message)
+        return INVALID
+    if isinstance(error, FatalError):
+        log.error("worker_exiting", reason=str(error))  # logged in full when it happened
+        return NOT_SUCCEEDED
+    log.error("worker_failed", exc_info=error)
+    return NOT_SUCCEEDED

@@ -117,7 +117,7 @@ class Caller:
             delay = self._delay(attempt, decision, error)
             if attempt >= self._max_attempts or self._clock() + delay >= run.deadline:
                 raise failure(decision._replace(reason=EXHAUSTED), error)
-            self._observer.retry_scheduled(operation, decision.reason)
+            self._observer.retry_scheduled(operation, decision.reason, delay)
             await self._sleep(delay)
 
     async def _send_once(self, request: ApiRequest, time_left: float) -> ApiResponse | ApiError:

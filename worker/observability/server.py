@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
@@ -49,6 +50,10 @@ def _probe(
     return handler
 
 
+class ListenError(OSError):
+    """The server cannot listen on its address (the port is in use, or not ours to take)."""
+
+
 class OpsServer:
     """Serves an app on host:port for the lifetime of an `async with` block (no access log)."""
 
@@ -71,8 +76,10 @@ class OpsServer:
             await web.TCPSite(self._runner, self._host, self._port).start()
         except OSError as error:
             await self._runner.cleanup()
-            error.add_note(f"ops server: cannot listen on {self._host}:{self._port}")
-            raise
+            reason = (os.strerror(error.errno) if error.errno else str(error)).lower()
+            raise ListenError(
+                error.errno, f"cannot listen on {self._host}:{self._port}: {reason}"
+            ) from error
         return self
 
     async def __aexit__(

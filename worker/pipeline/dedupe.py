@@ -10,42 +10,63 @@ output of that command is on Kafka.
 Guarantee: a command is not executed twice when its result is among the last `capacity` results
 of the group. A command whose API call ran but whose result was not acknowledged when its worker
 died runs again (at most the in-flight limit of that worker).
+
+A record re-produced from the dead-letter topic carries a replay marker (`contracts.headers.REPLAY`)
+and is remembered under (command id, marker): its command runs although the id is done, and at
+most once per marker, because its result carries the same marker back to every member.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeAlias, TypeVar
 
 import msgspec
 
+from contracts.headers import REPLAY
 from worker.kafka.ports import Record
 from worker.pipeline.followers import StartAt
 
 K = TypeVar("K")
 
+DedupeKey: TypeAlias = str | tuple[str, str]
+"""A command id, or (command id, replay marker) for a replayed dead letter."""
+
+
+def replay_marker(headers: Sequence[tuple[str, bytes | None]]) -> str | None:
+    """The record's replay marker, when it was re-produced from the dead-letter topic."""
+    for name, value in headers:
+        if name == REPLAY and value:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+def dedupe_key(command_id: str, replay: str | None) -> DedupeKey:
+    """What the dedupe memory knows a command by."""
+    return command_id if replay is None else (command_id, replay)
+
 
 class CompletedCommands:
-    """Bounded LRU set of command ids with a final result."""
+    """Bounded LRU set of the dedupe keys of commands with a final result."""
 
     __slots__ = ("_capacity", "_ids")
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: OrderedDict[DedupeKey, None] = OrderedDict()
 
-    def __contains__(self, command_id: str) -> bool:
-        return command_id in self._ids
+    def __contains__(self, key: DedupeKey) -> bool:
+        return key in self._ids
 
     def __len__(self) -> int:
         return len(self._ids)
 
-    def add(self, command_id: str) -> None:
-        """Remember `command_id`, evicting the oldest id beyond capacity."""
+    def add(self, key: DedupeKey) -> None:
+        """Remember `key`, evicting the oldest beyond capacity."""
         ids = self._ids
-        ids[command_id] = None
-        ids.move_to_end(command_id)
+        ids[key] = None
+        ids.move_to_end(key)
         if len(ids) > self._capacity:
             ids.popitem(last=False)
 
@@ -60,7 +81,7 @@ _RESULT_ID = msgspec.json.Decoder(_ResultId)
 
 
 def remember_results(completed: CompletedCommands) -> Callable[[Record], bool]:
-    """A follower's `apply`: add the command id of each result record to `completed`."""
+    """A follower's `apply`: add the dedupe key of each result record to `completed`."""
 
     def remember(record: Record) -> bool:
         if not record.value:
@@ -70,7 +91,7 @@ def remember_results(completed: CompletedCommands) -> Callable[[Record], bool]:
         except msgspec.DecodeError:
             return False  # not a result event; nothing to remember
         if command_id:
-            completed.add(command_id)
+            completed.add(dedupe_key(command_id, replay_marker(record.headers)))
         return True
 
     return remember

@@ -27,6 +27,7 @@ from contracts.headers import (
     DLQ_ORIGINAL_SHA256,
     DLQ_REASON,
     DLQ_TRUNCATED,
+    REPLAY,
     STAGE_DECODE,
     STAGE_EXECUTE,
     cloudevent_headers,
@@ -70,20 +71,29 @@ class Outputs:
         self._connector = settings.group_id
         self._source = f"convoai-worker/{settings.group_id}"
 
-    def result(self, event: ResultEvent, key: bytes | None) -> OutputRecord:
-        """The result record; `data` over the budget is replaced by a `TruncatedData`."""
+    def result(
+        self, event: ResultEvent, key: bytes | None, replay: str | None = None
+    ) -> OutputRecord:
+        """The result record; `data` over the budget is replaced by a `TruncatedData`.
+
+        `replay` is the replay marker of a command re-produced from the dead-letter topic: the
+        result carries it as a header (every worker's dedupe memory learns the replay is done),
+        and its CloudEvents id differs from the first result's.
+        """
         value = encode_event(event)
         if len(value) > self._max_result and event.data is not None:
             data = msgspec.json.encode(event.data)
             if len(data) > self._max_result:
                 event = msgspec.structs.replace(event, data=truncated(data))
                 value = encode_event(event)
-        record = self._result_record(event, key, value)
+        record = self._result_record(event, key, value, replay)
         if record.size > self._max_record:
-            return self.shrunk_result(event, key)
+            return self.shrunk_result(event, key, replay)
         return record
 
-    def shrunk_result(self, event: ResultEvent, key: bytes | None) -> OutputRecord:
+    def shrunk_result(
+        self, event: ResultEvent, key: bytes | None, replay: str | None = None
+    ) -> OutputRecord:
         """The result with every text field cut short: for results the broker refused."""
         error = event.error
         if error is not None:
@@ -102,16 +112,20 @@ class Outputs:
             error=error,
         )
         key = key[:MAX_KEY_BYTES_WHEN_SHRUNK] if key is not None else None
-        return self._result_record(small, key, encode_event(small))
+        return self._result_record(small, key, encode_event(small), replay)
 
-    def _result_record(self, event: ResultEvent, key: bytes | None, value: bytes) -> OutputRecord:
+    def _result_record(
+        self, event: ResultEvent, key: bytes | None, value: bytes, replay: str | None
+    ) -> OutputRecord:
         headers = cloudevent_headers(
-            id=event.command_id,
+            id=event.command_id if replay is None else f"{event.command_id}@{replay}",
             source=self._source,
             type=COMMAND_RESULT_EVENT_TYPE,
             time=event.completed_at,
             subject=event.command or None,
         )
+        if replay is not None:
+            headers.append((REPLAY, replay.encode()))
         return OutputRecord(self._results, key, value, headers)
 
     def state(self, event: AgentStateEvent) -> OutputRecord:

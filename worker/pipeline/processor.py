@@ -35,7 +35,7 @@ from worker.execution import Execution
 from worker.execution.caller import Progress
 from worker.kafka.ports import Record
 from worker.metrics import Metrics
-from worker.pipeline.dedupe import CompletedCommands
+from worker.pipeline.dedupe import CompletedCommands, dedupe_key, replay_marker
 from worker.pipeline.outputs import OutputRecord, Outputs
 from worker.pipeline.publisher import Publisher, Rejected
 
@@ -95,6 +95,7 @@ class CommandProcessor:
     async def __call__(self, work: Work) -> None:
         """Process `work.record` to the end; raises `AbandonedError` if abandoned half-way."""
         record = work.record
+        self._metrics.record_size(record.topic).observe(len(record.value or b""))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(partition=record.partition, offset=record.offset)
         try:
@@ -116,9 +117,11 @@ class CommandProcessor:
         record = work.record
         structlog.contextvars.bind_contextvars(command_id=command.id, command=tag)
         self._metrics.received(tag).inc()
-        if command.id in self._completed:
+        replay = replay_marker(record.headers)
+        key = dedupe_key(command.id, replay)
+        if key in self._completed:
             self._metrics.deduplicated(tag).inc()
-            log.info("command_deduplicated")
+            log.info("command_deduplicated", replay=replay)
             return
         received_at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
         progress = Progress()
@@ -138,7 +141,7 @@ class CommandProcessor:
         if result.error is not None and result.error.code == EXHAUSTED:
             dead_letter = RetriesExhaustedError(f"{tag}: {result.error.message}")
         await self._publish(record, result, execution.state_events, EXHAUSTED, dead_letter)
-        self._completed.add(command.id)
+        self._completed.add(key)
         self._count(tag, result, record)
 
     async def _reject(self, record: Record, error: CommandDecodeError) -> None:
@@ -146,7 +149,8 @@ class CommandProcessor:
         tag = error.command if error.kind == "invalid_field" and error.command else "invalid"
         self._metrics.received("invalid").inc()
         command_id = error.command_id or None  # an empty id correlates nothing
-        if command_id is not None and command_id in self._completed:
+        key = None if command_id is None else dedupe_key(command_id, replay_marker(record.headers))
+        if key is not None and key in self._completed:
             self._metrics.deduplicated(tag).inc()
             return  # redelivered: its rejection and dead letter are already on Kafka
         reason = "decode_error" if error.kind in DECODE_KINDS else "invalid_command"
@@ -165,8 +169,8 @@ class CommandProcessor:
                 duration_ms=0.0,
             )
         await self._publish(record, rejected, [], reason, error)
-        if rejected is not None and command_id is not None:
-            self._completed.add(command_id)
+        if rejected is not None and key is not None:
+            self._completed.add(key)
             self._count(tag, rejected, record)
 
     async def _publish(
@@ -187,8 +191,11 @@ class CommandProcessor:
             self._metrics.dead_lettered(reason).inc()
         if result is None:
             return
-        for refused in await self._publisher.deliver([self._outputs.result(result, record.key)]):
-            await self._result_refused(record, result, refused)
+        replay = replay_marker(record.headers)
+        for refused in await self._publisher.deliver(
+            [self._outputs.result(result, record.key, replay)]
+        ):
+            await self._result_refused(record, result, refused, replay)
 
     async def _refused(
         self, record: Record, refused: Rejected, reason: str, error: BaseException | None
@@ -201,10 +208,12 @@ class CommandProcessor:
         for again in await self._publisher.deliver([smaller]):
             log.error("dead_letter_lost", error=repr(again.error))
 
-    async def _result_refused(self, record: Record, result: ResultEvent, refused: Rejected) -> None:
+    async def _result_refused(
+        self, record: Record, result: ResultEvent, refused: Rejected, replay: str | None
+    ) -> None:
         """A result the broker refused: send it cut short, or dead-letter the command."""
         log.error("result_refused", error=repr(refused.error))
-        smaller = self._outputs.shrunk_result(result, record.key)
+        smaller = self._outputs.shrunk_result(result, record.key, replay)
         for again in await self._publisher.deliver([smaller]):
             error = OutputRejectedError(f"result refused by the broker: {again.error}")
             letters = [self._outputs.dead_letter(record, "output_rejected", error)]

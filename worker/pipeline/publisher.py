@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
@@ -68,7 +69,8 @@ class Publisher:
             attempt += 1
             record, error = failed[0]
             self._health.outputs_failing(f"{record.topic}: {error!r}")
-            delay = self._random.uniform(0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**attempt))
+            growth = 2.0 ** min(attempt, 30)  # a long outage must not overflow the float
+            delay = self._random.uniform(0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * growth))
             log.warning(
                 "output_delivery_failed",
                 topic=record.topic,
@@ -86,6 +88,8 @@ class Publisher:
         """One round: send all, await all; returns the transient failures."""
         sent: list[tuple[OutputRecord, Awaitable[None]]] = []
         failed: list[tuple[OutputRecord, BaseException]] = []
+        metrics = self._metrics
+        started = time.perf_counter()
         for record in records:
             try:
                 sent.append((record, await self._sink.send(*record)))
@@ -101,11 +105,14 @@ class Publisher:
             except Exception as error:  # noqa: BLE001 - the port: anything else is transient
                 self._failed(record, error, failed)
             else:
-                self._metrics.published(record.topic).inc()
+                topic = record.topic
+                metrics.published(topic).inc()
+                metrics.produced_in(topic).observe(time.perf_counter() - started)
+                metrics.record_size(topic).observe(record.size)
         return failed
 
     def _refused(self, record: OutputRecord, error: BaseException, into: list[Rejected]) -> None:
-        self._metrics.output_failures(record.topic, "rejected").inc()
+        self._metrics.produce_failed(record.topic, "rejected", _error_class(error)).inc()
         into.append(Rejected(record, error))
 
     def _failed(
@@ -114,5 +121,10 @@ class Publisher:
         error: BaseException,
         into: list[tuple[OutputRecord, BaseException]],
     ) -> None:
-        self._metrics.output_failures(record.topic, "transient").inc()
+        self._metrics.produce_failed(record.topic, "transient", _error_class(error)).inc()
         into.append((record, error))
+
+
+def _error_class(error: BaseException) -> str:
+    """The `error` label: the Kafka client's error class behind the port's wrapper, if any."""
+    return type(error.__cause__ or error).__name__

@@ -1,0 +1,44 @@
+"""Settings for a subcommand, with the warnings an operator should see before it runs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+import msgspec
+
+from worker.logging import configure_logging
+from worker.settings import Settings, credentials_warning, load_settings, unknown_variables
+
+
+def load(
+    *, api: bool, flags: Mapping[str, str] | None = None, **overrides: object
+) -> tuple[Settings, list[str]]:
+    """The settings (flags override variables) and warnings: unknown `CONVOAI_*` variables,
+    and, for commands that call the API (`api`), missing credentials for the real API."""
+    settings = load_settings(flags=flags, **cast(dict[str, Any], overrides))
+    warnings = unknown_variables()
+    if api and (missing := credentials_warning(settings)) is not None:
+        warnings.append(missing)
+    return settings, warnings
+
+
+def print_warnings(warnings: Iterable[str]) -> None:
+    """One `convoai-worker: warning: ...` line each, on stderr."""
+    for warning in warnings:
+        sys.stderr.write(f"convoai-worker: warning: {warning}\n")
+
+
+def settings_for(
+    *, api: bool, flags: Mapping[str, str] | None = None, **overrides: object
+) -> Settings:
+    """`load`, printing the warnings to stderr: for the commands that do not log.
+
+    What the libraries (and the worker's clients) still log goes to stderr, warnings and
+    errors only, so stdout carries nothing but the command's output.
+    """
+    settings, warnings = load(api=api, flags=flags, **overrides)
+    print_warnings(warnings)
+    configure_logging(msgspec.structs.replace(settings, log_level="WARNING"))
+    return settings
