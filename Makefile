@@ -35,7 +35,7 @@ kafka-up:  ## start the local broker on 127.0.0.1:9092 (fetches the jars once)
 kafka-down:  ## stop the local broker
 	bash scripts/kafka down
 
-bench: setup  ## the worker side by side with FastStream, aiokafka loops and bare aiohttp (~10 min)
+bench: setup  ## the worker side by side with FastStream, aiokafka loops and bare aiohttp (~6 min)
 	bash scripts/with-kafka $(UV) run --locked --group bench python -m bench.compare
 
 bench-quick: setup  ## the same comparison and profile, smaller (under 3 min)

@@ -5,16 +5,17 @@ latency, own process) and each system in its own process, on fresh topics of 12 
 a fresh consumer group. Systems: convoai-worker (`convoai-worker run`) and the peers of
 `bench/peers.py`. For each Kafka system:
 
-1. Backlog at 100 ms, then at 0 ms API latency: N `agent.speak` commands by agent id over K keys
-   are on the topic before the system starts. Commands/s (result publish times) and CPU per
-   command (the process's user+system time from /proc) count from the W-th result (or 2 s after
-   the first) to the last one, or to a time cap for systems too slow to finish; peak RSS
-   (VmHWM) at that backlog; start → first result.
+1. Backlog at 100 ms, then at 0 ms API latency: W warm-up commands wait on the topic when the
+   system starts (start → first result, and for the worker start → /readyz); once they are done
+   (or 2 s after the first result), N more `agent.speak` commands by agent id over K keys are
+   produced at once. Commands/s and CPU per command (the process's user+system time from /proc)
+   cover exactly those N, fetching included, up to a time cap for systems too slow to finish;
+   peak RSS (VmHWM) with that backlog.
 2. Paced at half of (1)'s commands/s at 100 ms: added latency per command = the result's publish
    time (LogAppendTime of the results topic) minus the time the fake API answered, p50 / p99.
 
 Bare aiohttp sends the same POSTs without Kafka, and reports its own CPU the same way. Then the
-worker runs the 0 ms backlog once more under py-spy (flame graph, CPU per command by function).
+worker runs the 0 ms backlog again under py-spy (flame graph, CPU per command by function).
 
 Usage: python -m bench.compare [--quick] [--systems worker,aiokafka-gather,…] [--no-profile]
 """
@@ -31,7 +32,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -59,6 +61,7 @@ LATENCIES = (100.0, 0.0)
 FIRST_RESULT_SECONDS = 60.0  # a system that publishes nothing within this failed
 WARMUP_SECONDS = 2.0
 PROFILE_RATE = 200  # py-spy samples per second
+SPY_ATTACH_SECONDS = 0.5
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -161,6 +164,12 @@ class Run:
         self.phases = 0
         self.base = f"{api.url}/api/conversational-ai-agent"
         self.logs = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+        self.sent: Counter[str] = Counter()  # commands produced per topic
+
+    async def produce(self, topic: str, commands: list[dict[str, Any]]) -> None:
+        """Produce commands at once, keyed by the ordering rules."""
+        await produce_keyed(topic, commands)
+        self.sent[topic] += len(commands)
 
     @contextlib.asynccontextmanager
     async def topics(self, system: str) -> AsyncIterator[dict[str, str]]:
@@ -197,41 +206,48 @@ class Run:
             return subprocess.Popen(argv, env=env, stdout=log, stderr=log), port
 
     async def backlog(self, system: str, latency: float) -> dict[str, Any]:
-        """Phase 1: a backlog of N commands at the given latency."""
+        """Phase 1: warm up, then a backlog of N commands at the given latency."""
         plan = self.plan
         await self.api.latency(latency)
         async with self.topics(system) as topics, Follower(topics["results"]) as results:
-            await produce_keyed(topics["commands"], speaks("b", plan.commands, plan.keys))
+            await self.produce(topics["commands"], speaks("w", plan.warmup, plan.keys))
             started = time.time()
             process, port = self.spawn(system, topics)
             ready = asyncio.create_task(readiness(port)) if port else None
             try:
                 if not await results.until(1, time.monotonic() + FIRST_RESULT_SECONDS):
                     raise SystemExit(f"{system}: no result within {FIRST_RESULT_SECONDS:.0f} s")
-                first = time.monotonic()
-                await results.until(plan.warmup, first + WARMUP_SECONDS)
-                start = Snapshot.take(results, process.pid, self.api.process.pid)
-                done = await results.until(plan.commands, first + plan.cap_seconds[latency])
-                end = Snapshot.take(results, process.pid, self.api.process.pid)
-                rss = peak_rss_mib(process.pid)
-                ready_s = (await asyncio.wait_for(ready, 10)) - started if ready else None
+                await results.until(plan.warmup, time.monotonic() + WARMUP_SECONDS)
+                figures = await self.measure(results, process.pid, topics["commands"], latency)
+                figures["peak_rss_mib"] = peak_rss_mib(process.pid)
+                if ready is not None:
+                    figures["ready_s"] = (await asyncio.wait_for(ready, 10)) - started
             finally:
                 if ready is not None:
                     ready.cancel()
                 stop(process)
-        times = sorted(results.published.values())
+        first = min(results.published.values()) / 1000 - started
+        return {"latency_ms": latency, **figures, "first_result_s": first}
+
+    async def measure(
+        self, results: Follower, pid: int, topic: str, latency: float, prefix: str = "b"
+    ) -> dict[str, Any]:
+        """Produce N commands at once and follow them to their results: commands/s, CPU."""
+        plan = self.plan
+        start = Snapshot.take(results, pid, self.api.process.pid)
+        began = time.time()
+        commands = speaks(prefix, plan.commands, plan.keys)
+        await self.produce(topic, commands)
+        done = await results.until(self.sent[topic], start.at + plan.cap_seconds[latency])
+        end = Snapshot.take(results, pid, self.api.process.pid)
         count = end.results - start.results
-        seconds = (times[end.results - 1] - times[start.results - 1]) / 1000 or end.at - start.at
+        last = max(results.published.values()) / 1000 if done else time.time()
         return {
-            "latency_ms": latency,
             "commands": count,
             "finished": done,
-            "per_second": count / seconds,
+            "per_second": count / (last - began),
             "cpu_us": (end.cpu - start.cpu) / count * 1e6,
-            "peak_rss_mib": rss,
-            "first_result_s": times[0] / 1000 - started,
-            "ready_s": ready_s,
-            "outcomes": results.outcomes,
+            "outcomes": dict(results.outcomes),
             "api_cpu_share": (end.api_cpu - start.api_cpu) / (end.at - start.at),
         }
 
@@ -299,44 +315,42 @@ class Run:
         }
 
     async def profile(self, out: Path) -> dict[str, Any]:
-        """The worker's 0 ms backlog under py-spy: a flame graph and CPU per command by function."""
+        """The worker's 0 ms backlog under py-spy: a flame graph of N/2 commands, then CPU per
+        command by function over N more (one sampler at a time: each pauses the process)."""
         plan = self.plan
         await self.api.latency(0.0)
         async with self.topics(WORKER) as topics, Follower(topics["results"]) as results:
-            await produce_keyed(topics["commands"], speaks("f", plan.commands, plan.keys))
+            commands = topics["commands"]
+            await self.produce(commands, speaks("w", plan.warmup, plan.keys))
             process, _ = self.spawn(WORKER, topics)
             try:
                 await results.until(plan.warmup, time.monotonic() + FIRST_RESULT_SECONDS)
-                # one sampler at a time (each pauses the process to read consistent stacks):
-                # the flame graph over the first half, the figures over the second
-                half = (plan.warmup + plan.commands) // 2
-                with spying(process.pid, "flamegraph", out.with_suffix(".svg")):
-                    await results.until(half, time.monotonic() + plan.cap_seconds[0.0])
-                start = Snapshot.take(results, process.pid, self.api.process.pid)
-                with spying(process.pid, "raw", out):
-                    await results.until(plan.commands, start.at + plan.cap_seconds[0.0])
-                    end = Snapshot.take(results, process.pid, self.api.process.pid)
+                async with spying(process.pid, "flamegraph", out.with_suffix(".svg")):
+                    await self.produce(commands, speaks("g", plan.commands // 2, plan.keys))
+                    await results.until(
+                        self.sent[commands], time.monotonic() + FIRST_RESULT_SECONDS
+                    )
+                async with spying(process.pid, "raw", out):
+                    figures = await self.measure(results, process.pid, commands, 0.0, "f")
             finally:
                 stop(process)
-        count = end.results - start.results
-        return {
-            "commands": count,
-            "cpu_us": (end.cpu - start.cpu) / count * 1e6,
-            "breakdown": report.profile(out, count, PROFILE_RATE),
-        }
+        cpu_us = figures["cpu_us"]
+        breakdown = report.profile(out, figures["commands"], PROFILE_RATE, cpu_us)
+        return {"commands": figures["commands"], "cpu_us": cpu_us, "breakdown": breakdown}
 
 
-@contextlib.contextmanager
-def spying(pid: int, form: str, path: Path) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def spying(pid: int, form: str, path: Path) -> AsyncIterator[None]:
     """py-spy records the process meanwhile (idle samples left out), in `form` to `path`."""
     spy = Path(sys.executable).with_name("py-spy")
     record = [str(spy), "record", "--pid", str(pid), "--rate", str(PROFILE_RATE)]
-    with subprocess.Popen(
+    with subprocess.Popen(  # noqa: ASYNC220 - runs alongside, stopped below
         [*record, "--format", form, "--output", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     ) as process:
         try:
+            await asyncio.sleep(SPY_ATTACH_SECONDS)
             yield
         finally:
             process.send_signal(signal.SIGINT)  # py-spy writes its output and exits

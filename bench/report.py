@@ -177,12 +177,14 @@ def _name(frame: tuple[str, str]) -> str:
     return f"{_module(frame[1])}.{frame[0]}"
 
 
-def profile(path: Path, commands: int, rate: int) -> dict[str, Any]:
-    """CPU per command (µs) from py-spy's collapsed stacks: by task, by own code, by package
-    and by function (self time); samples of the event loop's idle wait are not recorded."""
-    per_sample = 1e6 / rate / commands
+def profile(path: Path, commands: int, rate: int, measured_us: float) -> dict[str, Any]:
+    """CPU per command (µs) from py-spy's collapsed stacks: by task, by own code, by package and
+    by function (self time). py-spy leaves out the idle loop but counts a thread that waits for a
+    core as busy, so on a loaded machine samples overstate CPU time: the shares of the samples
+    are scaled to the CPU time measured over the same commands (`measured_us`)."""
     tasks: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
     functions: Counter[str] = Counter()
     for line in path.read_text().splitlines():
@@ -194,19 +196,24 @@ def profile(path: Path, commands: int, rate: int) -> dict[str, Any]:
             frames = [("(event loop)", "uvloop/loop")]
         n = int(count)
         function, file = frames[-1]
-        tasks[_name(frames[0])] += n
+        tasks[" > ".join(_name(f) for f in frames[:2])] += n
         mine = [f for f in frames if f[1].startswith(("worker/", "contracts/"))]
         own[_name(mine[-1]) if mine else f"(no worker frame) {_package(frames[0][1])}"] += n
+        for name in {_name(f) for f in mine}:
+            inclusive[name] += n
         packages[_package(file)] += n
         functions[_name((function, file))] += n
+    samples = sum(functions.values())
+    per_sample = measured_us / samples
 
     def top(counter: Counter[str], most: int = TOP) -> list[tuple[str, float]]:
         return [(key, round(n * per_sample, 1)) for key, n in counter.most_common(most)]
 
     return {
-        "sampled_us": round(sum(functions.values()) * per_sample, 1),
-        "tasks": top(tasks, 8),
+        "sampled_us": round(samples * 1e6 / rate / commands, 1),
+        "tasks": top(tasks, 10),
         "own": top(own),
+        "inclusive": top(inclusive, 25),
         "packages": top(packages),
         "functions": top(functions),
     }
@@ -219,12 +226,14 @@ def _profile_text(found: dict[str, Any]) -> list[str]:
         "",
         (
             f"{found['commands']:,} commands: {found['cpu_us']:.0f} µs per command measured, "
-            f"{breakdown['sampled_us']:.0f} µs sampled."
+            f"{breakdown['sampled_us']:.0f} µs sampled (a thread waiting for a core counts as "
+            "busy); the figures below are the samples' shares of the measured CPU time."
         ),
     ]
     titles = {
-        "tasks": "by task (the coroutine at the root of the stack)",
+        "tasks": "by task (the root coroutine of the stack, and the one it awaits)",
         "own": "by the innermost worker/contracts function on the stack (with what it calls)",
+        "inclusive": "worker/contracts functions with everything they call (overlapping)",
         "packages": "by package of the running function",
         "functions": "by function (self time)",
     }
