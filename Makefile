@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export UV_SYSTEM_CERTS ?= 1
 UV := $(shell command -v uv 2>/dev/null || echo $${XDG_CACHE_HOME:-$$HOME/.cache}/convoai-worker/tools/bin/uv)
 
-.PHONY: help setup lint test test-only kafka-up kafka-down run bench bench-emulator schemas check-deploy clean
+.PHONY: help setup lint test test-only kafka-up kafka-down run bench bench-quick bench-emulator schemas check-deploy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -35,8 +35,11 @@ kafka-up:  ## start the local broker on 127.0.0.1:9092 (fetches the jars once)
 kafka-down:  ## stop the local broker
 	bash scripts/kafka down
 
-bench: setup  ## worker throughput at 100 ms API latency and CPU per command vs bare aiohttp
-	bash scripts/with-kafka $(UV) run --locked python bench/bench_pipeline.py
+bench: setup  ## the worker side by side with FastStream, aiokafka loops and bare aiohttp (~6 min)
+	bash scripts/with-kafka $(UV) run --locked --group bench python -m bench.compare
+
+bench-quick: setup  ## the same comparison and profile, smaller (under 3 min)
+	bash scripts/with-kafka $(UV) run --locked --group bench python -m bench.compare --quick
 
 bench-emulator: setup  ## emulator requests/s on one core, load from wrk on the other (apt-get install -y wrk)
 	$(UV) run --locked python bench/bench_emulator.py

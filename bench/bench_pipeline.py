@@ -46,21 +46,26 @@ PARTITIONS = 12
 APP = "bench-app"
 
 
-async def create_topics(names: list[str]) -> None:
+def topic_configs(name: str) -> dict[str, str]:
+    """State topics are compacted; results carry the broker's append time (their publish time)."""
+    if "state" in name:
+        return {"cleanup.policy": "compact"}
+    if "results" in name:
+        return {"message.timestamp.type": "LogAppendTime"}
+    return {}
+
+
+async def create_topics(names: list[str], *, delete: bool = False) -> None:
+    """Create the topics with `PARTITIONS` partitions (or delete them)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:
-        await admin.create_topics(
-            [
-                NewTopic(
-                    n,
-                    PARTITIONS,
-                    1,
-                    topic_configs={"cleanup.policy": "compact"} if "state" in n else {},
-                )
-                for n in names
-            ]
-        )
+        if delete:
+            await admin.delete_topics(names)
+        else:
+            await admin.create_topics(
+                [NewTopic(n, PARTITIONS, 1, topic_configs=topic_configs(n)) for n in names]
+            )
     finally:
         await admin.close()
 

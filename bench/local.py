@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import threading
 import time
 
 START_SECONDS = 30.0
@@ -29,3 +31,15 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> Non
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"{what} did not open port {port} within {START_SECONDS:.0f} s")
+
+
+def exit_with_parent() -> None:
+    """End this process once its parent is gone, so no benchmark server outlives its run."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()

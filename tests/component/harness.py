@@ -190,19 +190,6 @@ def result_ids(broker: InMemoryBroker) -> Counter[str]:
     return Counter(r.command_id for r in results(broker))
 
 
-def speaks(prefix: str, count: int, agents: int) -> list[dict[str, Any]]:
-    """`count` speak commands over `agents` agent ids; each text is the command id."""
-    return [
-        {
-            "command": "agent.speak",
-            "id": f"{prefix}-{i}",
-            "agent_id": f"{prefix}-agent-{i % agents}",
-            "text": f"{prefix}-{i}",
-        }
-        for i in range(count)
-    ]
-
-
 def gets(prefix: str, count: int) -> list[dict[str, Any]]:
     """`count` agent.get commands, each for its own agent id (the marker)."""
     return [

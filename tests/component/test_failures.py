@@ -7,13 +7,13 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
+from bench.workload import speaks
 from tests.component.harness import (
     ScriptedApi,
     produce,
     result_ids,
     running,
     settings,
-    speaks,
     until,
 )
 from worker import supervision

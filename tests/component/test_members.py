@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from bench.workload import speaks
 from tests.component.harness import (
     ScriptedApi,
     gets,
@@ -13,7 +14,6 @@ from tests.component.harness import (
     result_ids,
     results,
     running,
-    speaks,
     until,
     wait_entered,
 )

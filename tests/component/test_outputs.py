@@ -7,6 +7,7 @@ import hashlib
 import msgspec
 import pytest
 
+from bench.workload import speaks
 from contracts.headers import (
     DLQ_NULL_VALUE,
     DLQ_ORIGINAL_BYTES,
@@ -21,7 +22,6 @@ from tests.component.harness import (
     result_ids,
     results,
     running,
-    speaks,
     until,
 )
 from worker.kafka.memory import InMemoryBroker

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-import msgspec
+import structlog
 
-from worker.logging import configure_logging
 from worker.settings import Settings, credentials_warning, load_settings, unknown_variables
 
 
@@ -35,10 +35,13 @@ def settings_for(
 ) -> Settings:
     """`load`, printing the warnings to stderr: for the commands that do not log.
 
-    What the libraries (and the worker's clients) still log goes to stderr, warnings and
-    errors only, so stdout carries nothing but the command's output.
+    What the worker's own code still logs (a slow client stop, say) goes to stderr, warnings
+    and errors only, so stdout carries nothing but the command's output.
     """
     settings, warnings = load(api=api, flags=flags, **overrides)
     print_warnings(warnings)
-    configure_logging(msgspec.structs.replace(settings, log_level="WARNING"))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     return settings
