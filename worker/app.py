@@ -15,6 +15,7 @@ close — in that order, so nothing runs or publishes after what it needs is clo
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -138,7 +139,6 @@ class Worker:
             remembered = await results.load(newest(settings.dedupe_capacity))
             log.info("worker_state_loaded", state_events=agents, completed_commands=remembered)
             supervisor.start("state-follower", states.follow)
-            supervisor.start("results-follower", results.follow)
 
             client = await stack.enter_async_context(self._api(settings))
             executor = Executor(client, settings, self.directory, observer=metrics)
@@ -157,7 +157,7 @@ class Worker:
                 settings,
                 metrics,
                 health,
-                catch_up=results.caught_up,
+                catch_up=functools.partial(results.catch_up, newest(settings.dedupe_capacity)),
             )
             stack.push_async_callback(consumer.close)  # leave the group once work is released
             stack.push_async_callback(supervisor.close)  # the committer stops before leaving

@@ -1,11 +1,14 @@
-"""Memory rebuilt from a topic and kept current: the agent directory and the dedupe memory.
+"""Memory rebuilt from a topic: the agent directory and the dedupe memory.
 
-Both follow a whole topic without a consumer group, so every replica sees every record: the
-compacted agent-state topic (which agent a name points at) and the results topic (which command
-ids are done, whoever ran them). At startup `load` reads up to the end offsets of that moment;
-`follow` then applies new records until cancelled. `caught_up` waits until everything on the
-topic at the time of the call has been applied: a member that takes over a partition uses it so
-that commands another member just finished are known before it decides to run them.
+Both read a whole topic without a consumer group, so every replica sees every record. At
+startup `load` reads up to the end offsets of that moment. Then they differ:
+
+- the compacted agent-state topic is followed (`follow`) as it grows: which agent a name points
+  at must be current on every member at every moment;
+- the results topic is only caught up (`catch_up`) when this member is assigned partitions: a
+  member that takes over a partition must know the commands another member just finished
+  before it decides to run them, and in between it knows its own. Reading every result of the
+  group all the time would cost each member CPU for every command the group runs.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class TopicFollower:
         self._reader = reader
         self._apply = apply
         self._partitions: list[int] = []
-        self._polled = asyncio.Event()  # set after every poll of `follow`
+        self._lock = asyncio.Lock()
 
     async def load(self, start_at: StartAt = from_beginning) -> int:
         """Read from `start_at` up to the current end; return how many records were used."""
@@ -43,31 +46,39 @@ class TopicFollower:
         first, end = await self._reader.offsets()
         for partition, offset in start_at(first, end).items():
             self._reader.seek(partition, offset)
-        used = 0
-        while not await self._reached(end):
-            for record in await self._reader.poll(POLL_SECONDS):
-                # records past `end` are applied too (the reader moved on), just not counted
-                used += self._apply(record) and record.offset < end[record.partition]
-        return used
+        return await self._read_to(end)
 
     async def follow(self) -> None:
         """Apply new records until cancelled."""
         while True:
             for record in await self._reader.poll(POLL_SECONDS):
                 self._apply(record)
-            self._polled.set()
-            self._polled = asyncio.Event()
 
-    async def caught_up(self, within: float) -> bool:
-        """Wait until records on the topic now are applied (by `follow`); False on timeout."""
-        _, end = await self._reader.offsets()
-        try:
-            async with asyncio.timeout(within):
-                while not await self._reached(end):
-                    await self._polled.wait()
-        except TimeoutError:
-            return False
-        return True
+    async def catch_up(self, start_at: StartAt, within: float) -> bool:
+        """Apply what was added since the last read, up to the end of now; False on timeout.
+
+        A partition further behind than `start_at` allows is skipped forward to it, so a catch
+        up never reads more than `load` with the same `start_at` would.
+        """
+        async with self._lock:
+            first, end = await self._reader.offsets()
+            for partition, offset in start_at(first, end).items():
+                if await self._reader.position(partition) < offset:
+                    self._reader.seek(partition, offset)
+            try:
+                async with asyncio.timeout(within):
+                    await self._read_to(end)
+            except TimeoutError:
+                return False
+            return True
+
+    async def _read_to(self, end: Mapping[int, int]) -> int:
+        used = 0
+        while not await self._reached(end):
+            for record in await self._reader.poll(POLL_SECONDS):
+                # records past `end` are applied too (the reader moved on), just not counted
+                used += self._apply(record) and record.offset < end[record.partition]
+        return used
 
     async def close(self) -> None:
         """Disconnect the reader."""
