@@ -4,13 +4,14 @@ Kafka redelivers a command whose offset was not committed: after a crash, a reba
 producer that wrote it twice. The worker remembers the ids of the last `capacity` results (an
 LRU set): its own as it publishes them, and the whole group's — at startup it reads the tail of
 the results topic, and whenever it is assigned partitions it reads what was added since, so it
-knows what another member finished on those partitions before it takes them over. A result is written last, after the
-command's state events and dead letter (`worker.pipeline.processor`), so a known id means every
-output of that command is on Kafka.
+knows what another member finished on those partitions before it takes them over. A result is
+written last, after the command's state events and dead letter (`worker.pipeline.processor`),
+so a known id means every output of that command is on Kafka.
 
 Guarantee: a command is not executed twice when its result is among the last `capacity` results
-of the group as of the member's latest assignment, or was published by the member itself. A command whose API call ran but whose result was not acknowledged when its worker
-died runs again (at most the in-flight limit of that worker).
+of the group as of the member's latest assignment, or was published by the member itself. A
+command whose API call ran but whose result was not acknowledged when its worker died runs
+again (at most the in-flight limit of that worker).
 
 A record re-produced from the dead-letter topic carries a replay marker (`contracts.headers.REPLAY`)
 and is remembered under (command id, marker): its command runs although the id is done, and at
