@@ -16,12 +16,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
 )
 
 from worker import __version__
+from worker.loop_metrics import LoopCounter, LoopHistogram
 
 # End-to-end includes queueing behind earlier commands of the same key, hence the long tail.
 E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -46,13 +46,13 @@ class Metrics:
             "convoai_build_info", "Build information.", ["version", "python"], registry=registry
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        self.commands_received = Counter(
+        self.commands_received = LoopCounter(
             "convoai_commands_received",
             "Command records consumed, by command type ('invalid' when undecodable).",
             ["command"],
             registry=registry,
         )
-        self.commands_completed = Counter(
+        self.commands_completed = LoopCounter(
             "convoai_commands_completed",
             "Final results acknowledged by Kafka, by command type and outcome.",
             ["command", "outcome"],
@@ -70,14 +70,14 @@ class Metrics:
             ["command"],
             registry=registry,
         )
-        self.command_e2e = Histogram(
+        self.command_e2e = LoopHistogram(
             "convoai_command_e2e_seconds",
             "Seconds from the command record's timestamp to its result being acknowledged.",
             ["command"],
             buckets=E2E_BUCKETS,
             registry=registry,
         )
-        self.api_request = Histogram(
+        self.api_request = LoopHistogram(
             "convoai_api_request_seconds",
             "Seconds per HTTP attempt against the ConvoAI API.",
             ["operation", "status_class"],
@@ -131,7 +131,7 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
-        self.events_published = Counter(
+        self.events_published = LoopCounter(
             "convoai_events_published",
             "Records acknowledged by Kafka on an output topic.",
             ["topic"],
@@ -144,16 +144,16 @@ class Metrics:
             ["topic", "kind", "error"],
             registry=registry,
         )
-        self.produce_latency = Histogram(
+        self.produce_latency = LoopHistogram(
             "convoai_produce_seconds",
             "Seconds from handing an output record to the producer to Kafka's acknowledgement.",
             ["topic"],
             buckets=PRODUCE_BUCKETS,
             registry=registry,
         )
-        self.record_bytes = Histogram(
+        self.record_bytes = LoopHistogram(
             "convoai_record_bytes",
-            "Size of command records consumed and of output records produced, by topic.",
+            "Bytes of the values of command records consumed and output records produced.",
             ["topic"],
             buckets=SIZE_BUCKETS,
             registry=registry,
@@ -196,8 +196,8 @@ class Metrics:
             registry=registry,
         )
 
-        # `labels()` costs a lock and a tuple build per call; the per-command paths call these
-        # cached lookups instead (label sets are small and bounded, so the caches are too).
+        # The per-command paths update the Loop* types (no lock; see worker.loop_metrics) through
+        # these cached lookups (label sets are small and bounded, so the caches are too).
         self.received = functools.cache(self.commands_received.labels)
         self.completed = functools.cache(self.commands_completed.labels)
         self.deduplicated = functools.cache(self.commands_deduplicated.labels)

@@ -16,6 +16,7 @@ else raises `AbandonedError` and stays unfinished for the next owner.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -96,8 +97,6 @@ class CommandProcessor:
         """Process `work.record` to the end; raises `AbandonedError` if abandoned half-way."""
         record = work.record
         self._metrics.record_size(record.topic).observe(len(record.value or b""))
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(partition=record.partition, offset=record.offset)
         try:
             try:
                 decoded = _decode(record.value)
@@ -115,13 +114,12 @@ class CommandProcessor:
         command = decoded.command
         tag = command.tag()
         record = work.record
-        structlog.contextvars.bind_contextvars(command_id=command.id, command=tag)
         self._metrics.received(tag).inc()
         replay = replay_marker(record.headers)
         key = dedupe_key(command.id, replay)
         if key in self._completed:
             self._metrics.deduplicated(tag).inc()
-            log.info("command_deduplicated", replay=replay)
+            log.info("command_deduplicated", replay=replay, **_where(record, command.id, tag))
             return
         received_at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
         progress = Progress()
@@ -142,7 +140,7 @@ class CommandProcessor:
             dead_letter = RetriesExhaustedError(f"{tag}: {result.error.message}")
         await self._publish(record, result, execution.state_events, EXHAUSTED, dead_letter)
         self._completed.add(key)
-        self._count(tag, result, record)
+        self._count(tag, result, record, command.id)
 
     async def _reject(self, record: Record, error: CommandDecodeError) -> None:
         # Only known command names become label values: producers' typos must not create series.
@@ -154,7 +152,8 @@ class CommandProcessor:
             self._metrics.deduplicated(tag).inc()
             return  # redelivered: its rejection and dead letter are already on Kafka
         reason = "decode_error" if error.kind in DECODE_KINDS else "invalid_command"
-        log.warning("command_rejected", reason=reason, error=str(error))
+        where = _where(record, command_id, error.command)
+        log.warning("command_rejected", reason=reason, error=str(error), **where)
         rejected = None
         if command_id is not None:
             now = datetime.now(UTC)
@@ -171,7 +170,7 @@ class CommandProcessor:
         await self._publish(record, rejected, [], reason, error)
         if rejected is not None and key is not None:
             self._completed.add(key)
-            self._count(tag, rejected, record)
+            self._count(tag, rejected, record, rejected.command_id)
 
     async def _publish(
         self,
@@ -201,18 +200,24 @@ class CommandProcessor:
         self, record: Record, refused: Rejected, reason: str, error: BaseException | None
     ) -> None:
         """A state event or dead letter the broker refused: cut the dead letter to its headers."""
-        log.error("output_refused", topic=refused.record.topic, error=repr(refused.error))
+        log.error(
+            "output_refused",
+            topic=refused.record.topic,
+            error=repr(refused.error),
+            **_where(record),
+        )
         if error is None or refused.record.topic != self._outputs.dlq_topic:
             return  # a state event the broker will never take; the result still says what ran
         smaller = self._outputs.dead_letter(record, reason, error, keep_value=False)
         for again in await self._publisher.deliver([smaller]):
-            log.error("dead_letter_lost", error=repr(again.error))
+            log.error("dead_letter_lost", error=repr(again.error), **_where(record))
 
     async def _result_refused(
         self, record: Record, result: ResultEvent, refused: Rejected, replay: str | None
     ) -> None:
         """A result the broker refused: send it cut short, or dead-letter the command."""
-        log.error("result_refused", error=repr(refused.error))
+        where = _where(record, result.command_id, result.command)
+        log.error("result_refused", error=repr(refused.error), **where)
         smaller = self._outputs.shrunk_result(result, record.key, replay)
         for again in await self._publisher.deliver([smaller]):
             error = OutputRejectedError(f"result refused by the broker: {again.error}")
@@ -221,21 +226,34 @@ class CommandProcessor:
                 await self._refused(record, lost, "output_rejected", error)
             self._metrics.dead_lettered("output_rejected").inc()
 
-    def _count(self, tag: str, result: ResultEvent, record: Record) -> None:
+    def _count(self, tag: str, result: ResultEvent, record: Record, command_id: str) -> None:
         metrics = self._metrics
         metrics.completed(tag, result.outcome).inc()
         metrics.e2e(tag).observe(max(0.0, time.time() - record.timestamp / 1000))
         if result.outcome == "expired":
             metrics.expired(tag).inc()
-        if result.outcome == "succeeded":
-            log.debug("command_processed", outcome=result.outcome, attempts=result.attempts)
-        else:
+        if result.outcome != "succeeded":
             log.info(
                 "command_processed",
                 outcome=result.outcome,
                 attempts=result.attempts,
                 error=result.error.code if result.error else None,
+                **_where(record, command_id, tag),
             )
+        elif log.is_enabled_for(logging.DEBUG):  # a success is one line only when debugging
+            log.debug("command_processed", outcome="succeeded", **_where(record, command_id, tag))
+
+
+def _where(
+    record: Record, command_id: str | None = None, command: str | None = None
+) -> dict[str, object]:
+    """The context of a log line about a record: built only when a line is written."""
+    context: dict[str, object] = {"partition": record.partition, "offset": record.offset}
+    if command_id is not None:
+        context["command_id"] = command_id
+    if command is not None:
+        context["command"] = command
+    return context
 
 
 def _decode(value: bytes | None) -> DecodedCommand:

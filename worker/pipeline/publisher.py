@@ -108,7 +108,7 @@ class Publisher:
                 topic = record.topic
                 metrics.published(topic).inc()
                 metrics.produced_in(topic).observe(time.perf_counter() - started)
-                metrics.record_size(topic).observe(record.size)
+                metrics.record_size(topic).observe(len(record.value or b""))
         return failed
 
     def _refused(self, record: OutputRecord, error: BaseException, into: list[Rejected]) -> None:

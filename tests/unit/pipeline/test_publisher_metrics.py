@@ -37,7 +37,7 @@ async def test_latency_size_and_errors_are_recorded_per_topic() -> None:
     assert await publisher.deliver([record]) == []
     assert sample(metrics, "convoai_produce_seconds_count", topic="results") == 1
     assert sample(metrics, "convoai_record_bytes_count", topic="results") == 1
-    assert sample(metrics, "convoai_record_bytes_sum", topic="results") == record.size
+    assert sample(metrics, "convoai_record_bytes_sum", topic="results") == len(record.value or b"")
     assert (
         sample(
             metrics,
