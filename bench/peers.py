@@ -3,7 +3,7 @@
 Each consumes `agent.speak` commands (consumer group, earliest, no auto-commit), POSTs
 `{"text": …}` to the command's agent, publishes one result record keyed like the command
 (acks=all) and commits once results are acknowledged. All use one aiohttp session with the
-worker's default pool of 256 connections, run on uvloop and log nothing per message.
+worker's default pool of 1,000 connections, run on uvloop and log nothing per message.
 
 - `aiokafka-sequential`: `async for` record: POST, `send_and_wait`, commit.
 - `aiokafka-gather`: `getmany` (up to 1,000 records), gather them all (no per-key order), commit.
@@ -35,7 +35,7 @@ from bench.workload import speaks
 
 BOOTSTRAP = os.environ.get("CONVOAI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 APP = "bench-app"
-POOL = 256  # HTTP connections: the worker's CONVOAI_API_MAX_CONNECTIONS default
+POOL = 1000  # HTTP connections: the worker's CONVOAI_API_MAX_CONNECTIONS default
 LIMIT = 1_000  # records in flight: the worker's CONVOAI_MAX_IN_FLIGHT in the benchmark
 AUTHORIZATION = {"Authorization": "Basic YmVuY2g6YmVuY2g="}  # bench:bench, as the worker sends
 

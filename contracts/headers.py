@@ -9,6 +9,7 @@ numbers included, as Connect writes them.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from datetime import UTC, datetime
 from typing import Literal
@@ -124,17 +125,28 @@ def cloudevent_headers(
             raise ValueError(f"CloudEvents attribute `{name}` must not be empty")
     if time.utcoffset() is None:
         raise ValueError("CloudEvents attribute `time` must be timezone-aware")
-    values = [
-        (CE_SPECVERSION, CLOUDEVENTS_SPECVERSION),
-        (CE_ID, id),
-        (CE_SOURCE, source),
-        (CE_TYPE, type),
-        (CE_TIME, time.astimezone(UTC).isoformat().replace("+00:00", "Z")),
+    headers = [
+        _SPECVERSION,
+        (CE_ID, _utf8(id)),
+        (CE_SOURCE, _constant(source)),
+        (CE_TYPE, _constant(type)),
+        (CE_TIME, time.astimezone(UTC).isoformat().replace("+00:00", "Z").encode()),
     ]
     if subject is not None:
-        values.append((CE_SUBJECT, subject))
-    values.append((CONTENT_TYPE, JSON_CONTENT_TYPE))
-    return [(name, _utf8(value)) for name, value in values]
+        headers.append((CE_SUBJECT, _utf8(subject)))
+    headers.append(_JSON_CONTENT)
+    return headers
+
+
+# A producer writes these per event: what never changes is encoded once.
+_SPECVERSION = (CE_SPECVERSION, CLOUDEVENTS_SPECVERSION.encode())
+_JSON_CONTENT = (CONTENT_TYPE, JSON_CONTENT_TYPE.encode())
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(text: str) -> bytes:
+    """A source or type: the same few values for every event of a producer."""
+    return _utf8(text)
 
 
 def _qualified_name(cls: type[BaseException]) -> str:

@@ -46,7 +46,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     app_id: str = ""
     api_timeout_seconds: Seconds = 15.0
     api_connect_timeout_seconds: Seconds = 5.0
-    api_max_connections: Positive = 256
+    api_max_connections: Positive = 1000  # as many as commands in flight: none waits for a socket
     api_max_attempts: Positive = 5
     api_backoff_base_seconds: Seconds = 0.2
     api_backoff_max_seconds: Seconds = 10.0
