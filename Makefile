@@ -13,10 +13,11 @@ help:  ## list the targets
 setup:  ## create .venv from uv.lock (installs uv when missing)
 	@bash scripts/bootstrap >/dev/null
 
-lint: setup  ## ruff, formatting and mypy --strict
+lint: setup  ## ruff, formatting, mypy --strict and the import-graph contracts
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy
+	$(UV) run --locked lint-imports
 
 test: setup  ## everything CI runs: lint, deployment checks, all tests (they start their own broker)
 	$(MAKE) lint

@@ -1,4 +1,4 @@
-"""Throughput of the issue's correctness scenario: 2,400 mixed commands over 200 keys.
+"""Throughput of the mixed scenario of `tests/pipeline`: 2,400 mixed commands over 200 keys.
 
 Setup: local broker, emulator and worker in their own processes (as `bench_pipeline.py`), fresh
 topics with 12 partitions. Each of 200 agents gets start, six speaks, think, interrupt, update,

@@ -1,4 +1,4 @@
-"""The record key a command should be produced with (design §2: the ordering key).
+"""The record key a command should be produced with (the ordering key of `docs/contracts.md`).
 
 Commands with the same key run in order; different keys run concurrently. An agent is keyed by
 its name when the command carries one, else by its id — so address one agent consistently (by

@@ -1,7 +1,7 @@
 """The speech pipeline of an agent: `asr`, `tts`, `llm` and `mllm` inside `properties`.
 
-Field names and shapes are the REST API's (API reference §3.2 to §3.5). Vendor-specific `params`
-stay free-form objects: vendors and their options change faster than this contract, and the
+Field names and shapes are the REST API's (`docs/api-reference.md` §3.2-3.5). Vendor-specific
+`params` stay free-form objects: vendors and their options change faster than this contract, and the
 worker forwards the producer's JSON verbatim anyway. Vendor, model and language names are open
 strings; the behavioural switches the reference enumerates are enums.
 

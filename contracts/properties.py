@@ -1,4 +1,4 @@
-"""`properties` of agent.start and call.start, and of agent.update (API reference §2.7, §3).
+"""`properties` of agent.start, call.start and agent.update (`docs/api-reference.md` §2.7, §3).
 
 Ranges and enums are the ones the reference documents; anything it leaves open (vendor
 `params`, message objects) is a free-form object. Keys this contract does not know are accepted

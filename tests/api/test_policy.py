@@ -21,7 +21,8 @@ NON_IDEMPOTENT = {"agent.speak", "agent.think", "agent.interrupt", "call.start"}
 IDEMPOTENT = [op for op in OPERATIONS if op not in NON_IDEMPOTENT]
 STOP_LIKE = {"agent.stop", "call.hangup", "number.delete"}
 
-# The table as the issue states it; the test below pins POLICY to exactly these rows.
+# The table as the README's "Delivery guarantees" state it; the test below pins POLICY to
+# exactly these rows.
 EXPECTED_ROWS = {
     ("agent.stop", "404"): Rule(Action.ALREADY_DONE, "already_stopped"),
     ("call.hangup", "404"): Rule(Action.ALREADY_DONE, "already_hung_up"),

@@ -20,7 +20,7 @@ from contracts import (
     encode_command,
 )
 
-# API reference §2.0, in its order of the design's command list.
+# `docs/api-reference.md` §2.0, in the order of the command list in `docs/contracts.md`.
 OPERATIONS = {
     "agent.start": ("POST", "/v2/projects/{appid}/join"),
     "agent.stop": ("POST", "/v2/projects/{appid}/agents/{agent_id}/leave"),
@@ -113,7 +113,7 @@ class TestOperationTable:
 
 class TestRest:
     def test_the_design_example_becomes_exactly_the_documented_body(self) -> None:
-        """design §2: the speak command's body is its REST fields and nothing else."""
+        """The speak command's body is its REST fields and nothing else (`docs/contracts.md`)."""
         decoded = decode(
             {
                 "command": "agent.speak",

@@ -12,7 +12,7 @@ from contracts import decode_agent_state, encode_event
 from tests.observability.fakes import APP_ID, notice
 from worker.observability.ncs import decode_notice, signature, state_event, verify
 
-# The reference's test vector (§6.2): secret `secret` over exactly these bytes.
+# The test vector of `docs/api-reference.md` §6.2: secret `secret` over exactly these bytes.
 VECTOR_BODY = (
     b'{"eventType":10,"noticeId":"4eb720f0-8da7-11e9-a43e53f411c2761f",'
     b'"notifyMs":1560408533119,"payload":{"a":"1","b":2},"productId":1}'

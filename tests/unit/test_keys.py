@@ -1,4 +1,4 @@
-"""Ordering keys follow design §2: agent name or id, phone number, else the command id."""
+"""Ordering keys follow `docs/contracts.md`: agent name or id, phone number, else the command id."""
 
 from __future__ import annotations
 

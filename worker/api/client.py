@@ -33,8 +33,8 @@ from worker.api.errors import (
 from worker.api.requests import ApiRequest
 from worker.settings import Settings
 
-# The SDK ignores the response body of these operations (reference §2.0); so do we when it is
-# not JSON (the real API may answer leave with an empty 200).
+# The SDK ignores the response body of these operations (`docs/api-reference.md` §2.0); so
+# do we when it is not JSON (the real API may answer leave with an empty 200).
 BODY_IGNORED = frozenset({"agent.stop", "number.delete"})
 REQUEST_ID_HEADERS = ("X-Request-ID", "Agora-Request-Id")
 USER_AGENT = f"convoai-worker/{__version__}"

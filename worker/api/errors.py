@@ -9,11 +9,11 @@
      │                            Retry-After
      └── InvalidResponseError     a 2xx whose body is not the JSON the operation returns
 
-`may_have_reached_api` is what the outcome policy needs for non-idempotent operations: only an
-error that proves the request never left this process (`ApiConnectError`) allows re-sending a
-speak, think, interrupt or call.start. The API's error bodies come in two shapes (reference
-§4): `{"detail", "reason"}` on agent endpoints and `{"error_type", "description"}` on telephony
-and phone-number endpoints; `ApiStatusError` reads both into `reason` and `detail`.
+`may_have_reached_api` is what the outcome policy needs for non-idempotent operations: only an error
+that proves the request never left this process (`ApiConnectError`) allows re-sending a speak,
+think, interrupt or call.start. The API's error bodies come in two shapes (`docs/api-reference.md`
+§4): `{"detail", "reason"}` on agent endpoints and `{"error_type", "description"}` on telephony and
+phone-number endpoints; `ApiStatusError` reads both into `reason` and `detail`.
 """
 
 from __future__ import annotations

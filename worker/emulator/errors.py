@@ -1,7 +1,8 @@
 """Error replies of the emulated API, in the two body shapes the real service uses.
 
 Agent endpoints (`/v2/projects/{appid}/...` except telephony) answer `{"detail", "reason"}`;
-telephony and phone-number endpoints answer `{"error_type", "description"}` (reference §4).
+telephony and phone-number endpoints answer `{"error_type", "description"}`
+(`docs/api-reference.md` §4).
 Handlers raise `EmulatedError`; the route wrapper renders it in the shape of the endpoint's family.
 """
 
@@ -12,7 +13,7 @@ from typing import Literal
 Family = Literal["agent", "telephony"]
 
 # Reason (agent shape) and error_type (telephony shape) used when a reply names only a status.
-# Pairings not documented by Agora are the reference's inferred mapping (§4.1, §4.2).
+# Pairings not documented by Agora are the inferred mapping of `docs/api-reference.md` §4.1, §4.2.
 DEFAULT_REASONS: dict[int, tuple[str, str]] = {
     400: ("InvalidFieldValue", "unprocessable_content"),
     401: ("Unauthorized", "unauthorized"),

@@ -1,4 +1,4 @@
-"""The emulated phone-number registry: import, read, route and remove (reference §2.15 to 2.19).
+"""The emulated phone numbers: import, read, route, remove (`docs/api-reference.md` §2.15-2.19).
 
 Numbers are not tied to an App ID (their paths carry none); duplicates get 409
 `phone_number_exists`, unknown numbers 404 `not_found`, in the telephony error shape.
@@ -12,7 +12,7 @@ from worker.emulator import validation as v
 from worker.emulator.errors import EmulatedError, InvalidBodyError, not_found
 
 PROVIDERS = frozenset({"byo", "twilio"})
-# the import answers without the configs (reference §2.16)
+# the import answers without the configs (`docs/api-reference.md` §2.16)
 ADD_RESPONSE_FIELDS = (
     "provider",
     "phone_number",

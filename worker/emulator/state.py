@@ -3,7 +3,7 @@
 Statuses are derived from timestamps instead of timers: an agent is STARTING until
 `start_delay` has passed, then RUNNING; after a stop it is STOPPING for `stop_delay`, then
 STOPPED. That keeps a request O(1) whatever the number of agents, which matters when a benchmark
-starts hundreds of thousands of them. Rules the reference documents are enforced here: 409
+starts hundreds of thousands of them. Rules `docs/api-reference.md` documents are enforced here: 409
 `TaskConflict` for a name held by a live agent, 404 for unknown or stopped agents, 422 above the
 per-App-ID concurrency limit. Phone numbers live in `worker.emulator.numbers`.
 """

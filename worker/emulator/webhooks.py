@@ -2,10 +2,10 @@
 
 Each callback is a JSON envelope (`noticeId`, `productId` 17, `eventType`, `notifyMs`, `sid`,
 `payload`) signed like Agora's Notification Center: `Agora-Signature-V2` is the lowercase hex
-HMAC-SHA256 of the raw body with the webhook secret, `Agora-Signature` the HMAC-SHA1 (reference
-§6). Events go through a bounded queue drained by background tasks, so an API response never
-waits for a delivery; like NCS, a delivery that is not answered 200 is retried three times with
-`notifyMs` refreshed.
+HMAC-SHA256 of the raw body with the webhook secret, `Agora-Signature` the HMAC-SHA1
+(`docs/api-reference.md` §6). Events go through a bounded queue drained by background tasks, so an
+API response never waits for a delivery; like NCS, a delivery that is not answered 200 is retried
+three times with `notifyMs` refreshed.
 """
 
 from __future__ import annotations
