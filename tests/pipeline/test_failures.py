@@ -126,29 +126,6 @@ async def test_poison_records_go_to_dlq_and_the_partition_moves_on(
         assert headers[DLQ_EXCEPTION_CLASS_NAME].endswith(b"CommandDecodeError")
 
 
-async def test_two_workers_and_a_member_leaving_mid_run(
-    kafka_bootstrap: str, topics: dict[str, str]
-) -> None:
-    """A second worker joins and leaves while commands flow: every command still has a result."""
-    config = EmulatorConfig(
-        max_agents_per_app=100_000, faults=FaultSettings(latency_ms=5, latency_jitter_ms=10)
-    )
-    async with running_emulator(config) as emulator:
-        commands = agent_lifecycle("rebal", 120)
-        ids = {c["id"] for c in commands}
-        first_half, second_half = commands[: len(commands) // 2], commands[len(commands) // 2 :]
-        await produce(kafka_bootstrap, topics["commands"], first_half)
-        a = make_settings(kafka_bootstrap, topics, emulator.api_url)
-        b = make_settings(kafka_bootstrap, topics, emulator.api_url, group_id=a.group_id)
-        async with in_process_worker(a):
-            async with in_process_worker(b):
-                await produce(kafka_bootstrap, topics["commands"], second_half)
-                await asyncio.sleep(1.0)
-            results = await wait_for_results(kafka_bootstrap, topics["results"], ids, within=90)
-    assert {r.command_id for r in results} == ids
-    assert {r.outcome for r in results} == {"succeeded"}, Counter(r.outcome for r in results)
-
-
 async def test_sigterm_with_hundreds_in_flight_commits_nothing_without_result(
     kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path
 ) -> None:
