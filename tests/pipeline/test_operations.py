@@ -206,13 +206,16 @@ async def test_a_transactional_producer_leaves_no_lag_and_aborted_commands_never
     await produce_transactionally(kafka_bootstrap, topics["commands"], sorted(committed_ids))
     await produce_transactionally(kafka_bootstrap, topics["commands"], ["tx-aborted"], abort=True)
     settings = make_settings(kafka_bootstrap, topics, emulator.api_url)
-    ends = await end_offsets(kafka_bootstrap, topics["commands"])
     group, commands = settings.group_id, topics["commands"]
     async with in_process_worker(settings), aiohttp.ClientSession() as session:
         results = await wait_for_results(kafka_bootstrap, topics["results"], committed_ids)
         deadline = asyncio.get_running_loop().time() + 30
-        while await committed_offsets(kafka_bootstrap, group, commands) != ends:
-            assert asyncio.get_running_loop().time() < deadline, "commits never reached the end"
+        # the coordinator writes transaction markers after the producer's call returns: the
+        # ends are read each time, not before
+        while (committed := await committed_offsets(kafka_bootstrap, group, commands)) != (
+            ends := await end_offsets(kafka_bootstrap, commands)
+        ):
+            assert asyncio.get_running_loop().time() < deadline, (committed, ends)
             await asyncio.sleep(0.2)
         samples = await scrape(settings.http_port)
         async with session.get(f"http://127.0.0.1:{settings.http_port}/livez") as response:
