@@ -1,8 +1,7 @@
-"""The completed-command set and the agent directory."""
+"""The completed-command set."""
 
 from __future__ import annotations
 
-from worker.execution.names import AgentDirectory
 from worker.pipeline.dedupe import CompletedCommands, share_budget
 
 
@@ -16,27 +15,6 @@ def test_completed_commands_evicts_oldest() -> None:
     assert "b" not in completed
     assert all(cid in completed for cid in ("a", "c", "d"))
     assert len(completed) == 3
-
-
-def test_directory_resolves_latest_agent_for_a_name() -> None:
-    """A name started again maps to the newest agent; apps are separate namespaces."""
-    directory = AgentDirectory()
-    directory.record("app1", "alice", "A1", "RUNNING")
-    directory.record("app1", "alice", "A2", "STARTING")
-    directory.record("app2", "alice", "B1", "RUNNING")
-    assert directory.resolve("app1", "alice") == "A2"
-    assert directory.resolve("app2", "alice") == "B1"
-    assert directory.resolve("app1", "bob") is None
-    assert directory.status("app1", "A1") == "RUNNING"
-
-
-def test_alive_lists_only_own_unfinished_agents() -> None:
-    """Reconciliation watches agents this worker started that are not stopped or failed."""
-    directory = AgentDirectory()
-    directory.record("app", "a", "A", "RUNNING")
-    directory.record("app", "b", "B", "STOPPED")
-    directory.record("app", None, "C", "STARTING")
-    assert sorted(agent_id for _, agent_id, _, _ in directory.alive()) == ["A", "C"]
 
 
 def test_warm_up_budget_goes_where_the_records_are() -> None:
