@@ -1,10 +1,11 @@
-"""The records the worker writes: results, agent-state events and dead letters, built to fit.
+"""The records the worker writes: results, agent-state events, tombstones and dead letters.
 
 Every output is built so that its content cannot stop the pipeline: header values are bytes
 (a header without a value becomes empty), a record without key and value gets a value, and
-sizes are bounded. A result whose `data` exceeds `CONVOAI_MAX_RESULT_BYTES` carries a
-`TruncatedData` object instead; a dead letter that would exceed `CONVOAI_MAX_RECORD_BYTES`
-carries the head of the original value plus its size and SHA-256 in headers.
+sizes are bounded. A result whose `data` (or `error.details`) exceeds
+`CONVOAI_MAX_RESULT_BYTES` carries a `TruncatedData` object instead; a dead letter that would
+exceed `CONVOAI_MAX_RECORD_BYTES` carries the head of the original value plus its size and
+SHA-256 in headers.
 """
 
 from __future__ import annotations
@@ -71,24 +72,38 @@ class Outputs:
         self._source = f"convoai-worker/{settings.group_id}"
 
     def result(self, event: ResultEvent, key: bytes | None) -> OutputRecord:
-        """The result record; `data` over the budget is replaced by a `TruncatedData`."""
+        """The result record; `data` or `error.details` over the budget become `TruncatedData`."""
         value = encode_event(event)
-        if len(value) > self._max_result and event.data is not None:
-            data = msgspec.json.encode(event.data)
-            if len(data) > self._max_result:
-                event = msgspec.structs.replace(event, data=truncated(data))
-                value = encode_event(event)
+        if len(value) > self._max_result:
+            event = self._within_budget(event)
+            value = encode_event(event)
         record = self._result_record(event, key, value)
         if record.size > self._max_record:
             return self.shrunk_result(event, key)
         return record
+
+    def _within_budget(self, event: ResultEvent) -> ResultEvent:
+        """`event` with its API bodies (`data`, `error.details`) replaced where over budget."""
+        data, error = event.data, event.error
+        if data is not None:
+            encoded = msgspec.json.encode(data)
+            if len(encoded) > self._max_result:
+                data = truncated(encoded)
+        if error is not None and error.details is not None:
+            encoded = msgspec.json.encode(error.details)
+            if len(encoded) > self._max_result:
+                error = msgspec.structs.replace(error, details=truncated(encoded))
+        return msgspec.structs.replace(event, data=data, error=error)
 
     def shrunk_result(self, event: ResultEvent, key: bytes | None) -> OutputRecord:
         """The result with every text field cut short: for results the broker refused."""
         error = event.error
         if error is not None:
             error = msgspec.structs.replace(
-                error, message=_cut(error.message), reason=_cut_or_none(error.reason)
+                error,
+                message=_cut(error.message),
+                reason=_cut_or_none(error.reason),
+                details=_truncated_or_none(error.details),
             )
         small = msgspec.structs.replace(
             event,
@@ -98,8 +113,9 @@ class Outputs:
             app_id=_cut_or_none(event.app_id),
             agent_id=_cut_or_none(event.agent_id),
             phone_number=_cut_or_none(event.phone_number),
-            data=None if event.data is None else truncated(msgspec.json.encode(event.data)),
+            data=_truncated_or_none(event.data),
             error=error,
+            request_id=_cut_or_none(event.request_id),
         )
         key = key[:MAX_KEY_BYTES_WHEN_SHRUNK] if key is not None else None
         return self._result_record(small, key, encode_event(small))
@@ -124,6 +140,10 @@ class Outputs:
             subject=event.agent_id,
         )
         return OutputRecord(self._state, event.agent_id.encode(), encode_event(event), headers)
+
+    def tombstone(self, agent_id: str) -> OutputRecord:
+        """The record that makes compaction drop an agent from the agent-state topic."""
+        return OutputRecord(self._state, agent_id.encode(), None, [])
 
     def dead_letter(
         self, record: Record, reason: str, error: BaseException, *, keep_value: bool = True
@@ -187,6 +207,10 @@ class Outputs:
 def truncated(data: bytes) -> TruncatedData:
     """The stand-in for a JSON body too large to publish."""
     return TruncatedData(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _truncated_or_none(body: object) -> TruncatedData | None:
+    return None if body is None else truncated(msgspec.json.encode(body))
 
 
 def _cut(text: str) -> str:
