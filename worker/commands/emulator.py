@@ -22,6 +22,7 @@ from aiohttp import web
 from worker.emulator.app import build_app
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.faults import FaultRule, FaultSettings
+from worker.emulator.state import DEFAULT_STOP_DELAY
 from worker.event_loop import run_async
 from worker.settings import load_settings
 
@@ -32,7 +33,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8090, help="port to bind; 0 picks a free one")
     service = parser.add_argument_group("service behaviour")
     service.add_argument("--start-delay", type=float, default=0.0, help="seconds STARTING")
-    service.add_argument("--stop-delay", type=float, default=0.0, help="seconds STOPPING")
+    service.add_argument(
+        "--stop-delay",
+        type=float,
+        default=DEFAULT_STOP_DELAY,
+        help=f"seconds STOPPING after leave (default {DEFAULT_STOP_DELAY:g})",
+    )
     service.add_argument(
         "--max-agents", type=int, default=20, help="concurrent agents per App ID before 422"
     )
