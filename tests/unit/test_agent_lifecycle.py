@@ -224,6 +224,22 @@ class TestForgetting:
         assert sorted(directory.snapshot()) == ["LIVE"]
         assert directory.forget_ended("LIVE", T0 + MAX_SESSION_SECONDS)
 
+    def test_late_news_does_not_bring_a_forgotten_agent_back(self) -> None:
+        """The directory learns before the topic comes round, and webhooks arrive late: for
+        another retention, what does not outrank a forgotten agent's last state is ignored."""
+        directory = directory_of(seen("A", "RUNNING", 0), seen("A", "STOPPING", 5))
+        directory.forget("A")
+        for late in (seen("A", "RUNNING", 0), seen("A", "RUNNING", 50, source="webhook")):
+            assert not directory.observe(late).changed
+        assert directory.forget_ended("A", T0 + 60)  # its tombstone came round
+        assert not directory.observe(seen("A", "RUNNING", 70, source="webhook")).changed
+        assert "A" not in directory.snapshot()
+        confirmed = directory.observe(seen("A", "STOPPED", 80, source="webhook"))
+        assert confirmed.changed  # a later phase is news: forgotten again after the retention
+        directory.forget("A")
+        directory.due(T0 + 80 + 2 * 100 + 1, retention=100)  # the last state is dropped too
+        assert directory.observe(seen("A", "RUNNING", 90)).changed
+
     def test_forgetting_frees_the_name(self) -> None:
         """Memory holds live and recent agents only: names of forgotten agents are gone too."""
         directory = directory_of(seen("A", "STOPPED", 0))

@@ -8,7 +8,8 @@ executor applies what its commands observe at once (so the next command on the s
 it before the state topic comes round), and webhooks and the reconciler apply what they
 publish. `due` finds the agents to forget: stopped ones once the retention has passed since
 their last observation, and any agent last seen longer ago than the API's maximum session plus
-the retention (it cannot be alive any more), so memory holds only live and recent agents.
+the retention (it cannot be alive any more), so memory holds only live and recent agents (and,
+for one more retention, the last state of each forgotten one, so late news cannot revive it).
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class AgentDirectory:
         # every agent, and agents that reached STOPPING or later
         self._lifetimes: list[tuple[float, str]] = []
         self._endings: list[tuple[float, str]] = []
+        # forgotten agents → their last state, kept for another retention: records of theirs
+        # still on the way (the topic lags the directory) or late webhooks rank against it
+        self._retired: dict[str, AgentStateEvent] = {}
 
     def __len__(self) -> int:
         return len(self._agents)
@@ -78,6 +82,9 @@ class AgentDirectory:
         """What `observe(event)` would do, without doing it."""
         entry = self._agents.get(event.agent_id)
         if entry is None:
+            retired = self._retired.get(event.agent_id)
+            if retired is not None and not outranks(event, retired):
+                return Observed(event, won=True, changed=False)  # old news of a forgotten agent
             return Observed(event, won=True, changed=True)
         current = entry.state
         won = not outranks(current, event)
@@ -89,6 +96,8 @@ class AgentDirectory:
         observed = self.preview(event)
         entry = self._agents.get(event.agent_id)
         if entry is None:
+            if not observed.changed:
+                return observed
             entry = self._agents[event.agent_id] = _Entry(observed.state)
             self._index(observed.state)
             heapq.heappush(self._lifetimes, (_time(observed.state), event.agent_id))
@@ -132,13 +141,23 @@ class AgentDirectory:
         found: dict[str, AgentStateEvent] = {}
         self._pop_due(self._endings, now - retention, found, since=Phase.ENDING)
         self._pop_due(self._lifetimes, now - retention - MAX_SESSION_SECONDS, found)
+        for agent_id, last in list(self._retired.items()):
+            if _time(last) < now - 2 * retention:  # forgotten a retention ago
+                del self._retired[agent_id]
         return list(found.values())
 
     def forget(self, agent_id: str) -> None:
-        """Drop an agent (its tombstone is on the state topic, or is being written)."""
+        """Drop an agent (its tombstone is being written, or was read).
+
+        Its last state is kept for another retention: the state topic may still hold older
+        records of it that this worker has not read yet (the directory learns of commands
+        before the topic comes round), and a webhook may arrive late; an observation that
+        does not outrank that state does not bring the agent back.
+        """
         entry = self._agents.pop(agent_id, None)
         if entry is not None:
             self._unindex(entry.state)
+            self._retired[agent_id] = entry.state
 
     def forget_ended(self, agent_id: str, now: float) -> bool:
         """Apply a tombstone read from the state topic: drop the agent unless it may be live.
