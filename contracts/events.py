@@ -99,10 +99,11 @@ class ResultEvent(msgspec.Struct, frozen=True, kw_only=True):
     decided, `duration_ms` the time between them.
 
     `request_id` is the request id of the last API response the command received (for failures
-    also in `error.request_id`). `reconciled` is true when an agent.start found its name held
-    by a live agent and reports that agent instead of starting one: the command's `properties`
-    were not applied. `already_gone` is true when agent.stop, call.hangup or number.delete found
-    a target known to have existed already gone (the API answered 404).
+    also in `error.request_id`). `reconciled` is true when an agent.start got 409 and reports
+    the live agent holding its name instead of one it started: that agent's configuration is
+    not necessarily the command's `properties`. `already_gone` is true when agent.stop,
+    call.hangup or number.delete found a target known to have existed already gone (the API
+    answered 404).
     """
 
     command_id: str
