@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -10,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from contracts import AgentStateEvent, decode_agent_state, encode_event
 from tests.component.harness import ScriptedApi, running, settings, until
+from tests.states import state_event
 from worker.errors import OutputRejectedError
 from worker.execution.names import AgentDirectory
 from worker.kafka.memory import InMemoryBroker
@@ -31,22 +33,10 @@ def prompt_repairs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(housekeeping, "REPAIR_AFTER_SECONDS", 0.05)
 
 
-def observed(
-    agent_id: str,
-    status: str,
-    ago: float = 0.0,
-    *,
-    name: str | None = "bot",
-    source: str = "command",
-) -> AgentStateEvent:
-    return AgentStateEvent(
-        agent_id=agent_id,
-        app_id=APP,
-        name=name,
-        status=status,
-        source=source,  # type: ignore[arg-type]
-        observed_at=datetime.now(UTC) - timedelta(seconds=ago),
-    )
+def observed(agent_id: str, status: str, ago: float = 0.0, **fields: Any) -> AgentStateEvent:
+    """An observation made `ago` seconds ago."""
+    at = datetime.now(UTC) - timedelta(seconds=ago)
+    return state_event(agent_id, status, at, **{"app_id": APP, **fields})
 
 
 def publish(broker: InMemoryBroker, *events: AgentStateEvent) -> None:

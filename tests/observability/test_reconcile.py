@@ -9,6 +9,7 @@ import pytest
 
 from contracts import AgentStateEvent
 from tests.observability.fakes import RecordingSink
+from tests.states import state_event
 from worker.execution.names import AgentDirectory
 from worker.observability.reconcile import Reconciler
 
@@ -40,15 +41,8 @@ def started(
     directory: AgentDirectory, agent_id: str, status: str, name: str | None = None, ago: float = 0
 ) -> None:
     """Record an agent this worker started, observed `ago` seconds ago."""
-    event = AgentStateEvent(
-        agent_id=agent_id,
-        app_id="app",
-        name=name,
-        status=status,
-        source="command",
-        observed_at=datetime.now(UTC) - timedelta(seconds=ago),
-    )
-    directory.observe(event, ours=True)
+    at = datetime.now(UTC) - timedelta(seconds=ago)
+    directory.observe(state_event(agent_id, status, at, name=name), ours=True)
 
 
 class DirectorySink(RecordingSink):

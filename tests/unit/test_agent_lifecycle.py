@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import AgentStateEvent
+from tests.states import state_event
 from worker.execution.lifecycle import merge, outranks
 from worker.execution.names import MAX_SESSION_SECONDS, AgentDirectory
 
@@ -15,25 +18,9 @@ T0 = 1_800_000_000.0
 STATUSES = ["IDLE", "STARTING", "RUNNING", "RECOVERING", "STOPPING", "STOPPED", "FAILED", "NEW"]
 
 
-def seen(
-    agent_id: str,
-    status: str,
-    at: float,
-    *,
-    name: str | None = "bot",
-    source: str = "command",
-    app_id: str | None = "app",
-    message: str | None = None,
-) -> AgentStateEvent:
-    return AgentStateEvent(
-        agent_id=agent_id,
-        app_id=app_id,
-        name=name,
-        status=status,
-        source=source,  # type: ignore[arg-type]
-        message=message,
-        observed_at=datetime.fromtimestamp(T0 + at, UTC),
-    )
+def seen(agent_id: str, status: str, at: float, **fields: Any) -> AgentStateEvent:
+    """An observation `at` seconds after T0."""
+    return state_event(agent_id, status, datetime.fromtimestamp(T0 + at, UTC), **fields)
 
 
 def directory_of(*events: AgentStateEvent) -> AgentDirectory:
@@ -94,7 +81,7 @@ class TestWhichObservationWins:
         st.randoms(use_true_random=False),
     )
     def test_any_order_of_the_same_observations_gives_the_same_directory(
-        self, observations: list[tuple[str, str, int, str, str | None]], rng: object
+        self, observations: list[tuple[str, str, int, str, str | None]], rng: random.Random
     ) -> None:
         """Replaying the state topic, following it live or merging several members' events in
         any interleaving ends in the same states and the same name resolution."""
@@ -103,7 +90,7 @@ class TestWhichObservationWins:
             for agent, status, at, source, name in observations
         ]
         shuffled = list(events)
-        rng.shuffle(shuffled)  # type: ignore[attr-defined]
+        rng.shuffle(shuffled)
         first, second = directory_of(*events), directory_of(*shuffled)
         assert first.snapshot() == second.snapshot()
         assert first.resolve("app", "bot") == second.resolve("app", "bot")

@@ -141,9 +141,11 @@ class AgentDirectory:
         found: dict[str, AgentStateEvent] = {}
         self._pop_due(self._endings, now - retention, found, since=Phase.ENDING)
         self._pop_due(self._lifetimes, now - retention - MAX_SESSION_SECONDS, found)
-        for agent_id, last in list(self._retired.items()):
-            if _time(last) < now - 2 * retention:  # forgotten a retention ago
-                del self._retired[agent_id]
+        while self._retired:  # in the order forgotten: the oldest first
+            agent_id, last = next(iter(self._retired.items()))
+            if _time(last) >= now - 2 * retention:  # not forgotten a retention ago yet
+                break
+            del self._retired[agent_id]
         return list(found.values())
 
     def forget(self, agent_id: str) -> None:
@@ -157,6 +159,7 @@ class AgentDirectory:
         entry = self._agents.pop(agent_id, None)
         if entry is not None:
             self._unindex(entry.state)
+            self._retired.pop(agent_id, None)  # to the end of the forgetting order
             self._retired[agent_id] = entry.state
 
     def forget_ended(self, agent_id: str, now: float) -> bool:
