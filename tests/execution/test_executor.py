@@ -215,6 +215,19 @@ async def test_a_name_whose_agent_is_stopping_resolves_to_nothing(env: Env) -> N
     assert "agent.speak" not in operations(env)
 
 
+async def test_queries_about_a_session_that_ended_still_find_it_by_name(env: Env) -> None:
+    """agent.get and agent.turns by name reach the stopped agent; actions by name do not."""
+    agent_id = (await env.run(start())).result.agent_id
+    await env.run(speak(name="bot"))
+    await env.run({"command": "agent.stop", "id": "stop", "name": "bot"})
+    for command in ("agent.get", "agent.turns"):
+        result = (await env.run({"command": command, "id": command, "name": "bot"})).result
+        assert (result.outcome, result.agent_id) == ("succeeded", agent_id), result.error
+    refused = (await env.run(speak(name="bot") | {"id": "speak-2"})).result
+    assert refused.error is not None
+    assert (refused.outcome, refused.error.code) == ("failed", "agent_not_found")
+
+
 async def test_a_name_nobody_has_fails_clearly(env: Env) -> None:
     """No live agent with that name: failed with `agent_not_found`, nothing sent."""
     result = (await env.run(speak(name="ghost"))).result

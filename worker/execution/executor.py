@@ -32,6 +32,7 @@ from contracts import (
     AgentStart,
     AgentStateEvent,
     AgentStop,
+    AgentTurns,
     AgentUpdate,
     CallHangup,
     CallStart,
@@ -59,6 +60,8 @@ from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+AFTER_THE_END = (AgentStop, AgentGet, AgentTurns)
+"""Commands addressed by name that may reach an agent that is stopping or has stopped."""
 STARTING = "STARTING"  # also the status of a call's agent: the call response has none
 STOPPING = "STOPPING"
 STOPPED = "STOPPED"
@@ -224,8 +227,9 @@ class Executor:
     async def _resolve(self, job: _Job, name: str) -> str:
         """The id of the live agent called `name`: from the directory, else from the API.
 
-        agent.stop also takes the newest agent the directory knows by that name when none is
-        live (it is stopping or gone: the stop then reports it `already_gone`).
+        Commands that make sense for an agent that has ended (`AFTER_THE_END`) take the newest
+        agent the directory knows by that name when none is live: a stop then reports it
+        `already_gone`, a get or turns query reads the session that ended.
         """
         agent_id = self._names.resolve(job.app_id, name)
         if agent_id is not None:
@@ -235,7 +239,7 @@ class Executor:
             self._saw(job, found)
             return found.info.agent_id
         last = self._names.last_of(job.app_id, name)
-        if isinstance(job.command, AgentStop) and last is not None:
+        if isinstance(job.command, AFTER_THE_END) and last is not None:
             return last.agent_id
         raise CommandEndedError(
             "failed",
