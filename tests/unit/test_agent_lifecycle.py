@@ -221,8 +221,9 @@ class TestForgetting:
         assert directory.forget_ended("A", T0 + 60)  # its tombstone came round
         assert not directory.observe(seen("A", "RUNNING", 70, source="webhook")).changed
         assert "A" not in directory.snapshot()
-        confirmed = directory.observe(seen("A", "STOPPED", 80, source="webhook"))
+        confirmed = directory.observe(seen("A", "STOPPED", 80, source="reconcile", name=None))
         assert confirmed.changed  # a later phase is news: forgotten again after the retention
+        assert confirmed.state.name == "bot"
         directory.forget("A")
         directory.due(T0 + 80 + 2 * 100 + 1, retention=100)  # the last state is dropped too
         assert directory.observe(seen("A", "RUNNING", 90)).changed

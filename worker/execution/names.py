@@ -83,9 +83,11 @@ class AgentDirectory:
         entry = self._agents.get(event.agent_id)
         if entry is None:
             retired = self._retired.get(event.agent_id)
-            if retired is not None and not outranks(event, retired):
+            if retired is None:
+                return Observed(event, won=True, changed=True)
+            if not outranks(event, retired):
                 return Observed(event, won=True, changed=False)  # old news of a forgotten agent
-            return Observed(event, won=True, changed=True)
+            return Observed(merge(retired, event), won=True, changed=True)
         current = entry.state
         won = not outranks(current, event)
         state = merge(current, event)
