@@ -54,6 +54,7 @@ from contracts.errors import (
     EventDecodeError,
 )
 from contracts.events import (
+    AGENT_STATUS_CODES,
     KNOWN_AGENT_STATUSES,
     AgentStateEvent,
     ErrorInfo,
@@ -68,14 +69,15 @@ from contracts.headers import (
     cloudevent_headers,
     dlq_headers,
 )
-from contracts.properties import AgentProperties, AgentUpdateProperties
+from contracts.properties import AgentProperties, AgentUpdateProperties, CallProperties
 from contracts.topics import AGENT_STATE_TOPIC, COMMANDS_TOPIC, DLQ_TOPIC, RESULTS_TOPIC
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AGENT_STATE_EVENT_TYPE",
     "AGENT_STATE_TOPIC",
+    "AGENT_STATUS_CODES",
     "COMMANDS_TOPIC",
     "COMMAND_RESULT_EVENT_TYPE",
     "COMMAND_TYPES",
@@ -100,6 +102,7 @@ __all__ = [
     "CallGet",
     "CallHangup",
     "CallList",
+    "CallProperties",
     "CallStart",
     "Command",
     "CommandBase",

@@ -34,7 +34,8 @@ from contracts._fields import (
     StrMap,
     whole_match,
 )
-from contracts.properties import AgentProperties, AgentUpdateProperties
+from contracts.events import AGENT_STATUS_CODES
+from contracts.properties import AgentProperties, AgentUpdateProperties, CallProperties
 
 HttpMethod = Literal["GET", "POST", "PATCH", "DELETE"]
 RestLocation = Literal["body", "query"]
@@ -158,7 +159,7 @@ class AgentUpdate(AgentCommand, tag="agent.update", frozen=True, kw_only=True):
 
 
 class AgentSpeak(AgentCommand, tag="agent.speak", frozen=True, kw_only=True):
-    """Make the agent say `text` (at most 512 bytes of UTF-8) through its TTS.
+    """Make the agent say `text` (1 to 512 bytes of UTF-8) through its TTS.
 
     `POST /v2/projects/{appid}/agents/{agent_id}/speak`, rest = JSON body. Not idempotent: a
     re-sent request may be spoken twice. Not available for agents running an `mllm`.
@@ -166,7 +167,11 @@ class AgentSpeak(AgentCommand, tag="agent.speak", frozen=True, kw_only=True):
 
     text: Annotated[
         str,
-        Meta(max_length=SPEAK_TEXT_MAX_BYTES, description="At most 512 bytes of UTF-8."),
+        Meta(
+            min_length=1,
+            max_length=SPEAK_TEXT_MAX_BYTES,
+            description="1 to 512 bytes of UTF-8.",
+        ),
     ]
     priority: Literal["INTERRUPT", "APPEND", "IGNORE"] | UnsetType = UNSET
     interruptable: bool | UnsetType = UNSET
@@ -210,7 +215,7 @@ class AgentThink(AgentCommand, tag="agent.think", frozen=True, kw_only=True):
     the agent is listening, thinking or speaking.
     """
 
-    text: str
+    text: NonEmptyStr
     on_listening_action: Literal["inject", "interrupt", "ignore", "append"] | UnsetType = UNSET
     on_thinking_action: ThinkAction | UnsetType = UNSET
     on_speaking_action: ThinkAction | UnsetType = UNSET
@@ -234,31 +239,46 @@ class AgentGet(AgentCommand, tag="agent.get", frozen=True, kw_only=True):
     rest_location: ClassVar[RestLocation] = "query"
 
 
-AgentStateCodes = Annotated[
-    str,
-    Meta(
-        pattern=whole_match("[0-9]+(,[0-9]+)*"),
-        description="Comma-separated status codes, e.g. 0,1,2 (2 = RUNNING, the API default).",
-    ),
-]
+AgentStateFilter = (
+    Annotated[int, Meta(ge=0, description="A status code, e.g. 2 (RUNNING, the API default).")]
+    | Annotated[
+        str,
+        Meta(
+            pattern=whole_match("[0-9]+(,[0-9]+)*|" + "|".join(AGENT_STATUS_CODES)),
+            description=(
+                "A status code as text (`2`) or a status name (`RUNNING`). Comma-separated codes"
+                " (`0,1,2`) are forwarded as they are, but the API documents one state per query."
+            ),
+        ),
+    ]
+)
 
 
 class AgentList(CommandBase, tag="agent.list", frozen=True, kw_only=True):
     """List the project's agents, one page per command (`cursor` continues).
 
-    `GET /v2/projects/{appid}/agents`, rest = query string. Idempotent.
+    `GET /v2/projects/{appid}/agents`, rest = query string. Idempotent. `state` is sent as the
+    numeric code the API documents, whichever of the accepted forms the producer used.
     """
 
     channel: str | UnsetType = UNSET
     from_time: Annotated[float, Meta(description="Unix seconds.")] | UnsetType = UNSET
     to_time: Annotated[float, Meta(description="Unix seconds.")] | UnsetType = UNSET
-    state: AgentStateCodes | UnsetType = UNSET
+    state: AgentStateFilter | UnsetType = UNSET
     limit: PositiveInt | UnsetType = UNSET
     cursor: str | UnsetType = UNSET
 
     http_method: ClassVar[HttpMethod] = "GET"
     path_template: ClassVar[str] = "/v2/projects/{appid}/agents"
     rest_location: ClassVar[RestLocation] = "query"
+
+    def state_query(self) -> str | None:
+        """`state` as the API takes it: numeric codes (a status name becomes its code)."""
+        if self.state is UNSET:
+            return None
+        if isinstance(self.state, int):
+            return str(self.state)
+        return str(AGENT_STATUS_CODES.get(self.state, self.state))
 
 
 class AgentHistory(AgentCommand, tag="agent.history", frozen=True, kw_only=True):
@@ -308,7 +328,7 @@ class CallStart(CommandBase, tag="call.start", frozen=True, kw_only=True):
     name: NonEmptyStr
     sip: SipConfig
     pipeline_id: str | UnsetType = UNSET
-    properties: AgentProperties
+    properties: CallProperties
 
     http_method: ClassVar[HttpMethod] = "POST"
     path_template: ClassVar[str] = "/v2/projects/{appid}/call"
@@ -395,9 +415,9 @@ class NumberAdd(CommandBase, tag="number.add", frozen=True, kw_only=True):
     importing the same number again gets 409 `phone_number_exists` from the API.
     """
 
-    provider: Annotated[str, Meta(min_length=1, examples=["byo", "twilio"])]
+    provider: Literal["byo", "twilio"]
     phone_number: E164
-    label: str
+    label: NonEmptyStr
     inbound: bool | UnsetType = UNSET
     outbound: bool | UnsetType = UNSET
     inbound_config: InboundConfig

@@ -31,15 +31,20 @@ StateSource = Literal["command", "webhook", "reconcile"]
 """What revealed an agent's state: a command's API response, an Agora webhook, or a periodic
 read of the API."""
 
-KNOWN_AGENT_STATUSES = (
-    "IDLE",
-    "STARTING",
-    "RUNNING",
-    "STOPPING",
-    "STOPPED",
-    "RECOVERING",
-    "FAILED",
+AGENT_STATUS_CODES: Mapping[str, int] = MappingProxyType(
+    {
+        "IDLE": 0,
+        "STARTING": 1,
+        "RUNNING": 2,
+        "STOPPING": 3,
+        "STOPPED": 4,
+        "RECOVERING": 5,
+        "FAILED": 6,
+    }
 )
+"""Status names the API documents and their numeric codes (the `agent.list` `state` filter)."""
+
+KNOWN_AGENT_STATUSES = tuple(AGENT_STATUS_CODES)
 """Status names the API documents; others may appear and are passed through."""
 
 
@@ -49,7 +54,8 @@ class ErrorInfo(msgspec.Struct, frozen=True):
     `code` is a stable machine-readable name, `message` is for humans. `http_status` and
     `reason` are the API's HTTP status and `reason` field when the API answered; `request_id`
     is the API's request id when it sent one; `retryable` says whether sending the same command
-    again later could succeed.
+    again later could succeed. `details` is the API's error body as it was sent (JSON, or text
+    when it was not JSON; a `TruncatedData` object when it was too large to publish).
     """
 
     code: Annotated[str, Meta(min_length=1)]
@@ -58,6 +64,7 @@ class ErrorInfo(msgspec.Struct, frozen=True):
     reason: str | None = None
     request_id: str | None = None
     retryable: bool | None = None
+    details: Any = None
 
 
 def _in_utc(event: msgspec.Struct, *names: str) -> None:
@@ -90,6 +97,13 @@ class ResultEvent(msgspec.Struct, frozen=True, kw_only=True):
     `attempts` counts API calls made (0 when rejected or expired before running).
     `received_at` is the command record's timestamp, `completed_at` when the outcome was
     decided, `duration_ms` the time between them.
+
+    `request_id` is the request id of the last API response the command received (for failures
+    also in `error.request_id`). `reconciled` is true when an agent.start got 409 and reports
+    the live agent holding its name instead of one it started: that agent's configuration is
+    not necessarily the command's `properties`. `already_gone` is true when agent.stop,
+    call.hangup or number.delete found a target known to have existed already gone (the API
+    answered 404).
     """
 
     command_id: str
@@ -102,6 +116,9 @@ class ResultEvent(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
     data: Any = None
     error: ErrorInfo | None = None
+    request_id: str | None = None
+    reconciled: bool = False
+    already_gone: bool = False
     attempts: NonNegativeInt
     received_at: AwareDatetime
     completed_at: AwareDatetime

@@ -123,7 +123,7 @@ class TurnDetection(Model, frozen=True, kw_only=True):
     interrupt_mode: Literal["interrupt", "append", "ignore", "keyword", "adaptive"] | UnsetType = (
         UNSET
     )
-    interrupt_duration_ms: Milliseconds | UnsetType = UNSET
+    interrupt_duration_ms: Annotated[float, Meta(ge=0)] | UnsetType = UNSET
     interrupt_keywords: Annotated[list[str], Meta(max_length=128)] | UnsetType = UNSET
     prefix_padding_ms: Milliseconds | UnsetType = UNSET
     silence_duration_ms: Milliseconds | UnsetType = UNSET
@@ -246,20 +246,12 @@ class AgentParameters(Model, frozen=True, kw_only=True):
     opt_out: bool | UnsetType = UNSET
 
 
-class AgentProperties(Model, frozen=True, kw_only=True):
-    """Everything the agent joins with (`properties` of agent.start and call.start).
-
-    The four RTC fields are required by the API in every form, including with a `pipeline_id`
-    or presets, which make `asr`, `tts` and `llm` optional.
-    """
+class SessionProperties(Model, frozen=True, kw_only=True):
+    """What agent.start and call.start share in `properties` (all but `remote_rtc_uids`)."""
 
     channel: Annotated[str, Meta(min_length=1, description="RTC channel the agent joins.")]
     token: Annotated[str, Meta(description="The agent's RTC (and RTM) token.")]
     agent_rtc_uid: Annotated[str, Meta(min_length=1, description='"0" lets the server pick.')]
-    remote_rtc_uids: Annotated[
-        list[NonEmptyStr],
-        Meta(min_length=1, description='UIDs the agent listens to; ["*"] for anyone.'),
-    ]
     enable_string_uid: bool | UnsetType = UNSET
     idle_timeout: Annotated[int, Meta(ge=0, le=259200)] | UnsetType = UNSET
     geofence: Geofence | UnsetType = UNSET
@@ -276,6 +268,31 @@ class AgentProperties(Model, frozen=True, kw_only=True):
     rtc: RtcConfig | UnsetType = UNSET
     filler_words: FillerWords | UnsetType = UNSET
     parameters: AgentParameters | UnsetType = UNSET
+
+
+RemoteUids = Annotated[
+    list[NonEmptyStr],
+    Meta(min_length=1, description='UIDs the agent listens to; ["*"] for anyone.'),
+]
+
+
+class AgentProperties(SessionProperties, frozen=True, kw_only=True):
+    """Everything the agent joins with (`properties` of agent.start).
+
+    The four RTC fields are required by the API in every form, including with a `pipeline_id`
+    or presets, which make `asr`, `tts` and `llm` optional.
+    """
+
+    remote_rtc_uids: RemoteUids
+
+
+class CallProperties(SessionProperties, frozen=True, kw_only=True):
+    """`properties` of call.start: as for agent.start, but `remote_rtc_uids` may be left out.
+
+    With a `pipeline_id` it should hold the SIP gateway's `rtc_uid`.
+    """
+
+    remote_rtc_uids: RemoteUids | UnsetType = UNSET
 
 
 class LlmUpdate(Model, frozen=True, kw_only=True):

@@ -2,7 +2,8 @@
 
 Startup: producer sink → ops server (so probes answer while starting) → topics → agent
 directory from the state topic → dedupe memory from the results topic → API client → consumer.
-Background tasks (committer, followers, reconciler, loop monitor) run under a `Supervisor`.
+Background tasks (committer, followers, state housekeeping, reconciler, loop monitor) run under
+a `Supervisor`.
 
 Shutdown (`request_stop()`, all a signal handler does): the worker turns not ready, the consumer
 stops fetching and releases its partitions (queued work dropped, running work finished within
@@ -16,17 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from datetime import UTC, datetime
 
-import msgspec
 import structlog
 
-from contracts import AgentStateEvent, decode_command
 from worker.api.client import ConvoAIClient
-from worker.errors import OutputRejectedError
 from worker.execution import Executor
 from worker.execution.caller import ApiSender
 from worker.execution.names import AgentDirectory
@@ -35,34 +31,24 @@ from worker.kafka.ports import KafkaBackend
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.observability.loop_monitor import monitor_loop
-from worker.observability.reconcile import AgentStatusCheck, Reconciler
+from worker.observability.reconcile import Reconciler
 from worker.observability.server import OpsServer, build_ops_app
 from worker.observability.webhooks import WebhookReceiver
 from worker.pipeline.consumer import CommandConsumer
 from worker.pipeline.dedupe import CompletedCommands, newest, remember_results
-from worker.pipeline.directory import observe_states
+from worker.pipeline.directory import StateRecords
 from worker.pipeline.followers import TopicFollower
+from worker.pipeline.housekeeping import StateHousekeeper
 from worker.pipeline.outputs import Outputs
 from worker.pipeline.processor import CommandProcessor
 from worker.pipeline.publisher import Publisher
+from worker.pipeline.state_sink import DirectoryStateSink
 from worker.settings import Settings
 from worker.supervision import Supervisor
 
 log = structlog.get_logger(__name__)
 
 ApiFactory = Callable[[Settings], AbstractAsyncContextManager[ApiSender]]
-
-
-class _StateSink:
-    """Publishes state events from webhooks and reconciliation; returns once acknowledged."""
-
-    def __init__(self, outputs: Outputs, publisher: Publisher) -> None:
-        self._outputs = outputs
-        self._publisher = publisher
-
-    async def publish_state(self, event: AgentStateEvent) -> None:
-        for refused in await self._publisher.deliver([self._outputs.state(event)]):
-            raise OutputRejectedError(refused.record.topic, str(refused.error))
 
 
 class Worker:
@@ -103,7 +89,7 @@ class Worker:
             stack.push_async_callback(sink.close)  # also safe for a sink never started
             outputs = Outputs(settings)
             publisher = Publisher(sink, metrics, health)
-            state_sink = _StateSink(outputs, publisher)
+            state_sink = DirectoryStateSink(outputs, publisher, self.directory)
             webhooks = WebhookReceiver(
                 settings.webhook_secret, state_sink, metrics, app_id=settings.app_id
             )
@@ -124,28 +110,14 @@ class Worker:
             await sink.start()
             health.producer_ready(True)
 
-            states = TopicFollower(
-                kafka.topic_reader(settings.topic_state, "state-follower"),
-                observe_states(self.directory),
-            )
-            stack.push_async_callback(states.close)
-            completed = CompletedCommands(settings.dedupe_capacity)
-            results = TopicFollower(
-                kafka.topic_reader(settings.topic_results, "results-follower"),
-                remember_results(completed),
-            )
-            stack.push_async_callback(results.close)
-            agents = await states.load()
-            remembered = await results.load(newest(settings.dedupe_capacity))
-            log.info("worker_state_loaded", state_events=agents, completed_commands=remembered)
-            supervisor.start("state-follower", states.follow)
+            completed, results = await self._rebuild_memory(stack, supervisor, outputs, publisher)
 
             client = await stack.enter_async_context(self._api(settings))
             executor = Executor(client, settings, self.directory, observer=metrics)
             reconciler = Reconciler(
                 settings.reconcile_interval_seconds,
                 self.directory,
-                _status_check(executor),
+                executor.read_status,
                 state_sink,
             )
             supervisor.start("reconciler", reconciler.run)
@@ -174,25 +146,44 @@ class Worker:
             if consumer.fatal is not None:
                 raise consumer.fatal
 
-
-def _status_check(executor: Executor) -> AgentStatusCheck:
-    """Ask the API for an agent's status through the same executor commands use."""
-
-    async def check(app_id: str, agent_id: str) -> str | None:
-        command = {
-            "command": "agent.get",
-            "id": f"reconcile-{uuid.uuid4().hex}",
-            "agent_id": agent_id,
-        }
-        if app_id:
-            command["app_id"] = app_id
-        decoded = decode_command(msgspec.json.encode(command))
-        result = (await executor.execute(decoded, received_at=datetime.now(UTC))).result
-        if result.outcome == "succeeded" and isinstance(result.data, dict):
-            status = result.data.get("status")
-            return status if isinstance(status, str) else None
-        if result.error is not None and result.error.http_status == 404:
-            return "STOPPED"
-        return None
-
-    return check
+    async def _rebuild_memory(
+        self,
+        stack: AsyncExitStack,
+        supervisor: Supervisor,
+        outputs: Outputs,
+        publisher: Publisher,
+    ) -> tuple[CompletedCommands, TopicFollower]:
+        """Load the agent directory and the dedupe memory from their topics; keep the directory
+        current (and the state topic tidy) in the background; returns the dedupe memory and
+        the results follower (caught up at each assignment)."""
+        settings, kafka = self.settings, self._kafka
+        state_records = StateRecords(self.directory)
+        states = TopicFollower(
+            kafka.topic_reader(settings.topic_state, "state-follower"), state_records
+        )
+        stack.push_async_callback(states.close)
+        completed = CompletedCommands(settings.dedupe_capacity)
+        results = TopicFollower(
+            kafka.topic_reader(settings.topic_results, "results-follower"),
+            remember_results(completed),
+        )
+        stack.push_async_callback(results.close)
+        agents = await states.load()
+        remembered = await results.load(newest(settings.dedupe_capacity))
+        log.info(
+            "worker_state_loaded",
+            state_events=agents,
+            agents=len(self.directory),
+            completed_commands=remembered,
+        )
+        supervisor.start("state-follower", states.follow)
+        housekeeper = StateHousekeeper(
+            self.directory,
+            state_records,
+            outputs,
+            publisher,
+            self.metrics,
+            retention_seconds=settings.state_retention_seconds,
+        )
+        supervisor.start("state-housekeeper", housekeeper.run)
+        return completed, results

@@ -195,6 +195,19 @@ class Metrics:
             ["event_type", "verdict"],
             registry=registry,
         )
+        self.agents_tracked = Gauge(
+            "convoai_agents_tracked",
+            "Agents in the worker's directory: live ones and those ended within the retention.",
+            registry=registry,
+        )
+        self.agent_state_upkeep = Counter(
+            "convoai_agent_state_upkeep",
+            "Records the worker wrote to keep the agent-state topic right and bounded, by kind "
+            "(repair: the newest state again after an older one landed last; tombstone: an "
+            "agent forgotten after the retention).",
+            ["kind"],
+            registry=registry,
+        )
 
         # The per-command paths update the Loop* types (no lock; see worker.loop_metrics) through
         # these cached lookups (label sets are small and bounded, so the caches are too).
@@ -210,6 +223,7 @@ class Metrics:
         self.record_size = functools.cache(self.record_bytes.labels)
         self.task_restarts = functools.cache(self.background_task_restarts.labels)
         self.interrupted = functools.cache(self.commands_interrupted.labels)
+        self.state_upkeep = functools.cache(self.agent_state_upkeep.labels)
         self._request = functools.cache(self.api_request.labels)
         self._retry = functools.cache(self.api_retries.labels)
 

@@ -97,6 +97,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stall_timeout_seconds: Seconds = 300.0  # /livez: lag, no progress (> a command's budget)
     loop_block_seconds: Seconds = 5.0  # /livez fails when the event loop lags more than this
     reconcile_interval_seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # 0 = off
+    # agents that stopped are forgotten (tombstoned on the state topic) this long after
+    state_retention_seconds: Seconds = 86_400.0
 
     # logging
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -50,7 +50,15 @@ async def test_success_returns_status_body_and_request_id(emulator: RunningEmula
 
 async def test_204_has_no_body(emulator: RunningEmulator) -> None:
     """Delete answers 204 without a body: data is None."""
-    emulator.state.numbers.add({"provider": "byo", "phone_number": "+15550001111", "label": "x"})
+    emulator.state.numbers.add(
+        {
+            "provider": "byo",
+            "phone_number": "+15550001111",
+            "label": "x",
+            "inbound_config": {},
+            "outbound_config": {},
+        }
+    )
     delete = ApiRequest(
         "number.delete", "DELETE", "/v2/phone-numbers/+15550001111", "", None, False
     )

@@ -24,9 +24,9 @@ STOP_LIKE = {"agent.stop", "call.hangup", "number.delete"}
 # The table as the README's "Delivery guarantees" state it; the test below pins POLICY to
 # exactly these rows.
 EXPECTED_ROWS = {
-    ("agent.stop", "404"): Rule(Action.ALREADY_DONE, "already_stopped"),
-    ("call.hangup", "404"): Rule(Action.ALREADY_DONE, "already_hung_up"),
-    ("number.delete", "404"): Rule(Action.ALREADY_DONE, "already_deleted"),
+    ("agent.stop", "404"): Rule(Action.GONE, "agent_gone"),
+    ("call.hangup", "404"): Rule(Action.GONE, "call_gone"),
+    ("number.delete", "404"): Rule(Action.GONE, "number_gone"),
     ("agent.start", "409"): Rule(Action.RECONCILE, "agent_exists"),
     ("number.add", "409:repeat"): Rule(Action.RECONCILE, "number_exists"),
     (ANY, "429"): Rule(Action.RETRY, "rate_limited"),
@@ -61,9 +61,9 @@ def test_command_idempotency_matches_the_issue() -> None:
 
 @pytest.mark.parametrize("op", OPERATIONS)
 def test_404(op: str) -> None:
-    """404 is `already_done` on stop, hangup and number delete, a failure elsewhere."""
+    """404 is `gone` on stop, hangup and number delete, a failure elsewhere."""
     decision = decide(op, status(op, 404, "TaskNotFound"), idempotent=idempotent(op))
-    expected = Action.ALREADY_DONE if op in STOP_LIKE else Action.FAIL
+    expected = Action.GONE if op in STOP_LIKE else Action.FAIL
     assert decision.action == expected
 
 
@@ -90,11 +90,23 @@ def test_422_quota_retries_later_for_every_operation(op: str, reason: str) -> No
     assert (decision.action, decision.reason) == (Action.RETRY_LATER, "quota")
 
 
-@pytest.mark.parametrize("op", OPERATIONS)
-def test_422_without_a_quota_reason_fails(op: str) -> None:
-    """A 422 that is a validation error (`unprocessable_content`) is not retried."""
+AGENT_ENDPOINTS = [op for op in OPERATIONS if op.startswith("agent.")]
+OTHER_ENDPOINTS = [op for op in OPERATIONS if not op.startswith("agent.")]
+
+
+@pytest.mark.parametrize("op", OTHER_ENDPOINTS)
+def test_422_without_a_quota_reason_fails_on_telephony_and_numbers(op: str) -> None:
+    """There a 422 is a validation error (`unprocessable_content`): not retried."""
     error = ApiStatusError(op, 422, body={"error_type": "unprocessable_content"})
     assert decide(op, error, idempotent=idempotent(op)).action == Action.FAIL
+
+
+@pytest.mark.parametrize("op", AGENT_ENDPOINTS)
+@pytest.mark.parametrize("reason", [None, "AccessLimitExceeded"])
+def test_422_on_agent_endpoints_is_a_quota_whatever_its_reason(op: str, reason: str) -> None:
+    """The API documents 422 on agent endpoints only as "access limit exceeded"."""
+    decision = decide(op, status(op, 422, reason), idempotent=idempotent(op))
+    assert (decision.action, decision.condition) == (Action.RETRY_LATER, "422:quota")
 
 
 @pytest.mark.parametrize("op", OPERATIONS)

@@ -492,3 +492,17 @@ async def test_exponent_floats_differ_only_in_notation(
     assert b"1e-7" in ours.body
     assert msgspec.json.decode(ours.body) == msgspec.json.decode(theirs.body)
     assert ours._replace(body=b"") == theirs._replace(body=b"")
+
+
+@pytest.mark.parametrize("state", [2, "2", "RUNNING"])
+async def test_a_list_state_in_any_accepted_form_goes_out_as_the_sdks_code(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, state: object
+) -> None:
+    """The SDK reference documents `state` as the enum's integer; `state=2` is on the wire."""
+    theirs = await sdk_request(
+        harness, monkeypatch, lambda sdk: _pages(sdk.agents.list(APP, state=2, limit=5))
+    )
+    command = {"command": "agent.list", "id": "c", "app_id": APP, "state": state, "limit": 5}
+    ours = await our_request(harness, command)
+    assert ours == theirs
+    assert ours.query == "state=2&limit=5"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
 import pytest
@@ -24,6 +25,7 @@ from tests.component.harness import (
     running,
     until,
 )
+from worker.api.errors import ApiStatusError
 from worker.kafka.memory import InMemoryBroker
 from worker.kafka.ports import Committed, Headers, RecordRejectedError
 from worker.pipeline import publisher
@@ -101,6 +103,36 @@ async def test_a_response_over_the_budget_is_published_truncated(
         "truncated": True,
         "bytes": len(body),
         "sha256": hashlib.sha256(body).hexdigest(),
+    }
+
+
+async def test_an_error_body_over_the_budget_is_published_truncated(
+    broker: InMemoryBroker,
+) -> None:
+    """A gateway's huge HTML error page in `error.details` becomes a `TruncatedData` too."""
+    page = "<html>" + "x" * 400_000 + "</html>"
+
+    class FailingApi(ScriptedApi):
+        async def send(self, request: Any, *, time_left: float | None = None) -> Any:
+            del time_left
+            self.requests.append(request)
+            raise ApiStatusError(request.operation, 400, body=page, request_id="gw-1")
+
+    produce(broker, COMMANDS, [{"command": "agent.get", "id": "g-1", "agent_id": "A"}])
+    async with running(broker, FailingApi()):
+        await until(lambda: "g-1" in result_ids(broker), "the failed result")
+    (result,) = results(broker)
+    assert result.error is not None
+    assert (result.outcome, result.error.request_id, result.request_id) == (
+        "failed",
+        "gw-1",
+        "gw-1",
+    )
+    encoded = msgspec.json.encode(page)
+    assert result.error.details == {
+        "truncated": True,
+        "bytes": len(encoded),
+        "sha256": hashlib.sha256(encoded).hexdigest(),
     }
 
 

@@ -11,6 +11,7 @@ import pytest
 from contracts import (
     COMMAND_TYPES,
     ENVELOPE_FIELDS,
+    AgentList,
     AgentProperties,
     AgentSpeak,
     AgentStart,
@@ -191,6 +192,45 @@ class TestRest:
         """GET operations carry their query parameters in `rest`."""
         decoded = decode({"command": "agent.list", "id": "l", "state": "0,1,2", "from_time": 1.5})
         assert decoded.rest == {"state": "0,1,2", "from_time": 1.5}
+
+    @pytest.mark.parametrize(
+        ("state", "query"),
+        [(2, "2"), ("2", "2"), ("RUNNING", "2"), ("STOPPING", "3"), ("FAILED", "6"), (0, "0")],
+    )
+    def test_list_state_is_a_code_a_numeric_string_or_a_status_name(
+        self, state: object, query: str
+    ) -> None:
+        """The API documents one state per query as an enum; each form becomes its code."""
+        decoded = decode({"command": "agent.list", "id": "l", "state": state})
+        assert isinstance(decoded.command, AgentList)
+        assert decoded.command.state_query() == query
+
+    def test_list_state_codes_separated_by_commas_are_kept_as_written(self) -> None:
+        """Accepted by earlier versions of the contract, so still forwarded verbatim."""
+        decoded = decode({"command": "agent.list", "id": "l", "state": "0,1,2"})
+        assert isinstance(decoded.command, AgentList)
+        assert decoded.command.state_query() == "0,1,2"
+
+    def test_call_properties_may_leave_out_the_remote_uids(self) -> None:
+        """The SDK makes `remote_rtc_uids` optional for calls (the SIP gateway joins anyway)."""
+        call = {
+            "command": "call.start",
+            "id": "c",
+            "name": "call",
+            "sip": {
+                "to_number": "+14155550100",
+                "from_number": "+14155550101",
+                "rtc_uid": "100",
+                "rtc_token": "t",
+            },
+            "properties": {"channel": "c", "token": "t", "agent_rtc_uid": "111"},
+        }
+        assert decode(call).rest["properties"] == call["properties"]
+
+    def test_the_deprecated_interrupt_duration_takes_fractions(self) -> None:
+        """The SDK types `turn_detection.interrupt_duration_ms` as a float."""
+        properties = {**START_PROPERTIES, "turn_detection": {"interrupt_duration_ms": 160.5}}
+        decode({"command": "agent.start", "id": "s", "name": "n", "properties": properties})
 
 
 class TestAddressing:

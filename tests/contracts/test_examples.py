@@ -129,7 +129,10 @@ INVALID: list[tuple[Any, str]] = [
     ),
     ({"command": "agent.turns", "id": "t", "name": "n", "page_size": 9}, "$.page_size"),
     ({"command": "agent.turns", "id": "t", "name": "n", "page_index": 0}, "$.page_index"),
-    ({"command": "agent.list", "id": "l", "state": "RUNNING"}, "$.state"),
+    ({"command": "agent.list", "id": "l", "state": "running"}, "$.state"),
+    ({"command": "agent.list", "id": "l", "state": -1}, "$.state"),
+    ({**SPEAK, "text": ""}, "$.text"),
+    ({"command": "agent.think", "id": "t", "name": "n", "text": ""}, "$.text"),
     ({**START, "name": ""}, "$.name"),
     ({key: value for key, value in START.items() if key != "properties"}, "$.properties"),
     (
@@ -189,6 +192,9 @@ INVALID: list[tuple[Any, str]] = [
     ),
     ({**ADD, "phone_number": "14155550100"}, "$.phone_number"),
     ({**ADD, "inbound_config": None}, "$.inbound_config"),
+    ({**ADD, "provider": "Twilio"}, "$.provider"),
+    ({**ADD, "label": ""}, "$.label"),
+    ({key: value for key, value in ADD.items() if key != "outbound_config"}, "$.outbound_config"),
     ({"command": "number.delete", "id": "d"}, "$.phone_number"),
     ({"command": "call.get", "id": "g", "name": "n"}, "$.agent_id"),
 ]

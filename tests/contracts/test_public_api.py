@@ -12,6 +12,7 @@ import contracts
 EXPORTED = [
     "AGENT_STATE_EVENT_TYPE",
     "AGENT_STATE_TOPIC",
+    "AGENT_STATUS_CODES",
     "COMMANDS_TOPIC",
     "COMMAND_RESULT_EVENT_TYPE",
     "COMMAND_TYPES",
@@ -36,6 +37,7 @@ EXPORTED = [
     "CallGet",
     "CallHangup",
     "CallList",
+    "CallProperties",
     "CallStart",
     "Command",
     "CommandBase",

@@ -8,6 +8,7 @@ import pytest
 
 from tests.emulator.harness import APP_ID, FakeClock, RunningEmulator, running_emulator, start_body
 from worker.emulator.config import EmulatorConfig
+from worker.emulator.state import DEFAULT_STOP_DELAY
 
 PROJECT = f"/v2/projects/{APP_ID}"
 
@@ -32,10 +33,17 @@ async def test_agent_goes_from_starting_to_running_after_the_start_delay() -> No
         assert (await emulator.call("GET", agent))[1]["status"] == "RUNNING"
 
 
-async def test_leave_stops_the_agent_and_a_second_leave_is_404(emulator: RunningEmulator) -> None:
-    """Leave answers `{}`, the agent reports STOPPED, and leaving again is 404 TaskNotFound."""
+async def test_leave_stops_the_agent_and_a_second_leave_is_404(
+    emulator: RunningEmulator, clock: FakeClock
+) -> None:
+    """Leave answers `{}`; the agent is STOPPING for the default stop delay, then STOPPED; a
+    second leave, while stopping or after, is 404 TaskNotFound."""
     agent = f"{PROJECT}/agents/{await start(emulator)}"
     assert await emulator.call("POST", f"{agent}/leave") == (200, {})
+    assert (await emulator.call("GET", agent))[1]["status"] == "STOPPING"
+    status, body = await emulator.call("POST", f"{agent}/leave")
+    assert (status, body["reason"]) == (404, "TaskNotFound")
+    clock.advance(DEFAULT_STOP_DELAY)
     status, body = await emulator.call("GET", agent)
     assert (status, body["status"], body["message"]) == (200, "STOPPED", "OK")
     status, body = await emulator.call("POST", f"{agent}/leave")
@@ -53,12 +61,17 @@ async def test_stop_delay_reports_stopping_first(clock: FakeClock) -> None:
         assert (await emulator.call("GET", agent))[1]["status"] == "STOPPED"
 
 
-async def test_duplicate_name_of_a_live_agent_is_409(emulator: RunningEmulator) -> None:
-    """A name held by a live agent gets 409 TaskConflict; after it stops the name is free."""
+async def test_a_name_is_held_until_its_agent_has_stopped(
+    emulator: RunningEmulator, clock: FakeClock
+) -> None:
+    """A name held by a live or stopping agent gets 409 TaskConflict; once STOPPED it is free."""
     agent_id = await start(emulator, name="alice")
     status, body = await emulator.call("POST", f"{PROJECT}/join", json=start_body(name="alice"))
     assert (status, body["reason"]) == (409, "TaskConflict")
     await emulator.call("POST", f"{PROJECT}/agents/{agent_id}/leave")
+    status, body = await emulator.call("POST", f"{PROJECT}/join", json=start_body(name="alice"))
+    assert (status, body["reason"]) == (409, "TaskConflict")
+    clock.advance(DEFAULT_STOP_DELAY)
     assert await start(emulator, name="alice") != agent_id
 
 
@@ -179,7 +192,7 @@ async def test_history_and_turns_record_speak_and_think(emulator: RunningEmulato
 
 
 async def test_list_filters_by_state_and_channel_and_pages_with_a_cursor(
-    emulator: RunningEmulator,
+    emulator: RunningEmulator, clock: FakeClock
 ) -> None:
     """The list defaults to RUNNING agents, filters by channel and `state`, and pages by cursor."""
     ids = [
@@ -187,6 +200,9 @@ async def test_list_filters_by_state_and_channel_and_pages_with_a_cursor(
         for i in range(5)
     ]
     await emulator.call("POST", f"{PROJECT}/agents/{ids[0]}/leave")
+    _, stopping = await emulator.call("GET", f"{PROJECT}/agents", params={"state": "3"})
+    assert [item["agent_id"] for item in stopping["data"]["list"]] == [ids[0]]
+    clock.advance(DEFAULT_STOP_DELAY)
     _, running = await emulator.call("GET", f"{PROJECT}/agents")
     assert [item["agent_id"] for item in running["data"]["list"]] == ids[1:]
     assert running["meta"] == {"cursor": "", "total": 4}
@@ -201,6 +217,63 @@ async def test_list_filters_by_state_and_channel_and_pages_with_a_cursor(
         "GET", f"{PROJECT}/agents", params={"state": "2,4", "limit": "2", "cursor": ids[2]}
     )
     assert [item["agent_id"] for item in rest["data"]["list"]] == ids[2:4]
+
+
+async def test_a_cursor_stays_a_position_when_its_agent_changes_state(
+    emulator: RunningEmulator,
+) -> None:
+    """The next page starts at the cursor's agent even if it no longer matches the filter."""
+    ids = [await start(emulator, name=f"n{i}") for i in range(4)]
+    _, page = await emulator.call("GET", f"{PROJECT}/agents", params={"limit": "2"})
+    assert page["meta"]["cursor"] == ids[2]
+    await emulator.call("POST", f"{PROJECT}/agents/{ids[2]}/leave")
+    params = {"limit": "2", "cursor": ids[2]}
+    _, rest = await emulator.call("GET", f"{PROJECT}/agents", params=params)
+    assert [item["agent_id"] for item in rest["data"]["list"]] == [ids[3]]
+
+
+@pytest.mark.parametrize("cursor", ["NOT-AN-AGENT", "forgotten"])
+async def test_an_unknown_or_stale_cursor_is_refused(cursor: str, clock: FakeClock) -> None:
+    """A cursor that names no agent of the app (made up, or forgotten since) is a 400, not
+    page 1 again: a pager would otherwise loop forever over the first page."""
+    async with running_emulator(EmulatorConfig(retain_stopped=1), clock=clock) as emulator:
+        if cursor == "forgotten":
+            ids = [await start(emulator, name=f"n{i}") for i in range(2)]
+            for agent_id in ids:
+                await emulator.call("POST", f"{PROJECT}/agents/{agent_id}/leave")
+            cursor = ids[0]
+        params = {"state": "4", "cursor": cursor}
+        status, reply = await emulator.call("GET", f"{PROJECT}/agents", params=params)
+    assert (status, reply["reason"]) == (400, "InvalidFieldValue")
+    assert "cursor" in reply["detail"]
+
+
+async def test_speak_is_refused_for_an_mllm_agent(emulator: RunningEmulator) -> None:
+    """The documentation: the speak API is not supported with `mllm`."""
+    body = start_body(name="realtime")
+    body["properties"]["mllm"] = {"enable": True, "vendor": "openai"}
+    _, started = await emulator.call("POST", f"{PROJECT}/join", json=body)
+    agent = f"{PROJECT}/agents/{started['agent_id']}"
+    status, reply = await emulator.call("POST", f"{agent}/speak", json={"text": "Hello"})
+    assert (status, reply["reason"]) == (400, "NotImplemented")
+    assert (await emulator.call("POST", f"{agent}/think", json={"text": "hi"}))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("speak", {"text": ""}),
+        ("think", {"text": ""}),
+        ("think", {"text": "hi", "metadata": {"attempt": 2}}),
+    ],
+)
+async def test_empty_texts_and_metadata_that_is_not_text_are_400(
+    emulator: RunningEmulator, path: str, body: dict[str, Any]
+) -> None:
+    """As the contract refuses them: empty `text`, `metadata` values other than strings."""
+    agent = f"{PROJECT}/agents/{await start(emulator)}"
+    status, reply = await emulator.call("POST", f"{agent}/{path}", json=body)
+    assert (status, reply["reason"]) == (400, "InvalidFieldValue")
 
 
 async def test_list_time_window_defaults_to_the_last_two_hours(

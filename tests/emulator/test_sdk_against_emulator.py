@@ -97,7 +97,7 @@ async def test_all_agent_operations(sdk_and_emulator: tuple[Any, RunningEmulator
     turns = await sdk.agents.get_turns(APP_ID, agent_id, page_index=1, page_size=10)
     assert (turns.total_turn_count, turns.pagination.is_last_page) == (1, True)
     assert await sdk.agents.stop(APP_ID, agent_id) is None
-    assert (await sdk.agents.get(APP_ID, agent_id)).status == "STOPPED"
+    assert (await sdk.agents.get(APP_ID, agent_id)).status == "STOPPING"
     assert [e.operation for e in emulator.log.entries()] == [
         "agent.start",
         "agent.list",

@@ -15,6 +15,8 @@ from tests.emulator.harness import (
     start_body,
 )
 from worker.emulator.config import EmulatorConfig
+from worker.emulator.faults import FaultRule, FaultSettings
+from worker.emulator.state import DEFAULT_STOP_DELAY
 
 PROJECT = f"/v2/projects/{APP_ID}"
 
@@ -72,6 +74,9 @@ async def test_call_lifecycle(emulator: RunningEmulator, clock: FakeClock) -> No
     assert await emulator.call("POST", f"{PROJECT}/calls/{agent_id}/hangup") == (200, {})
     _, ended = await emulator.call("GET", f"{PROJECT}/calls/{agent_id}")
     assert (ended["state"], ended["reason"]) == ("hangup", "request")
+    _, agent = await emulator.call("GET", f"{PROJECT}/agents/{agent_id}")
+    assert agent["status"] == "STOPPING"
+    clock.advance(DEFAULT_STOP_DELAY)
     _, agent = await emulator.call("GET", f"{PROJECT}/agents/{agent_id}")
     assert agent["status"] == "STOPPED"
     status, reply = await emulator.call("POST", f"{PROJECT}/calls/{agent_id}/hangup")
@@ -140,19 +145,59 @@ async def test_phone_number_crud(emulator: RunningEmulator) -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "error_type"),
+    ("change", "status", "error_type"),
     [
-        ({"phone_number": "12345"}, "invalid_phone_format"),
-        ({"provider": "carrier-pigeon"}, "invalid_request"),
-        ({"label": None}, "invalid_request"),
+        ({"phone_number": "12345"}, 400, "invalid_phone_format"),
+        ({"provider": "carrier-pigeon"}, 422, "unprocessable_content"),
+        ({"label": None}, 422, "unprocessable_content"),
+        ({"label": ""}, 422, "unprocessable_content"),
+        ({"inbound_config": None}, 422, "unprocessable_content"),
+        ({"outbound_config": None}, 422, "unprocessable_content"),
     ],
 )
-async def test_invalid_number_imports_are_400(
-    emulator: RunningEmulator, change: dict[str, Any], error_type: str
+async def test_invalid_number_imports_get_the_documented_codes(
+    emulator: RunningEmulator, change: dict[str, Any], status: int, error_type: str
 ) -> None:
-    """Import checks the number's format, the provider and the required label."""
-    status, reply = await emulator.call("POST", "/v2/phone-numbers", json=number_body() | change)
-    assert (status, reply["error_type"]) == (400, error_type)
+    """400 `invalid_phone_format` for the number; the provider, a non-empty label and both
+    config objects are validated with 422 `unprocessable_content`."""
+    body = {key: value for key, value in (number_body() | change).items() if value is not None}
+    answer, reply = await emulator.call("POST", "/v2/phone-numbers", json=body)
+    assert (answer, reply["error_type"]) == (status, error_type)
+
+
+async def test_invalid_call_bodies_are_422_unprocessable_content(
+    emulator: RunningEmulator,
+) -> None:
+    """The telephony error shape and code for validation errors; `remote_rtc_uids` optional."""
+    body = call_body()
+    del body["properties"]["remote_rtc_uids"]
+    assert (await emulator.call("POST", f"{PROJECT}/call", json=body))[0] == 200
+    body = call_body("other")
+    del body["properties"]["token"]
+    status, reply = await emulator.call("POST", f"{PROJECT}/call", json=body)
+    assert (status, reply["error_type"]) == (422, "unprocessable_content")
+
+
+async def test_an_unknown_call_list_cursor_is_refused(emulator: RunningEmulator) -> None:
+    """As for agents: not page 1 again."""
+    params = {"cursor": "NOT-A-CALL"}
+    status, reply = await emulator.call("GET", f"{PROJECT}/call", params=params)
+    assert (status, reply["error_type"]) == (422, "unprocessable_content")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v2/phone-numbers", {"description": "injected fault"}),
+        (f"{PROJECT}/agents", {"detail": "injected fault"}),
+    ],
+)
+async def test_rate_limiting_carries_no_undocumented_code(
+    emulator: RunningEmulator, path: str, body: dict[str, str]
+) -> None:
+    """429 has no documented `reason` or `error_type`: the body has the text alone."""
+    emulator.faults.replace(FaultSettings(rules=[FaultRule(status=429, count=1)]))
+    assert await emulator.call("GET", path) == (429, body)
 
 
 async def test_credentials_are_checked_when_configured(emulator: RunningEmulator) -> None:
@@ -161,8 +206,7 @@ async def test_credentials_are_checked_when_configured(emulator: RunningEmulator
     assert (status, reply["error_type"]) == (401, "unauthorized")
     bad = {"Authorization": basic_auth(secret="wrong")}
     status, reply = await emulator.call("GET", f"{PROJECT}/agents", auth=False, headers=bad)
-    assert status == 401
-    assert reply["reason"] == "Unauthorized"
+    assert (status, reply) == (401, {"detail": "authentication failed"})
 
 
 async def test_token_auth_is_accepted_when_configured() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,20 +13,23 @@ import msgspec
 import pytest
 
 from contracts import decode_command
-from tests.emulator.harness import RunningEmulator, running_emulator
+from tests.emulator.harness import FakeClock, RunningEmulator, running_emulator
 from worker.api.client import ConvoAIClient
 from worker.execution import AgentDirectory, Execution, Executor
 from worker.settings import Settings
 
 
 class Sleeps:
-    """Records backoff waits instead of waiting."""
+    """Records backoff waits instead of waiting; moves `clock` on by each wait when given."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock | None = None) -> None:
         self.delays: list[float] = []
+        self._clock = clock
 
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
+        if self._clock is not None:
+            self._clock.advance(seconds)
         await asyncio.sleep(0)
 
 
@@ -46,12 +50,22 @@ class RecordingObserver:
 
 
 class Env:
-    """An executor against the emulator, with its name directory, sleeps and observations."""
+    """An executor against the emulator, with its name directory, sleeps and observations.
 
-    def __init__(self, emulator: RunningEmulator, stack: contextlib.AsyncExitStack) -> None:
+    With a `clock`, the emulator and the executor share it and backoff waits move it on, so a
+    command that polls sees the emulator's time pass (an agent finish stopping, say).
+    """
+
+    def __init__(
+        self,
+        emulator: RunningEmulator,
+        stack: contextlib.AsyncExitStack,
+        clock: FakeClock | None = None,
+    ) -> None:
         self.emulator = emulator
+        self.clock = clock
         self.names = AgentDirectory()
-        self.sleeps = Sleeps()
+        self.sleeps = Sleeps(clock)
         self.observer = RecordingObserver()
         self._stack = stack
         self._executor: Executor | None = None
@@ -61,7 +75,12 @@ class Env:
         settings: Settings = self.emulator.settings(**overrides)
         client = await self._stack.enter_async_context(ConvoAIClient(settings))
         self._executor = Executor(
-            client, settings, self.names, observer=self.observer, sleep=self.sleeps
+            client,
+            settings,
+            self.names,
+            observer=self.observer,
+            sleep=self.sleeps,
+            clock=self.clock or time.time,
         )
         return self._executor
 
@@ -80,6 +99,15 @@ async def env() -> AsyncIterator[Env]:
     async with contextlib.AsyncExitStack() as stack:
         emulator = await stack.enter_async_context(running_emulator())
         yield Env(emulator, stack)
+
+
+@pytest.fixture
+async def clocked_env() -> AsyncIterator[Env]:
+    """Like `env`, on a fake clock that the executor's backoff waits move on."""
+    clock = FakeClock()
+    async with contextlib.AsyncExitStack() as stack:
+        emulator = await stack.enter_async_context(running_emulator(clock=clock))
+        yield Env(emulator, stack, clock)
 
 
 @pytest.fixture

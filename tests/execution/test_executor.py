@@ -7,6 +7,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 import pytest
@@ -17,6 +18,7 @@ from tests.execution.conftest import Env
 from worker.api.client import ApiResponse, ConvoAIClient
 from worker.api.requests import ApiRequest
 from worker.emulator.faults import FaultRule, FaultSettings
+from worker.emulator.state import DEFAULT_STOP_DELAY
 from worker.execution import AgentDirectory, Executor
 from worker.settings import Settings
 
@@ -60,13 +62,19 @@ async def test_start_succeeds_and_reports_the_new_agent(env: Env) -> None:
 
 
 async def test_start_conflict_reconciles_to_the_existing_agent(env: Env) -> None:
-    """409 TaskConflict finds the agent by name and succeeds with its data, no new agent."""
+    """409 TaskConflict finds the live agent by name: succeeded with its data, marked
+    `reconciled` (this command's properties were not applied), no new agent."""
     first = (await env.run(start())).result
+    assert first.reconciled is False
     env.names = AgentDirectory()  # a worker that has not seen the first start
     await env.configure()
     again = await env.run(start())
     result = again.result
-    assert (result.outcome, result.agent_id) == ("succeeded", first.agent_id)
+    assert (result.outcome, result.agent_id, result.reconciled) == (
+        "succeeded",
+        first.agent_id,
+        True,
+    )
     assert result.data["name"] == "bot"
     assert result.attempts == 3
     assert operations(env)[1:] == ["agent.start", "agent.list", "agent.get"]
@@ -74,11 +82,72 @@ async def test_start_conflict_reconciles_to_the_existing_agent(env: Env) -> None
     assert env.emulator.state.agent_count() == 1
 
 
+async def test_a_start_conflicting_with_a_known_agent_asks_only_for_that_agent(env: Env) -> None:
+    """The directory knows who holds the name: one get instead of a search."""
+    first = (await env.run(start())).result
+    result = (await env.run(start() | {"id": "again"})).result
+    assert (result.outcome, result.agent_id, result.reconciled) == (
+        "succeeded",
+        first.agent_id,
+        True,
+    )
+    assert operations(env)[1:] == ["agent.start", "agent.get"]
+
+
+async def test_a_restart_waits_for_the_stopping_agent_then_starts_a_new_one(
+    clocked_env: Env,
+) -> None:
+    """stop then start with the same name: the start gets 409 while the old agent is STOPPING,
+    polls it with backoff until STOPPED, then starts a new agent that the name points at."""
+    env = clocked_env
+    old = (await env.run(start())).result.agent_id
+    stopped = await env.run({"command": "agent.stop", "id": "stop", "name": "bot"})
+    assert [(e.agent_id, e.status) for e in stopped.state_events] == [(old, "STOPPING")]
+    restarted = await env.run(start() | {"id": "restart"})
+    result = restarted.result
+    assert result.outcome == "succeeded", result.error
+    assert (result.reconciled, result.data["agent_id"]) == (False, result.agent_id)
+    assert result.agent_id not in (None, old)
+    assert [(e.agent_id, e.status) for e in restarted.state_events] == [
+        (old, "STOPPED"),
+        (result.agent_id, "RUNNING"),
+    ]
+    assert env.names.resolve(APP_ID, "bot") == result.agent_id
+    ops = operations(env)[2:]
+    assert ops[0] == "agent.start"
+    assert ops[-1] == "agent.start"
+    assert set(ops[1:-1]) == {"agent.get"}
+    assert len(env.sleeps.delays) == len(ops) - 3  # one backoff before each repeated get
+    assert sum(env.sleeps.delays) >= DEFAULT_STOP_DELAY
+    spoken = (await env.run(speak(name="bot"))).result
+    assert (spoken.outcome, spoken.agent_id) == ("succeeded", result.agent_id)
+
+
+async def test_a_start_gives_up_when_the_name_stays_held_past_its_budget(
+    clocked_env: Env,
+) -> None:
+    """The holder never finishes stopping within the command's budget: failed, retryable."""
+    env = clocked_env
+    await env.configure(command_timeout_seconds=0.5)
+    await env.run(start())
+    await env.run({"command": "agent.stop", "id": "stop", "name": "bot"})
+    result = (await env.run(start() | {"id": "restart"})).result
+    assert result.outcome == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.http_status, result.error.retryable) == (
+        "name_still_held",
+        409,
+        True,
+    )
+    assert "STOPPING" in result.error.message
+    assert env.emulator.state.agent_count() == 1
+
+
 async def test_start_whose_response_was_lost_is_retried_and_reconciled(env: Env) -> None:
     """The join ran but its answer was lost: the retry's 409 is reconciled to that agent."""
     inject(env, FaultRule(action="drop", operation="agent.start", execute=True, count=1))
     result = (await env.run(start())).result
-    assert result.outcome == "succeeded"
+    assert (result.outcome, result.reconciled) == ("succeeded", True)
     assert env.emulator.state.agent_count() == 1
     assert operations(env) == ["agent.start", "agent.start", "agent.list", "agent.get"]
     assert env.observer.retries == [("agent.start", "connection")]
@@ -120,6 +189,45 @@ async def test_unknown_names_are_looked_up_through_the_api(env: Env) -> None:
     assert env.names.resolve(APP_ID, "bot") == agent_id
 
 
+async def test_the_name_lookup_asks_for_one_state_per_query(clocked_env: Env) -> None:
+    """The API documents one `state` per list query: RUNNING, then STARTING."""
+    env = clocked_env
+    await env.configure(api_max_attempts=1)
+    env.emulator.state.start_delay = 60.0  # the agent stays STARTING
+    agent_id = (await env.run(start())).result.agent_id
+    env.names = AgentDirectory()
+    await env.configure()
+    result = (await env.run(speak(name="bot"))).result
+    assert result.agent_id == agent_id
+    queries = [entry.query for entry in env.emulator.log.entries("agent.list")]
+    assert [dict(parse_qsl(query))["state"] for query in queries] == ["2", "1"]
+
+
+async def test_a_name_whose_agent_is_stopping_resolves_to_nothing(env: Env) -> None:
+    """Neither the directory nor the API lookup hands out a dying agent for a name."""
+    await env.run(start())
+    await env.run({"command": "agent.stop", "id": "stop", "name": "bot"})
+    env.names = AgentDirectory()
+    await env.configure()
+    result = (await env.run(speak(name="bot"))).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code) == ("failed", "agent_not_found")
+    assert "agent.speak" not in operations(env)
+
+
+async def test_queries_about_a_session_that_ended_still_find_it_by_name(env: Env) -> None:
+    """agent.get and agent.turns by name reach the stopped agent; actions by name do not."""
+    agent_id = (await env.run(start())).result.agent_id
+    await env.run(speak(name="bot"))
+    await env.run({"command": "agent.stop", "id": "stop", "name": "bot"})
+    for command in ("agent.get", "agent.turns"):
+        result = (await env.run({"command": command, "id": command, "name": "bot"})).result
+        assert (result.outcome, result.agent_id) == ("succeeded", agent_id), result.error
+    refused = (await env.run(speak(name="bot") | {"id": "speak-2"})).result
+    assert refused.error is not None
+    assert (refused.outcome, refused.error.code) == ("failed", "agent_not_found")
+
+
 async def test_a_name_nobody_has_fails_clearly(env: Env) -> None:
     """No live agent with that name: failed with `agent_not_found`, nothing sent."""
     result = (await env.run(speak(name="ghost"))).result
@@ -131,8 +239,11 @@ async def test_a_name_nobody_has_fails_clearly(env: Env) -> None:
 
 
 @pytest.mark.parametrize("stop", ["agent.stop", "call.hangup"])
-async def test_stopping_twice_succeeds_and_reports_stopped_once(env: Env, stop: str) -> None:
-    """The second stop/hangup gets 404 and is `already done`; STOPPED is published once."""
+async def test_stopping_twice_reports_stopping_once_and_then_already_gone(
+    env: Env, stop: str
+) -> None:
+    """A stop makes the agent STOPPING (the API stops it asynchronously); the second gets 404
+    for an agent known to have existed: succeeded, `already_gone`, nothing published."""
     if stop == "agent.stop":
         agent_id = (await env.run(start())).result.agent_id
     else:
@@ -143,18 +254,90 @@ async def test_stopping_twice_succeeds_and_reports_stopped_once(env: Env, stop: 
     first = await env.run(command)
     second = await env.run(command)
     assert first.result.outcome == second.result.outcome == "succeeded"
-    assert [e.status for e in first.state_events] == ["STOPPED"]
+    assert (first.result.already_gone, second.result.already_gone) == (False, True)
+    assert [e.status for e in first.state_events] == ["STOPPING"]
     assert second.state_events == []
     assert second.result.data is None
     assert env.emulator.log.entries(stop)[-1].status == 404
 
 
-async def test_deleting_a_missing_number_succeeds(env: Env) -> None:
-    """number.delete on a number that is not there is already done."""
+@pytest.mark.parametrize(
+    ("stop", "body"),
+    [
+        ("agent.stop", {"detail": "agent TYPO not found", "reason": "TaskNotFound"}),
+        ("call.hangup", {"description": "call TYPO not found", "error_type": "not_found"}),
+    ],
+)
+async def test_stopping_an_id_never_seen_fails_with_not_found(
+    env: Env, stop: str, body: dict[str, str]
+) -> None:
+    """A typo or a wrong app_id is not success: failed `not_found`, the API's body kept, and
+    no state event for an id that never existed."""
+    execution = await env.run({"command": stop, "id": "stop", "agent_id": "TYPO"})
+    result = execution.result
+    assert result.outcome == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.http_status, result.error.retryable) == (
+        "not_found",
+        404,
+        False,
+    )
+    assert result.error.details == body
+    assert "not known to have existed" in result.error.message
+    assert result.already_gone is False
+    assert execution.state_events == []
+    assert env.names.state("TYPO") is None
+
+
+async def test_a_stop_whose_answer_was_lost_is_already_gone_on_its_retry(env: Env) -> None:
+    """The leave ran but its answer was lost; the retry's 404 is our own stop."""
+    agent_id = (await env.run(start())).result.agent_id
+    env.names = AgentDirectory()  # a worker that does not know the agent
+    await env.configure()
+    inject(env, FaultRule(action="drop", operation="agent.stop", execute=True, count=1))
+    execution = await env.run({"command": "agent.stop", "id": "stop", "agent_id": agent_id})
+    assert (execution.result.outcome, execution.result.already_gone) == ("succeeded", True)
+    assert [e.status for e in execution.state_events] == ["STOPPING"]
+
+
+async def test_stopping_by_name_an_agent_already_stopping_is_already_gone(env: Env) -> None:
+    """The name no longer resolves to a live agent, but the directory knows its last agent."""
+    agent_id = (await env.run(start())).result.agent_id
+    await env.run({"command": "agent.stop", "id": "stop-1", "name": "bot"})
+    again = (await env.run({"command": "agent.stop", "id": "stop-2", "name": "bot"})).result
+    assert (again.outcome, again.agent_id, again.already_gone) == ("succeeded", agent_id, True)
+
+
+async def test_deleting_a_missing_number_fails_with_not_found(env: Env) -> None:
+    """number.delete of a number that is not there: nothing was deleted, and the result says so."""
     result = (
         await env.run({"command": "number.delete", "id": "d", "phone_number": "+15550001"})
     ).result
-    assert (result.outcome, result.phone_number, result.data) == ("succeeded", "+15550001", None)
+    assert (result.outcome, result.phone_number, result.data) == ("failed", "+15550001", None)
+    assert result.error is not None
+    assert (result.error.code, result.error.reason) == ("not_found", "not_found")
+
+
+async def test_a_delete_whose_answer_came_too_late_is_already_gone_on_its_retry(
+    env: Env,
+) -> None:
+    """The delete ran but answered after the timeout; the retry's 404 is our own delete."""
+    await env.run(_number_add())
+    await env.configure(api_timeout_seconds=0.1)
+    inject(env, FaultRule(action="delay", operation="number.delete", delay_ms=300, count=1))
+    command = {"command": "number.delete", "id": "d", "phone_number": "+19876543210"}
+    result = (await env.run(command)).result
+    assert (result.outcome, result.already_gone, result.attempts) == ("succeeded", True, 2)
+
+
+async def test_results_carry_the_apis_request_id(env: Env) -> None:
+    """The request id of the last response, for successes as for failures."""
+    result = (await env.run(start())).result
+    assert result.request_id is not None
+    assert result.request_id.startswith("emu-")
+    failed = (await env.run(speak(agent_id="NOPE"))).result
+    assert failed.error is not None
+    assert failed.request_id == failed.error.request_id is not None
 
 
 async def test_transient_errors_are_retried_with_backoff(env: Env) -> None:
@@ -311,6 +494,15 @@ async def test_client_errors_fail_with_the_apis_details(env: Env) -> None:
     )
     assert result.error.request_id is not None
     assert result.error.retryable is False
+    assert result.error.details == {"detail": "injected fault", "reason": "InvalidFieldValue"}
+
+
+async def test_a_422_with_an_unknown_reason_on_an_agent_endpoint_is_retried(env: Env) -> None:
+    """On agent endpoints the API documents 422 only as a quota: waited out like one."""
+    inject(env, FaultRule(operation="agent.start", status=422, reason="AccessLimit", count=1))
+    result = (await env.run(start())).result
+    assert (result.outcome, result.attempts) == ("succeeded", 2)
+    assert env.observer.retries == [("agent.start", "quota")]
 
 
 async def test_a_command_without_app_id_fails_before_sending(env: Env) -> None:

@@ -41,10 +41,11 @@ class RecordingSink:
         self.attempts = 0
         self.cancelled = 0
         self.failures = 0  # the next `failures` publishes raise
+        self.news = True  # False: every event is known already (or older), nothing published
         self.gate = asyncio.Event()  # publishes wait for it; set unless a test holds them back
         self.gate.set()
 
-    async def publish_state(self, event: AgentStateEvent) -> None:
+    async def publish_state(self, event: AgentStateEvent) -> bool:
         self.attempts += 1
         try:
             await self.gate.wait()
@@ -54,7 +55,10 @@ class RecordingSink:
         if self.failures:
             self.failures -= 1
             raise PublishError("broker unavailable")
+        if not self.news:
+            return False
         self.events.append(event)
+        return True
 
 
 def new_metrics() -> Metrics:

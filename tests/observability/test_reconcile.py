@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from contracts import AgentStateEvent
 from tests.observability.fakes import RecordingSink
+from tests.states import state_event
 from worker.execution.names import AgentDirectory
 from worker.observability.reconcile import Reconciler
 
@@ -34,14 +37,38 @@ class FakeApi:
         return answer
 
 
+def started(
+    directory: AgentDirectory, agent_id: str, status: str, name: str | None = None, ago: float = 0
+) -> None:
+    """Record an agent this worker started, observed `ago` seconds ago."""
+    at = datetime.now(UTC) - timedelta(seconds=ago)
+    directory.observe(state_event(agent_id, status, at, name=name), ours=True)
+
+
+class DirectorySink(RecordingSink):
+    """A sink that, like the worker's, publishes only what is news to the directory."""
+
+    def __init__(self, directory: AgentDirectory) -> None:
+        super().__init__()
+        self.directory = directory
+
+    async def publish_state(self, event: AgentStateEvent) -> bool:
+        observed = self.directory.preview(event)
+        if not observed.changed:
+            return False
+        await super().publish_state(observed.state)
+        self.directory.observe(observed.state)
+        return True
+
+
 @pytest.fixture
 def directory() -> AgentDirectory:
     """The pipeline's own directory: A, B, C started here and alive, D stopped."""
     directory = AgentDirectory()
-    directory.record("app", "a", "A", "RUNNING")
-    directory.record("app", "b", "B", "RUNNING")
-    directory.record("app", None, "C", "STARTING")
-    directory.record("app", "d", "D", "STOPPED")
+    started(directory, "A", "RUNNING", "a", ago=1)
+    started(directory, "B", "RUNNING", "b", ago=1)
+    started(directory, "C", "STARTING", ago=1)
+    started(directory, "D", "STOPPED", "d", ago=1)
     return directory
 
 
@@ -76,38 +103,41 @@ async def test_api_and_publish_errors_skip_only_that_agent(directory: AgentDirec
 
 
 async def test_a_status_changed_during_the_check_is_left_alone():
-    """A command that changed the agent meanwhile wins over the API's older answer."""
+    """A command that stopped the agent meanwhile wins over the API's older answer."""
     directory = AgentDirectory()
-    directory.record("app", "a", "A", "STARTING")
+    started(directory, "A", "STARTING", "a", ago=1)
 
     async def check(app_id: str, agent_id: str) -> str | None:
-        directory.record(app_id, "a", agent_id, "STOPPED")  # agent.stop completed meanwhile
+        started(directory, agent_id, "STOPPING", "a")  # agent.stop completed meanwhile
         return "RUNNING"  # read before the stop
 
-    sink = RecordingSink()
+    sink = DirectorySink(directory)
     assert await Reconciler(60, directory, check, sink).reconcile_once() == 0
-    assert sink.attempts == 0
+    assert sink.events == []
+    assert directory.resolve("app", "a") is None
 
 
-async def test_a_check_that_records_what_it_read_still_publishes():
-    """A check through the executor updates the directory to the API's answer; still published."""
-    directory = AgentDirectory()
-    directory.record("app", "a", "A", "RUNNING")
-
-    async def check(app_id: str, agent_id: str) -> str | None:
-        directory.record(app_id, "a", agent_id, "STOPPED")  # what Executor does for agent.get
-        return "STOPPED"
-
-    sink = RecordingSink()
-    assert await Reconciler(60, directory, check, sink).reconcile_once() == 1
-    assert [(event.agent_id, event.status) for event in sink.events] == [("A", "STOPPED")]
+async def test_a_stop_is_confirmed_by_the_api(directory: AgentDirectory):
+    """A STOPPING agent is checked too; STOPPED from the API ends it in the directory."""
+    started(directory, "A", "STOPPING", "a")
+    api = FakeApi({"A": "STOPPED", "B": "RUNNING", "C": "STARTING"})
+    sink = DirectorySink(directory)
+    assert await Reconciler(60, directory, api.check, sink).reconcile_once() == 1
+    [event] = sink.events
+    assert (event.agent_id, event.status, event.name, event.source) == (
+        "A",
+        "STOPPED",
+        "a",
+        "reconcile",
+    )
+    assert sorted(state.agent_id for state in directory.alive()) == ["B", "C"]
 
 
 async def test_checks_run_with_bounded_concurrency():
     """Many agents are checked a few at a time, not all at once."""
     directory = AgentDirectory()
     for n in range(20):
-        directory.record("app", None, f"A{n}", "RUNNING")
+        started(directory, f"A{n}", "RUNNING")
     api = FakeApi({f"A{n}": "RUNNING" for n in range(20)})
     await Reconciler(60, directory, api.check, RecordingSink(), concurrency=3).reconcile_once()
     assert len(api.asked) == 20
@@ -135,9 +165,6 @@ async def test_run_repeats_passes_and_survives_a_broken_pass(directory: AgentDir
             if passes == 3:
                 third_pass.set()
             return directory.alive()
-
-        def status(self, app_id: str, agent_id: str) -> str | None:
-            return directory.status(app_id, agent_id)
 
     api = FakeApi({"A": "RUNNING", "B": "RUNNING", "C": "RUNNING"})
     sink = RecordingSink()

@@ -230,6 +230,15 @@ class TestDelivery:
         assert endpoint.sink.attempts == 1
         assert len(endpoint.sink.events) == 1
 
+    async def test_a_state_the_worker_knows_better_is_superseded(self, endpoint: Endpoint):
+        """A "joined" notice for an agent already stopped: 200, nothing published, and the
+        notice is remembered like any other."""
+        endpoint.sink.news = False
+        assert await endpoint.post(JOINED) == (200, {"ok": True, "verdict": "superseded"})
+        assert endpoint.sink.events == []
+        assert counted(endpoint.metrics, "101", "superseded") == 1
+        assert (await endpoint.post(JOINED))[1]["verdict"] == "duplicate"
+
     async def test_a_failed_publish_is_503_and_retried_on_redelivery(self, endpoint: Endpoint):
         """Kafka refused: 503 `publish_failed`; the notice is not remembered, so Agora's retry
         publishes it."""

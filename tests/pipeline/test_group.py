@@ -183,7 +183,13 @@ def seed_numbers(emulator: RunningEmulator, count: int) -> bytes:
     """Import `count` phone numbers; the body `number.list` then answers with."""
     for n in range(count):
         emulator.state.numbers.add(
-            {"provider": "byo", "phone_number": f"+1555{n:07d}", "label": f"line {n} " + "-" * 80}
+            {
+                "provider": "byo",
+                "phone_number": f"+1555{n:07d}",
+                "label": f"line {n} " + "-" * 80,
+                "inbound_config": {},
+                "outbound_config": {},
+            }
         )
     return msgspec.json.encode(emulator.state.numbers.list())
 

@@ -1,16 +1,22 @@
 """What a failed API request means for the command, per operation, as a table.
 
 A failure is described by *conditions*, most specific first: a 404 is `("404", "4xx")`, a 422
-whose reason is a quota reason `("422:quota", "422", "4xx")`, a 409 after an earlier attempt
+that signals a quota `("422:quota", "422", "4xx")`, a 409 after an earlier attempt
 that may have reached the API `("409:repeat", "409", "4xx")`, a refused connection
 `("connect",)`. The first condition with a row for the operation, else for any operation
 (`*`), decides:
 
-- `already_done`: the state the command asks for already holds (404 on stop, hangup, delete);
+- `gone`: the target is not there (404 on stop, hangup, delete). The command is done only if
+  the target is known to have existed (the executor knows the agent, or an earlier attempt of
+  the same command may have removed it); otherwise it was never there;
 - `reconcile`: the thing exists already; look it up and report it (409 on agent.start, and on
   number.add when our own earlier attempt may have created it);
 - `retry` / `retry_later`: send again after a backoff (`retry_later`: the long quota backoff);
 - `fail`: the API refused the command.
+
+A 422 means a quota on every agent endpoint, whatever its `reason` (the API documents 422
+there only as "access limit exceeded"); on telephony and phone-number endpoints 422 is
+`unprocessable_content`, a validation error, unless its reason names a quota.
 
 Non-idempotent operations (speak, think, interrupt, call.start) are re-sent only when the
 failure proves the API did not act on the request: the connection was never established, or
@@ -33,13 +39,14 @@ from worker.api.errors import (
 )
 
 QUOTA_REASONS = frozenset({"ResourceQuotaLimitExceeded", "ConcurrencyLimitExceeded"})
+AGENT_OPERATIONS = "agent."  # prefix of the operations on agent endpoints (`detail`/`reason`)
 ANY = "*"
 
 
 class Action(StrEnum):
     """What to do after a failed request."""
 
-    ALREADY_DONE = "already_done"
+    GONE = "gone"
     RECONCILE = "reconcile"
     RETRY = "retry"
     RETRY_LATER = "retry_later"
@@ -55,9 +62,9 @@ class Rule(NamedTuple):
 
 
 POLICY: Mapping[tuple[str, str], Rule] = {
-    ("agent.stop", "404"): Rule(Action.ALREADY_DONE, "already_stopped"),
-    ("call.hangup", "404"): Rule(Action.ALREADY_DONE, "already_hung_up"),
-    ("number.delete", "404"): Rule(Action.ALREADY_DONE, "already_deleted"),
+    ("agent.stop", "404"): Rule(Action.GONE, "agent_gone"),
+    ("call.hangup", "404"): Rule(Action.GONE, "call_gone"),
+    ("number.delete", "404"): Rule(Action.GONE, "number_gone"),
     ("agent.start", "409"): Rule(Action.RECONCILE, "agent_exists"),
     ("number.add", "409:repeat"): Rule(Action.RECONCILE, "number_exists"),
     (ANY, "429"): Rule(Action.RETRY, "rate_limited"),
@@ -92,7 +99,9 @@ def conditions(error: ApiError, *, repeated: bool = False) -> tuple[str, ...]:
         specific: list[str] = []
         if status == 409 and repeated:
             specific.append("409:repeat")
-        if status == 422 and error.reason in QUOTA_REASONS:
+        if status == 422 and (
+            error.reason in QUOTA_REASONS or error.operation.startswith(AGENT_OPERATIONS)
+        ):
             specific.append("422:quota")
         family = "5xx" if status >= 500 else "4xx" if status >= 400 else "other"
         return (*specific, str(status), family)

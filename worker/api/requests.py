@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 
-from contracts import CommandBase
+from contracts import AgentList, CommandBase
 
 SDK_FIELD_ORDER: Mapping[str, tuple[str, ...]] = {
     "agent.start": ("name", "preset", "pipeline_id", "properties"),
@@ -89,6 +89,9 @@ def build_request(
 ) -> ApiRequest:
     """The request for `command`, whose REST payload is `rest` (`DecodedCommand.rest`)."""
     path = path_for(type(command), app_id=app_id, agent_id=agent_id, phone_number=phone_number)
+    if isinstance(command, AgentList) and "state" in rest:
+        # the API takes the numeric code; the contract also accepts the status name
+        rest = {**rest, "state": command.state_query()}
     return request_for(type(command), path, rest)
 
 

@@ -31,6 +31,7 @@ from worker.commands.exit_codes import OK, CommandLineError
 from worker.emulator.app import build_app
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.faults import FaultRule, FaultSettings
+from worker.emulator.state import DEFAULT_STOP_DELAY
 from worker.event_loop import run_async
 from worker.observability.server import ListenError, OpsServer
 
@@ -41,7 +42,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port, default=8090, help="port to bind; 0 picks a free one")
     service = parser.add_argument_group("service behaviour")
     service.add_argument("--start-delay", type=non_negative, default=0.0, help="seconds STARTING")
-    service.add_argument("--stop-delay", type=non_negative, default=0.0, help="seconds STOPPING")
+    service.add_argument(
+        "--stop-delay",
+        type=non_negative,
+        default=DEFAULT_STOP_DELAY,
+        help=f"seconds STOPPING after leave (default {DEFAULT_STOP_DELAY:g})",
+    )
     service.add_argument(
         "--max-agents",
         type=positive_int,

@@ -151,7 +151,7 @@ class _EndpointFactory:
             if fault is not None and fault.action == "delay":
                 await asyncio.sleep(fault.delay_ms / 1000)
             if isinstance(outcome, EmulatedError):
-                record(outcome.status)
+                record(outcome.status_in(route.family))
                 return _error(outcome, route, request_ids)
             record(route.status)
             headers = {"X-Request-ID": f"emu-{next(request_ids)}"}
@@ -184,7 +184,7 @@ def _drop(request: web.Request) -> NoReturn:
 def _error(error: EmulatedError, route: Route, request_ids: itertools.count[int]) -> web.Response:
     return web.Response(
         body=msgspec.json.encode(error.body(route.family)),
-        status=error.status,
+        status=error.status_in(route.family),
         content_type=JSON,
         headers={"X-Request-ID": f"emu-{next(request_ids)}"},
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from worker.emulator.faults import FaultSettings
+from worker.emulator.state import DEFAULT_STOP_DELAY
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -19,7 +20,7 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     customer_secret: str = ""
     auth_token: str = ""  # also accept `agora token=<auth_token>` when set
     start_delay: NonNegative = 0.0  # seconds an agent stays STARTING
-    stop_delay: NonNegative = 0.0  # seconds an agent stays STOPPING after leave
+    stop_delay: NonNegative = DEFAULT_STOP_DELAY  # seconds an agent stays STOPPING after leave
     max_agents_per_app: Positive = 20  # concurrent agents per App ID before 422
     request_log_size: Positive = 10_000
     retain_stopped: Positive = 10_000  # stopped agents kept for get/turns before being forgotten

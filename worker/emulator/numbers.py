@@ -1,7 +1,9 @@
 """The emulated phone numbers: import, read, route, remove (`docs/api-reference.md` §2.15-2.19).
 
-Numbers are not tied to an App ID (their paths carry none); duplicates get 409
-`phone_number_exists`, unknown numbers 404 `not_found`, in the telephony error shape.
+Numbers are not tied to an App ID (their paths carry none); an import needs a provider (byo or
+twilio), an E.164 number, a non-empty label and both config objects (422
+`unprocessable_content` otherwise, 400 `invalid_phone_format` for the number); duplicates get
+409 `phone_number_exists`, unknown numbers 404 `not_found`, in the telephony error shape.
 """
 
 from __future__ import annotations
@@ -45,10 +47,10 @@ class PhoneNumbers:
             raise InvalidBodyError("InvalidFieldValue", "provider must be byo or twilio")
         number = v.phone_number(v.required_str(body, "phone_number"))
         label = v.required_str(body, "label")
+        inbound_config = v.required_object(body, "inbound_config")
+        outbound_config = v.required_object(body, "outbound_config")
         if number in self._records:
             raise EmulatedError(409, "phone_number_exists", f"{number} is already imported")
-        inbound_config = v.optional(body, "inbound_config", dict)
-        outbound_config = v.optional(body, "outbound_config", dict)
         record = {
             "provider": provider,
             "phone_number": number,

@@ -3,17 +3,22 @@
 Statuses are derived from timestamps instead of timers: an agent is STARTING until
 `start_delay` has passed, then RUNNING; after a stop it is STOPPING for `stop_delay`, then
 STOPPED. That keeps a request O(1) whatever the number of agents, which matters when a benchmark
-starts hundreds of thousands of them. Rules `docs/api-reference.md` documents are enforced here: 409
-`TaskConflict` for a name held by a live agent, 404 for unknown or stopped agents, 422 above the
-per-App-ID concurrency limit. Phone numbers live in `worker.emulator.numbers`.
+starts hundreds of thousands of them. Rules `docs/api-reference.md`
+documents are enforced here: 409
+`TaskConflict` for a name held by an agent that has not finished stopping (the API processes a
+stop asynchronously, so by default a stop takes `DEFAULT_STOP_DELAY`), 404 for unknown or
+stopped agents, 422 above the per-App-ID concurrency limit, speak refused for an agent running
+an `mllm`, and list cursors that must name an agent of the listing (a stale or unknown cursor is
+an error, not page 1 again). Phone numbers live in `worker.emulator.numbers`.
 """
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from worker.emulator import validation as v
@@ -21,6 +26,7 @@ from worker.emulator.errors import EmulatedError, InvalidBodyError, not_found
 from worker.emulator.numbers import PhoneNumbers
 
 STATUS_CODES = {"IDLE": 0, "STARTING": 1, "RUNNING": 2, "STOPPING": 3, "STOPPED": 4, "FAILED": 6}
+DEFAULT_STOP_DELAY = 1.0  # seconds an agent stays STOPPING after leave
 FINAL_STATUSES = frozenset({"STOPPED", "FAILED"})
 SPEAK_PRIORITIES = frozenset({"INTERRUPT", "APPEND", "IGNORE"})
 THINK_ACTIONS = frozenset({"inject", "interrupt", "ignore", "append"})
@@ -67,6 +73,7 @@ class Agent:
         "labels",
         "max_history",
         "message",
+        "mllm",
         "name",
         "running_at",
         "stop_at",
@@ -88,6 +95,7 @@ class Agent:
         self.channel: str = properties.get("channel", "")
         labels = properties.get("labels")
         self.labels: dict[str, Any] = labels if isinstance(labels, dict) else {}
+        self.mllm = _uses_mllm(properties)
         llm = properties.get("llm")
         max_history = llm.get("max_history") if isinstance(llm, dict) else None
         self.max_history = max_history if type(max_history) is int else DEFAULT_MAX_HISTORY
@@ -183,7 +191,7 @@ class EmulatorState:
         self,
         *,
         start_delay: float = 0.0,
-        stop_delay: float = 0.0,
+        stop_delay: float = DEFAULT_STOP_DELAY,
         max_agents_per_app: int = 20,
         retain_stopped: int = 10_000,
         notifier: Notifier | None = None,
@@ -234,19 +242,16 @@ class EmulatorState:
         limit = v.query_int(query, "limit", 20, 1)
         channel = query.get("channel")
         codes = self._state_codes(query.get("state", "2"))
+        agents = self._after_cursor(self._agents.get(app_id, {}), query.get("cursor"))
         matching = [
             (agent, status)
-            for agent in self._agents.get(app_id, {}).values()
+            for agent in agents
             if from_time <= agent.created <= to_time
             and (channel is None or agent.channel == channel)
             and STATUS_CODES[status := agent.status(now)] in codes
         ]
-        start = 0
-        cursor = query.get("cursor")
-        if cursor:
-            start = next((i for i, (a, _) in enumerate(matching) if a.agent_id == cursor), 0)
-        page = matching[start : start + limit]
-        rest = matching[start + limit : start + limit + 1]
+        page = matching[:limit]
+        rest = matching[limit : limit + 1]
         items = [
             {"start_ts": int(a.created), "status": status, "agent_id": a.agent_id}
             for a, status in page
@@ -325,6 +330,8 @@ class EmulatorState:
     def speak(self, app_id: str, agent_id: str, body: Any) -> dict[str, Any]:
         """POST /speak: text of at most 512 bytes; recorded in history and turns."""
         agent = self._live_agent(app_id, agent_id)
+        if agent.mllm:
+            raise EmulatedError(400, "NotImplemented", "speak is not supported with mllm")
         body = v.as_object(body)
         text = v.required_str(body, "text")
         if len(text.encode()) > MAX_TEXT_BYTES:
@@ -355,7 +362,7 @@ class EmulatorState:
         for field in ("on_listening_action", "on_thinking_action", "on_speaking_action"):
             v.one_of(body, field, THINK_ACTIONS)
         v.optional(body, "interruptable", bool)
-        v.optional(body, "metadata", dict)
+        v.string_map(body, "metadata")
         now = self._clock()
         agent.remember("user", text)
         return {"agent_id": agent.agent_id, "channel": agent.channel, "start_ts": int(now)}
@@ -373,7 +380,8 @@ class EmulatorState:
             if field not in sip and f"sip_{field}" not in sip:
                 raise InvalidBodyError("MissingRequiredField", f"sip.{field} is required")
         properties = v.required_object(body, "properties")
-        v.required_str(properties, "channel", "properties.")
+        self._check_session(properties)
+        v.optional(properties, "remote_rtc_uids", list, "properties.")
         pipeline_id = v.optional(body, "pipeline_id", str)
         agent = self._create_agent(app_id, name, properties, "telephony")
         agent.call = Call(agent, sip, pipeline_id)
@@ -387,20 +395,17 @@ class EmulatorState:
         limit = v.query_int(query, "limit", 20, 1)
         number = query.get("number")
         kind = query.get("type")
+        agents = self._after_cursor(self._agents.get(app_id, {}), query.get("cursor"))
         calls = [
             agent.call
-            for agent in self._agents.get(app_id, {}).values()
+            for agent in agents
             if agent.call is not None
             and from_time <= agent.created <= to_time
             and number in (None, agent.call.to_number, agent.call.from_number)
             and kind in (None, "outbound")
         ]
-        start = 0
-        cursor = query.get("cursor")
-        if cursor:
-            start = next((i for i, c in enumerate(calls) if c.agent.agent_id == cursor), 0)
-        page = calls[start : start + limit]
-        rest = calls[start + limit : start + limit + 1]
+        page = calls[:limit]
+        rest = calls[limit : limit + 1]
         return {
             "data": {"count": len(page), "list": [c.item() for c in page]},
             "meta": {"cursor": rest[0].agent.agent_id if rest else "", "total": len(calls)},
@@ -507,12 +512,30 @@ class EmulatorState:
         return agent.call
 
     @staticmethod
-    def _check_properties(properties: dict[str, Any]) -> None:
+    def _after_cursor(agents: dict[str, Agent], cursor: str | None) -> Iterable[Agent]:
+        """The app's agents in start order, from the one `cursor` names (all without one).
+
+        A cursor is a position among all of the app's agents, so it stays valid when its agent
+        changes state; one that names no agent (made up, or forgotten since) is refused.
+        """
+        if not cursor:
+            return agents.values()
+        if cursor not in agents:
+            raise InvalidBodyError("InvalidFieldValue", f"cursor {cursor!r} is not a position")
+        return itertools.dropwhile(lambda agent: agent.agent_id != cursor, agents.values())
+
+    @classmethod
+    def _check_properties(cls, properties: dict[str, Any]) -> None:
+        cls._check_session(properties)
+        v.required_list(properties, "remote_rtc_uids", "properties.")
+
+    @staticmethod
+    def _check_session(properties: dict[str, Any]) -> None:
+        """The RTC fields every start and call needs."""
         v.required_str(properties, "channel", "properties.")
         v.required_str(properties, "agent_rtc_uid", "properties.")
         if not isinstance(properties.get("token"), str):  # "" is valid for apps without certificate
             raise InvalidBodyError("MissingRequiredField", "properties.token is required")
-        v.required_list(properties, "remote_rtc_uids", "properties.")
 
     @staticmethod
     def _state_codes(raw: str) -> frozenset[int]:
@@ -522,3 +545,12 @@ class EmulatorState:
             raise InvalidBodyError(
                 "InvalidFieldValue", "state must be comma-separated status codes"
             ) from None
+
+
+def _uses_mllm(properties: dict[str, Any]) -> bool:
+    """Whether the agent runs a multimodal LLM (`mllm.enable`, or the deprecated switch)."""
+    mllm = properties.get("mllm")
+    features = properties.get("advanced_features")
+    return (isinstance(mllm, dict) and mllm.get("enable") is True) or (
+        isinstance(features, dict) and features.get("enable_mllm") is True
+    )

@@ -1,4 +1,4 @@
-"""Request-body checks of the emulated API: the 400 replies a client gets for unusable input.
+"""Request-body checks of the emulated API: the replies a client gets for unusable input.
 
 The emulator checks what the real service documents as required and the types of the fields it
 reads; everything else in a body is accepted and ignored, as the API does with unknown fields.
@@ -59,6 +59,16 @@ def optional(obj: dict[str, Any], field: str, kind: type, path: str = "") -> Any
     if value is not None and type(value) is not kind:
         raise InvalidBodyError("InvalidFieldValue", f"{path}{field} must be {kind.__name__}")
     return value
+
+
+def string_map(obj: dict[str, Any], field: str, path: str = "") -> dict[str, str] | None:
+    """An optional object whose values are all strings (think `metadata`)."""
+    value: dict[str, Any] | None = optional(obj, field, dict, path)
+    if value is None:
+        return None
+    if not all(isinstance(item, str) for item in value.values()):
+        raise InvalidBodyError("InvalidFieldValue", f"{path}{field} values must be strings")
+    return {key: str(item) for key, item in value.items()}
 
 
 def one_of(obj: dict[str, Any], field: str, allowed: frozenset[str], path: str = "") -> Any:

@@ -3,8 +3,9 @@
 `Caller.perform` sends a request, asks the policy what each failure means and waits the backoff
 before sending again, within `api_max_attempts` and the command's deadline (a wait that would
 end past the deadline is not started; the last attempt's timeout is cut to the time left). It
-returns the 2xx response, or the failure when the policy says the command is already done or
-must be reconciled; every other ending raises `CommandEndedError` with the command's outcome.
+returns the 2xx response, or the failure when the policy says the target is gone or must be
+reconciled; every other ending raises `CommandEndedError` with the command's outcome. `pause`
+is the same backoff for commands that poll until the API reaches a state.
 """
 
 from __future__ import annotations
@@ -38,13 +39,15 @@ class Progress:
 
     `in_doubt` is True while a request that must not be repeated may have reached the API:
     if the command is interrupted then, its outcome is `unknown`, and it must not run again.
+    `request_id` is the API's request id of the last response (2xx or not), when it sent one.
     """
 
-    __slots__ = ("attempts", "in_doubt")
+    __slots__ = ("attempts", "in_doubt", "request_id")
 
     def __init__(self) -> None:
         self.attempts = 0
         self.in_doubt = False
+        self.request_id: str | None = None
 
 
 class Run:
@@ -58,10 +61,15 @@ class Run:
 
 
 class Refusal(NamedTuple):
-    """A failure the policy turns into `already_done` or `reconcile`."""
+    """A failure the policy turns into `gone` or `reconcile`.
+
+    `repeated`: an earlier attempt of the same request may have reached the API (so a 404 may
+    be the result of our own earlier attempt).
+    """
 
     decision: Decision
     error: ApiError
+    repeated: bool = False
 
 
 class Caller:
@@ -105,13 +113,15 @@ class Caller:
                 progress.in_doubt = True
             sent = await self._send_once(request, time_left)
             if not isinstance(sent, ApiError):
+                progress.request_id = sent.request_id
                 return sent
             error = sent
+            progress.request_id = getattr(error, "request_id", None) or progress.request_id
             decision = decide(operation, error, idempotent=idempotent, repeated=repeated)
+            if decision.action in (Action.GONE, Action.RECONCILE):
+                return Refusal(decision, error, repeated)
             repeated = repeated or error.may_have_reached_api
             progress.in_doubt = not idempotent and repeated
-            if decision.action in (Action.ALREADY_DONE, Action.RECONCILE):
-                return Refusal(decision, error)
             if decision.action not in RETRY_ACTIONS:
                 raise failure(decision, error)
             delay = self._delay(attempt, decision, error)
@@ -119,6 +129,14 @@ class Caller:
                 raise failure(decision._replace(reason=EXHAUSTED), error)
             self._observer.retry_scheduled(operation, decision.reason, delay)
             await self._sleep(delay)
+
+    async def pause(self, attempt: int, run: Run) -> bool:
+        """Wait the backoff before poll `attempt + 1`; False if that would pass the deadline."""
+        delay = self._backoff.delay(attempt, long=False, retry_after=None)
+        if self._clock() + delay >= run.deadline:
+            return False
+        await self._sleep(delay)
+        return True
 
     async def _send_once(self, request: ApiRequest, time_left: float) -> ApiResponse | ApiError:
         """One HTTP request, reported to the observer; the error is returned, not raised."""

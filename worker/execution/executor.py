@@ -1,10 +1,17 @@
 """One decoded command, executed end to end: the same code for the worker and for `exec`.
 
 `Executor.execute` resolves an agent name to an id, builds the request the SDK would send,
-performs it under the outcome policy and the command's deadline, reconciles a conflicting
-start, and returns exactly one `ResultEvent` plus the agent-state changes the command caused.
-Command-level problems (API refusals, exhausted retries, unknown names, expiry) become the
-result's outcome; only cancellation propagates.
+performs it under the outcome policy and the command's deadline, settles a conflicting start
+(`worker.execution.conflicts`), and returns exactly one `ResultEvent` plus the agent-state
+changes the command observed. Command-level problems (API refusals, exhausted retries, unknown
+names, expiry) become the result's outcome; only cancellation propagates.
+
+What the commands tell the lifecycle model: a start reports the new agent (STARTING or the
+status the API answered); a stop or hang-up only makes the agent STOPPING (the API stops it
+asynchronously; STOPPED comes from a webhook, an agent.get or the reconciler); a 404 on stop,
+hang-up or number delete is `already_gone` only for a target known to have existed (the
+directory knows the agent, or an earlier attempt of the command may have removed it), and
+`failed`/`not_found` otherwise, with no state event for an id never seen.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from contracts import (
     AgentStart,
     AgentStateEvent,
     AgentStop,
+    AgentTurns,
     AgentUpdate,
     CallHangup,
     CallStart,
@@ -32,6 +40,7 @@ from contracts import (
     DecodedCommand,
     ErrorInfo,
     NumberAdd,
+    NumberDelete,
     NumberGet,
     Outcome,
     ResultEvent,
@@ -40,17 +49,21 @@ from worker.api.client import ApiResponse
 from worker.api.models import AgentCreated, AgentInfo, AgentPage, CallCreated
 from worker.api.observer import ApiObserver, NullObserver
 from worker.api.policy import Action
-from worker.api.requests import build_request, path_for, request_for
+from worker.api.requests import ApiRequest, build_request, path_for, request_for
 from worker.api.retry import Backoff
 from worker.execution.caller import ApiSender, Caller, Progress, Refusal, Run
-from worker.execution.lookup import AgentFinder
+from worker.execution.conflicts import NameConflicts
+from worker.execution.lookup import AgentFinder, FoundAgent
 from worker.execution.names import NameDirectory
 from worker.execution.outcomes import CommandEndedError, describe, failure, read_as
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+AFTER_THE_END = (AgentStop, AgentGet, AgentTurns)
+"""Commands addressed by name that may reach an agent that is stopping or has stopped."""
 STARTING = "STARTING"  # also the status of a call's agent: the call response has none
+STOPPING = "STOPPING"
 STOPPED = "STOPPED"
 
 
@@ -71,6 +84,9 @@ class _Job:
     run: Run
     agent_id: str | None = None
     name: str | None = None
+    request: ApiRequest | None = None
+    reconciled: bool = False
+    already_gone: bool = False
     events: list[AgentStateEvent] = field(default_factory=list)
 
 
@@ -104,6 +120,7 @@ class Executor:
             clock=clock,
         )
         self._finder = AgentFinder(self._caller, clock=clock)
+        self._conflicts = NameConflicts(self._caller, self._finder, names)
         self._handlers: dict[type[Any], Handler] = {
             AgentStart: self._started,
             AgentStop: self._stopped,
@@ -113,6 +130,7 @@ class Executor:
             AgentList: self._listed,
             CallStart: self._called,
             NumberAdd: self._number_added,
+            NumberDelete: self._number_deleted,
         }
 
     async def execute(
@@ -156,6 +174,17 @@ class Executor:
         )
         return Execution(self._result(job, received_at, "unknown", None, error), [])
 
+    async def read_status(self, app_id: str, agent_id: str) -> str | None:
+        """The agent's status as the API reports it now (STOPPED when the API no longer knows
+        it), None when it cannot tell; for the reconciler, which publishes what it finds."""
+        budget = Run(self._clock() + self._settings.command_timeout_seconds)
+        try:
+            found = await self._finder.get(app_id, agent_id, budget)
+        except CommandEndedError as ended:
+            log.info("agent_status_unknown", agent_id=agent_id, error=ended.error.code)
+            return None
+        return STOPPED if found is None else found.info.status
+
     def _job(self, decoded: DecodedCommand, progress: Progress | None) -> _Job:
         command = decoded.command
         # Without `expires_at` only the retry budget is bounded, from when execution starts: a
@@ -184,77 +213,110 @@ class Executor:
             )
         if isinstance(command, AgentCommand) and command.name is not None and not job.agent_id:
             job.agent_id = await self._resolve(job, command.name)
-        request = build_request(
+        job.request = build_request(
             command,
             job.rest,
             app_id=job.app_id,
             agent_id=job.agent_id,
             phone_number=getattr(command, "phone_number", None),
         )
-        reply = await self._caller.perform(request, job.run, idempotent=command.idempotent)
+        reply = await self._caller.perform(job.request, job.run, idempotent=command.idempotent)
         handler = self._handlers.get(type(command), self._plain)
         return await handler(job, reply)
 
     async def _resolve(self, job: _Job, name: str) -> str:
-        """The id of the agent called `name`: from the directory, else from the API."""
+        """The id of the live agent called `name`: from the directory, else from the API.
+
+        Commands that make sense for an agent that has ended (`AFTER_THE_END`) take the newest
+        agent the directory knows by that name when none is live: a stop then reports it
+        `already_gone`, a get or turns query reads the session that ended.
+        """
         agent_id = self._names.resolve(job.app_id, name)
         if agent_id is not None:
             return agent_id
         found = await self._finder.find(job.app_id, name, job.run)
-        if found is None:
-            raise CommandEndedError(
-                "failed",
-                ErrorInfo(
-                    code="agent_not_found",
-                    message=f"no live agent is called {name!r} in app {job.app_id}",
-                ),
-            )
-        self._names.record(job.app_id, name, found.info.agent_id, found.info.status or "RUNNING")
-        return found.info.agent_id
+        if found is not None:
+            self._saw(job, found)
+            return found.info.agent_id
+        last = self._names.last_of(job.app_id, name)
+        if isinstance(job.command, AFTER_THE_END) and last is not None:
+            return last.agent_id
+        raise CommandEndedError(
+            "failed",
+            ErrorInfo(
+                code="agent_not_found",
+                message=f"no live agent is called {name!r} in app {job.app_id}",
+            ),
+        )
 
     # ---------------------------------------------------------------- per-command handlers
 
     async def _plain(self, job: _Job, reply: Reply) -> Any:
-        """The response body; `already_done` succeeds without one."""
+        """The response body."""
         del job
         return _data(reply)
 
     async def _started(self, job: _Job, reply: Reply) -> Any:
-        """agent.start: record the new agent, or find the one that holds the name (409)."""
+        """agent.start: record the new agent; after a 409, settle with the name's holder."""
         command = job.command
         assert isinstance(command, AgentStart)  # noqa: S101 - dispatched by type
-        properties = command.properties
-        channel = properties.channel
-        labels = _labels(properties.labels)
-        if isinstance(reply, ApiResponse):
-            created = read_as(reply.data, AgentCreated, "agent.start")
-            job.agent_id = created.agent_id
-            status = created.status or STARTING
-            self._emit(job, created.agent_id, status, channel=channel, labels=labels)
-            return reply.data
-        if reply.decision.action != Action.RECONCILE:
-            raise failure(reply.decision, reply.error)
-        found = await self._finder.find(job.app_id, command.name, job.run, channel=channel)
-        if found is None:
-            raise CommandEndedError(
-                "failed",
-                describe(
-                    reply.error,
-                    code="conflict_unresolved",
-                    message=f"{reply.error}; no live agent called {command.name!r} was found",
-                ),
+        assert job.request is not None  # noqa: S101 - set before the first request
+        if isinstance(reply, Refusal):
+            if reply.decision.action != Action.RECONCILE:
+                raise failure(reply.decision, reply.error)
+            settled = await self._conflicts.settle(
+                job.request,
+                reply,
+                app_id=job.app_id,
+                name=command.name,
+                channel=command.properties.channel,
+                run=job.run,
+                observe=lambda found: self._saw(job, found),
             )
-        job.agent_id = found.info.agent_id
-        status = found.info.status or "RUNNING"
-        self._emit(job, found.info.agent_id, status, channel=channel, labels=labels)
-        return found.data
+            if isinstance(settled, FoundAgent):  # a live agent holds the name: report it
+                job.agent_id, job.reconciled = settled.info.agent_id, True
+                self._saw(job, settled, ours=True)
+                return settled.data
+            reply = settled
+        created = read_as(reply.data, AgentCreated, "agent.start")
+        job.agent_id = created.agent_id
+        properties = command.properties
+        self._emit(
+            job,
+            created.agent_id,
+            created.status or STARTING,
+            channel=properties.channel,
+            labels=_labels(properties.labels),
+            ours=True,
+        )
+        return reply.data
 
     async def _stopped(self, job: _Job, reply: Reply) -> Any:
-        """agent.stop / call.hangup: the agent is gone, whether now or before (404)."""
-        data = _data(reply)
-        if job.agent_id:
-            self._emit(job, job.agent_id, STOPPED)
-        return data
+        """agent.stop / call.hangup: the agent is STOPPING, or already gone (404)."""
+        agent_id = job.agent_id
+        assert agent_id is not None  # noqa: S101 - both commands address an agent
+        if isinstance(reply, Refusal):
+            self._gone(job, reply, known=self._names.state(agent_id) is not None)
+        self._emit(job, agent_id, STOPPING)  # a later state already known wins over this
+        return _data(reply)
+
+    async def _number_deleted(self, job: _Job, reply: Reply) -> Any:
+        """number.delete: a 404 is `already_gone` only when our earlier attempt may have run."""
+        if isinstance(reply, Refusal):
+            self._gone(job, reply, known=False)
+        return _data(reply)
+
+    def _gone(self, job: _Job, reply: Refusal, *, known: bool) -> None:
+        """A 404 on a stop, hang-up or delete: done if the target existed, else not found."""
+        if reply.decision.action != Action.GONE:
+            raise failure(reply.decision, reply.error)
+        if not (known or reply.repeated):
+            target = job.agent_id or getattr(job.command, "phone_number", None)
+            message = f"{reply.error}; {target} is not known to have existed, so nothing changed"
+            raise CommandEndedError(
+                "failed", describe(reply.error, code="not_found", message=message)
+            )
+        job.already_gone = True
 
     async def _observed(self, job: _Job, reply: Reply) -> Any:
         """agent.get / agent.update: report a status the directory does not know yet."""
@@ -269,8 +331,7 @@ class Executor:
         data = _data(reply)
         page = read_as(data, AgentPage, "agent.list")
         for item in page.data.items if page.data else ():
-            known = self._names.status(job.app_id, item.agent_id) is not None
-            if item.status and known:
+            if item.status and self._names.state(item.agent_id) is not None:
                 self._emit(job, item.agent_id, item.status, name=item.name)
         return data
 
@@ -283,7 +344,7 @@ class Executor:
         job.agent_id = created.agent_id
         channel = command.properties.channel
         labels = _labels(command.properties.labels)
-        self._emit(job, created.agent_id, STARTING, channel=channel, labels=labels)
+        self._emit(job, created.agent_id, STARTING, channel=channel, labels=labels, ours=True)
         return data
 
     async def _number_added(self, job: _Job, reply: Reply) -> Any:
@@ -300,6 +361,10 @@ class Executor:
 
     # ---------------------------------------------------------------- events and results
 
+    def _saw(self, job: _Job, found: FoundAgent, *, ours: bool = False) -> None:
+        """Record what an agent.get read during the command (a lookup, a conflict)."""
+        self._emit(job, found.info.agent_id, found.status, name=found.info.name, ours=ours)
+
     def _emit(
         self,
         job: _Job,
@@ -309,26 +374,26 @@ class Executor:
         name: str | None = None,
         channel: str | None = None,
         labels: dict[str, str] | None = None,
+        ours: bool = False,
     ) -> None:
-        """Record the agent's status; publish it when it differs from what was known."""
-        name = name or job.name
-        known = self._names.status(job.app_id, agent_id)
-        self._names.record(job.app_id, name, agent_id, status)
-        if known == status:
-            return
-        job.events.append(
-            AgentStateEvent(
-                agent_id=agent_id,
-                app_id=job.app_id,
-                name=name,
-                status=status,
-                source="command",
-                command_id=job.command.id,
-                channel=channel,
-                observed_at=datetime.fromtimestamp(self._clock(), UTC),
-                labels=labels,
-            )
+        """Apply what the command observed; publish it when it changes the agent's status.
+
+        `ours`: this worker started the agent (or reports it as the agent it started).
+        """
+        event = AgentStateEvent(
+            agent_id=agent_id,
+            app_id=job.app_id or None,
+            name=name or job.name,
+            status=status,
+            source="command",
+            command_id=job.command.id,
+            channel=channel,
+            observed_at=datetime.fromtimestamp(self._clock(), UTC),
+            labels=labels,
         )
+        observed = self._names.observe(event, ours=ours)
+        if observed.changed:
+            job.events.append(observed.state)
 
     def _result(
         self,
@@ -351,6 +416,9 @@ class Executor:
             correlation_id=command.correlation_id,
             data=data if outcome == "succeeded" else None,
             error=error,
+            request_id=job.run.progress.request_id,
+            reconciled=job.reconciled,
+            already_gone=job.already_gone,
             attempts=job.run.progress.attempts,
             received_at=received_at,
             completed_at=completed_at,
@@ -359,10 +427,10 @@ class Executor:
 
 
 def _data(reply: Reply) -> Any:
-    """A success's body; `already_done` succeeds with none; any other refusal ends the command."""
+    """A success's body; a target already gone has none; any other refusal ends the command."""
     if isinstance(reply, ApiResponse):
         return reply.data
-    if reply.decision.action == Action.ALREADY_DONE:
+    if reply.decision.action == Action.GONE:
         return None
     raise failure(reply.decision, reply.error)
 

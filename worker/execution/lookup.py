@@ -1,28 +1,32 @@
-"""Finding a live agent by its name through the API.
+"""Finding an agent by its name through the API.
 
 The list endpoint does not document a `name` field, so each candidate is read with a get (whose
 response carries `name`); a list item that does carry a different `name` is skipped without one.
-Candidates are agents that still hold their name (IDLE, STARTING, RUNNING, STOPPING) started
-within the API's maximum session lifetime, optionally in one channel, in at most `MAX_PAGES`
-pages. This is the fallback when the name directory does not know a name, and how an
+The API documents one `state` per list query, so the search asks for one status at a time, in
+the order given, within the API's maximum session lifetime, optionally in one channel, in at
+most `MAX_PAGES` pages per status; a candidate counts only if its get still reports one of the
+wanted statuses. This is the fallback when the name directory does not know a name, and how an
 agent.start that got 409 finds the agent that holds its name.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from contracts import AgentGet, AgentList
+from contracts import AGENT_STATUS_CODES, AgentGet, AgentList
 from worker.api.client import ApiResponse
 from worker.api.models import AgentInfo, AgentPage
 from worker.api.requests import ApiRequest, path_for, request_for
 from worker.execution.caller import Caller, Refusal, Run
+from worker.execution.names import MAX_SESSION_SECONDS
 from worker.execution.outcomes import CommandEndedError, failure, read_as
 
-LIVE_STATES = "0,1,2,3"
-MAX_SESSION_SECONDS = 72 * 3600
+LIVE = ("RUNNING", "STARTING")
+"""What a name lookup searches: agents a command can address (the SDK enum has no RECOVERING)."""
+HOLDING = ("RUNNING", "STARTING", "STOPPING", "IDLE")
+"""What holds a name against a new start: everything the API has not finished stopping."""
 PAGE_SIZE = 50
 MAX_PAGES = 10
 
@@ -33,6 +37,11 @@ class FoundAgent(NamedTuple):
     info: AgentInfo
     data: Any
 
+    @property
+    def status(self) -> str:
+        """The status its get reported (RUNNING when the API left it out)."""
+        return self.info.status or "RUNNING"
+
 
 class AgentFinder:
     """Looks agents up by name with list and get requests."""
@@ -42,29 +51,21 @@ class AgentFinder:
         self._clock = clock
 
     async def find(
-        self, app_id: str, name: str, run: Run, *, channel: str | None = None
+        self,
+        app_id: str,
+        name: str,
+        run: Run,
+        *,
+        statuses: Sequence[str] = LIVE,
+        channel: str | None = None,
     ) -> FoundAgent | None:
-        """The live agent called `name` in `app_id` (and `channel`), or None."""
-        list_path = path_for(AgentList, app_id=app_id)
-        query: dict[str, Any] = {
-            "channel": channel,
-            "from_time": int(self._clock()) - MAX_SESSION_SECONDS,
-            "state": LIVE_STATES,
-            "limit": PAGE_SIZE,
-        }
-        for _ in range(MAX_PAGES):
-            response = await self._read(request_for(AgentList, list_path, query), run)
-            page = read_as(response.data, AgentPage, "agent.list")
-            for item in page.data.items if page.data else ():
-                if item.name is not None and item.name != name:
-                    continue
-                found = await self.get(app_id, item.agent_id, run)
-                if found is not None and found.info.name == name:
-                    return found
-            cursor = page.meta.cursor if page.meta else None
-            if not cursor:
-                return None
-            query["cursor"] = cursor
+        """The first agent called `name` in `app_id` (and `channel`) in one of `statuses`."""
+        for status in statuses:
+            found = await self._find_in(
+                app_id, name, run, status=status, wanted=statuses, channel=channel
+            )
+            if found is not None:
+                return found
         return None
 
     async def get(self, app_id: str, agent_id: str, run: Run) -> FoundAgent | None:
@@ -77,6 +78,39 @@ class AgentFinder:
                 return None
             raise
         return FoundAgent(read_as(response.data, AgentInfo, "agent.get"), response.data)
+
+    async def _find_in(
+        self,
+        app_id: str,
+        name: str,
+        run: Run,
+        *,
+        status: str,
+        wanted: Sequence[str],
+        channel: str | None,
+    ) -> FoundAgent | None:
+        """Search the list pages of agents in `status` (one state per query, as documented)."""
+        list_path = path_for(AgentList, app_id=app_id)
+        query: dict[str, Any] = {
+            "channel": channel,
+            "from_time": int(self._clock()) - MAX_SESSION_SECONDS,
+            "state": str(AGENT_STATUS_CODES[status]),
+            "limit": PAGE_SIZE,
+        }
+        for _ in range(MAX_PAGES):
+            response = await self._read(request_for(AgentList, list_path, query), run)
+            page = read_as(response.data, AgentPage, "agent.list")
+            for item in page.data.items if page.data else ():
+                if item.name is not None and item.name != name:
+                    continue
+                found = await self.get(app_id, item.agent_id, run)
+                if found is not None and found.info.name == name and found.status in wanted:
+                    return found
+            cursor = page.meta.cursor if page.meta else None
+            if not cursor:
+                return None
+            query["cursor"] = cursor
+        return None
 
     async def _read(self, request: ApiRequest, run: Run) -> ApiResponse:
         reply = await self._caller.perform(request, run, idempotent=True)

@@ -1,10 +1,11 @@
 """How a command that did not succeed is described: outcome plus `ErrorInfo`.
 
 Error codes are stable, machine-readable names: `retries_exhausted` (the pipeline also
-dead-letters these), `expired`, `agent_not_found`, `conflict_unresolved`, `missing_app_id`,
+dead-letters these), `expired`, `agent_not_found`, `conflict_unresolved`, `name_still_held`
+(agent.start waited for the agent holding its name to stop, in vain), `missing_app_id`,
 `invalid_response`, `internal_error`, `ambiguous_<reason>` for `unknown` outcomes, and for
-requests the API refused a name for the HTTP status (`invalid_request`, `unauthorized`, ...;
-`http_<status>` for the rest).
+requests the API refused a name for the HTTP status (`invalid_request`, `unauthorized`,
+`not_found`, ...; `http_<status>` for the rest).
 """
 
 from __future__ import annotations
@@ -40,18 +41,19 @@ class CommandEndedError(Exception):
         self.error = error
 
 
-def describe(error: ApiError, *, code: str, message: str | None = None) -> ErrorInfo:
-    """`ErrorInfo` for a failed request, with the API's status, reason and request id."""
-    status = getattr(error, "status", None)
-    request_id = getattr(error, "request_id", None)
-    reason = error.reason if isinstance(error, ApiStatusError) else None
+def describe(
+    error: ApiError, *, code: str, message: str | None = None, retryable: bool | None = None
+) -> ErrorInfo:
+    """`ErrorInfo` for a failed request: the API's status, reason, request id and error body."""
+    answered = error if isinstance(error, ApiStatusError) else None
     return ErrorInfo(
         code=code,
         message=message or str(error),
-        http_status=status,
-        reason=reason,
-        request_id=request_id,
-        retryable=_retryable(code),
+        http_status=getattr(error, "status", None),
+        reason=answered.reason if answered else None,
+        request_id=getattr(error, "request_id", None),
+        retryable=_retryable(code) if retryable is None else retryable,
+        details=answered.body if answered else None,
     )
 
 

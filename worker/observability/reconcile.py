@@ -2,14 +2,14 @@
 
 Webhooks can be missed (not configured, endpoint unreachable, NCS gave up after its retries).
 Every `interval_seconds` the reconciler asks the API for the status of each agent this worker
-started and believes alive, and publishes a state event (`source="reconcile"`) when the API
-disagrees — typically an agent that left on idle timeout. One agent's failed check or publish
-is logged and skipped; the next pass tries again.
+started and has not seen end (STOPPING included: that is how a stop is confirmed without a
+webhook), and hands what the API says to the state sink as a `reconcile` observation whenever
+it differs from the belief — typically an agent that left on idle timeout. One agent's failed
+check or publish is logged and skipped; the next pass tries again.
 
-A command may change an agent while its status is being read. So a disagreement is published
-only if the directory still holds the status the pass started from, or the API's answer (a
-check that goes through the executor records what it read); any other status was set by a
-command meanwhile, and that command's own state event is newer than the API's answer.
+A command may change an agent while its status is being read. The observation carries the time
+the read started, and the sink publishes it only if the lifecycle model ranks it above what is
+known by then, so a command's newer state (a stop, say) is never overwritten by an older read.
 """
 
 from __future__ import annotations
@@ -35,12 +35,8 @@ AgentStatusCheck = Callable[[str, str], Awaitable[str | None]]
 class AgentDirectoryView(Protocol):
     """What the reconciler reads of the pipeline's agent directory."""
 
-    def alive(self) -> Iterable[tuple[str, str, str | None, str]]:
-        """(app_id, agent_id, name, status) of agents this worker started and believes alive."""
-        ...
-
-    def status(self, app_id: str, agent_id: str) -> str | None:
-        """The status currently believed for an agent."""
+    def alive(self) -> Iterable[AgentStateEvent]:
+        """States of the agents this worker started that have not ended."""
         ...
 
 
@@ -76,32 +72,35 @@ class Reconciler:
     async def reconcile_once(self) -> int:
         """One pass over the agents believed alive; returns how many corrections were published."""
         agents = list(self._directory.alive())
-        corrected = sum(await asyncio.gather(*(self._reconcile(*agent) for agent in agents)))
+        corrected = sum(await asyncio.gather(*(self._reconcile(agent) for agent in agents)))
         log.debug("reconcile_pass_done", checked=len(agents), corrected=corrected)
         return corrected
 
-    async def _reconcile(self, app_id: str, agent_id: str, name: str | None, believed: str) -> bool:
-        context = {"app_id": app_id, "agent_id": agent_id, "believed": believed}
+    async def _reconcile(self, believed: AgentStateEvent) -> bool:
+        app_id, agent_id = believed.app_id or "", believed.agent_id
+        context = {"app_id": app_id, "agent_id": agent_id, "believed": believed.status}
         try:
             async with self._slots:
+                read_at = datetime.now(UTC)
                 actual = await self._check(app_id, agent_id)
-            if actual is None or actual == believed:
+            if actual is None or actual == believed.status:
                 return False
-            if self._directory.status(app_id, agent_id) not in (believed, actual):
-                return False  # a command changed the agent meanwhile; its event is newer
-            await self._sink.publish_state(
+            published = await self._sink.publish_state(
                 AgentStateEvent(
                     agent_id=agent_id,
-                    app_id=app_id or None,
-                    name=name,
+                    app_id=believed.app_id,
+                    name=believed.name,
                     status=actual,
                     source="reconcile",
-                    message=f"API reports {actual}; last known status was {believed}",
-                    observed_at=datetime.now(UTC),
+                    channel=believed.channel,
+                    message=f"API reports {actual}; last known status was {believed.status}",
+                    observed_at=read_at,
+                    labels=believed.labels,
                 )
             )
         except Exception:  # one agent's API error or failed publish must not stop the pass
             log.exception("reconcile_agent_failed", **context)
             return False
-        log.info("agent_state_reconciled", actual=actual, **context)
-        return True
+        if published:
+            log.info("agent_state_reconciled", actual=actual, **context)
+        return published

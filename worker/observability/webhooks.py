@@ -10,6 +10,8 @@ Answers, in order of the checks:
 - 200 `unknown_type` for other products and undocumented event types, so Agora does not retry
   them; 200 `accepted` for documented events that change no state (see `ncs`).
 - 200 `duplicate` for a `noticeId` whose state event was already published.
+- 200 `superseded` for a state the worker already knows, or one older than it knows (a
+  "joined" notice redelivered after the agent stopped, say): nothing is published.
 - For a state change: 200 `accepted` once Kafka acknowledged the event; 503 `publish_timeout`
   when it did not within the ack budget, or `publish_failed` when publishing failed.
 
@@ -50,9 +52,13 @@ UNKNOWN_EVENT_TYPE = "unknown"  # metric label for unreadable or undocumented ev
 
 
 class StateSink(Protocol):
-    """Publishes a state event; returns once Kafka acknowledged it, raises when it failed."""
+    """Publishes an observed agent state unless the worker knows it or something newer.
 
-    async def publish_state(self, event: AgentStateEvent) -> None: ...
+    Returns True once Kafka acknowledged the event, False when there was nothing to publish;
+    raises when publishing failed.
+    """
+
+    async def publish_state(self, event: AgentStateEvent) -> bool: ...
 
 
 class _Answer(Exception):  # noqa: N818 - an answer, not an error
@@ -91,7 +97,7 @@ class WebhookReceiver:
         self._budget = ack_budget_seconds
         self._remember = remember
         self._published: OrderedDict[str, None] = OrderedDict()  # LRU of notice ids
-        self._publishing: dict[str, asyncio.Task[None]] = {}
+        self._publishing: dict[str, asyncio.Task[bool]] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         """Verify, decode, dedupe and publish one callback."""
@@ -160,9 +166,9 @@ class WebhookReceiver:
             return self._reply(503, event_type, "publish_timeout", reason)
         if task.cancelled() or task.exception() is not None:
             return self._reply(503, event_type, "publish_failed", "state event not published")
-        return self._reply(200, event_type, "accepted")
+        return self._reply(200, event_type, "accepted" if task.result() else "superseded")
 
-    def _settled(self, notice: Notice, event: AgentStateEvent, task: asyncio.Task[None]) -> None:
+    def _settled(self, notice: Notice, event: AgentStateEvent, task: asyncio.Task[bool]) -> None:
         """Remember a published notice; log a failed publish (a redelivery will retry it)."""
         del self._publishing[notice.notice_id]
         if task.cancelled():
@@ -180,7 +186,7 @@ class WebhookReceiver:
         self._published[notice.notice_id] = None
         if len(self._published) > self._remember:
             self._published.popitem(last=False)
-        log.info("webhook_state_published", **context)
+        log.info("webhook_state_published" if task.result() else "webhook_state_known", **context)
 
     def _reply(
         self, status: int, event_type: str, verdict: str, reason: str | None = None

@@ -1,35 +1,69 @@
-"""The agent directory shared through the state topic.
+"""The agent directory shared through the compacted agent-state topic.
 
-`agent.*` commands may address an agent by the `name` it was started with. The id the API gave
-is published on the compacted agent-state topic, so every replica (and a restarted worker)
-rebuilds the same `AgentDirectory` by following that topic from the beginning
-(`worker.pipeline.followers.TopicFollower` with `observe_states`).
+Every replica (and a restarted worker) rebuilds the same `AgentDirectory` by following the
+topic from the beginning (`worker.pipeline.followers.TopicFollower` with `StateRecords`): the
+lifecycle model merges observations in any order to the same result, and a tombstone drops an
+agent that has ended.
+
+Compaction keeps only the last record of each agent, so that record must be the newest
+observation. Publishers check the directory before they publish, but two workers may publish
+at the same moment, each without the other's event, and the older may land last. `StateRecords`
+notes each agent whose last record lost to an earlier one; `worker.pipeline.housekeeping`
+publishes the winning state again for those, once the topic has had time to catch up.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import structlog
 
-from contracts import EventDecodeError, decode_agent_state
+from contracts import AgentStateEvent, EventDecodeError, decode_agent_state
 from worker.execution.names import AgentDirectory
 from worker.kafka.ports import Record
 
 log = structlog.get_logger(__name__)
 
 
-def observe_states(directory: AgentDirectory) -> Callable[[Record], bool]:
-    """A follower's `apply`: feed each agent-state record into `directory`."""
+class StateRecords:
+    """A follower's `apply` for the agent-state topic; remembers agents whose last record lost."""
 
-    def observe(record: Record) -> bool:
+    def __init__(
+        self, directory: AgentDirectory, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._directory = directory
+        self._clock = clock
+        self._outdated: dict[str, float] = {}  # agent id → when its last record lost
+
+    def __call__(self, record: Record) -> bool:
+        """Apply one record; returns whether it was a state event the directory could read."""
         if record.value is None:
-            return False  # tombstone: compaction removed the agent
+            if record.key is not None:
+                agent_id = record.key.decode(errors="replace")
+                self._outdated.pop(agent_id, None)
+                self._directory.forget_ended(agent_id, self._clock())
+            return False
         try:
-            directory.observe(decode_agent_state(record.value))
+            event = decode_agent_state(record.value)
         except EventDecodeError as exc:
             log.warning("state_event_undecodable", offset=record.offset, error=str(exc))
             return False
+        if self._directory.observe(event).won:
+            self._outdated.pop(event.agent_id, None)
+        else:
+            self._outdated.setdefault(event.agent_id, self._clock())
         return True
 
-    return observe
+    def outdated(self, for_seconds: float) -> list[AgentStateEvent]:
+        """The states of agents whose last record has been older than them for `for_seconds`."""
+        cutoff = self._clock() - for_seconds
+        states = []
+        for agent_id, since in list(self._outdated.items()):
+            if since > cutoff:
+                continue
+            del self._outdated[agent_id]
+            state = self._directory.state(agent_id)
+            if state is not None:
+                states.append(state)
+        return states

@@ -1,10 +1,11 @@
-"""The records the worker writes: results, agent-state events and dead letters, built to fit.
+"""The records the worker writes: results, agent-state events, tombstones and dead letters.
 
 Every output is built so that its content cannot stop the pipeline: header values are bytes
 (a header without a value becomes empty), a record without key and value gets a value, and
-sizes are bounded. A result whose `data` exceeds `CONVOAI_MAX_RESULT_BYTES` carries a
-`TruncatedData` object instead; a dead letter that would exceed `CONVOAI_MAX_RECORD_BYTES`
-carries the head of the original value plus its size and SHA-256 in headers.
+sizes are bounded. A result whose `data` (or `error.details`) exceeds
+`CONVOAI_MAX_RESULT_BYTES` carries a `TruncatedData` object instead; a dead letter that would
+exceed `CONVOAI_MAX_RECORD_BYTES` carries the head of the original value plus its size and
+SHA-256 in headers.
 """
 
 from __future__ import annotations
@@ -74,23 +75,34 @@ class Outputs:
     def result(
         self, event: ResultEvent, key: bytes | None, replay: str | None = None
     ) -> OutputRecord:
-        """The result record; `data` over the budget is replaced by a `TruncatedData`.
+        """The result record; `data` or `error.details` over the budget become `TruncatedData`.
 
         `replay` is the replay marker of a command re-produced from the dead-letter topic: the
         result carries it as a header (every worker's dedupe memory learns the replay is done),
         and its CloudEvents id differs from the first result's.
         """
         value = encode_event(event)
-        if len(value) > self._max_result and event.data is not None:
-            data = msgspec.json.encode(event.data)
-            if len(data) > self._max_result:
-                event = msgspec.structs.replace(event, data=truncated(data))
-                value = encode_event(event)
+        if len(value) > self._max_result:
+            event = self._within_budget(event)
+            value = encode_event(event)
         record = self._result_record(event, key, value, replay)
-        # results fit by far unless data or text fields are huge: only then count the headers
+        # results fit by far unless bodies or text fields are huge: only then count the headers
         if len(value) > self._max_record // 2 and record.size > self._max_record:
             return self.shrunk_result(event, key, replay)
         return record
+
+    def _within_budget(self, event: ResultEvent) -> ResultEvent:
+        """`event` with its API bodies (`data`, `error.details`) replaced where over budget."""
+        data, error = event.data, event.error
+        if data is not None:
+            encoded = msgspec.json.encode(data)
+            if len(encoded) > self._max_result:
+                data = truncated(encoded)
+        if error is not None and error.details is not None:
+            encoded = msgspec.json.encode(error.details)
+            if len(encoded) > self._max_result:
+                error = msgspec.structs.replace(error, details=truncated(encoded))
+        return msgspec.structs.replace(event, data=data, error=error)
 
     def shrunk_result(
         self, event: ResultEvent, key: bytes | None, replay: str | None = None
@@ -99,7 +111,10 @@ class Outputs:
         error = event.error
         if error is not None:
             error = msgspec.structs.replace(
-                error, message=_cut(error.message), reason=_cut_or_none(error.reason)
+                error,
+                message=_cut(error.message),
+                reason=_cut_or_none(error.reason),
+                details=_truncated_or_none(error.details),
             )
         small = msgspec.structs.replace(
             event,
@@ -109,8 +124,9 @@ class Outputs:
             app_id=_cut_or_none(event.app_id),
             agent_id=_cut_or_none(event.agent_id),
             phone_number=_cut_or_none(event.phone_number),
-            data=None if event.data is None else truncated(msgspec.json.encode(event.data)),
+            data=_truncated_or_none(event.data),
             error=error,
+            request_id=_cut_or_none(event.request_id),
         )
         key = key[:MAX_KEY_BYTES_WHEN_SHRUNK] if key is not None else None
         return self._result_record(small, key, encode_event(small), replay)
@@ -139,6 +155,10 @@ class Outputs:
             subject=event.agent_id,
         )
         return OutputRecord(self._state, event.agent_id.encode(), encode_event(event), headers)
+
+    def tombstone(self, agent_id: str) -> OutputRecord:
+        """The record that makes compaction drop an agent from the agent-state topic."""
+        return OutputRecord(self._state, agent_id.encode(), None, [])
 
     def dead_letter(
         self, record: Record, reason: str, error: BaseException, *, keep_value: bool = True
@@ -202,6 +222,10 @@ class Outputs:
 def truncated(data: bytes) -> TruncatedData:
     """The stand-in for a JSON body too large to publish."""
     return TruncatedData(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _truncated_or_none(body: object) -> TruncatedData | None:
+    return None if body is None else truncated(msgspec.json.encode(body))
 
 
 def _cut(text: str) -> str:
