@@ -22,27 +22,27 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 import structlog
 
+from worker.agents.directory import AgentDirectory
+from worker.agents.housekeeping import StateHousekeeper
+from worker.agents.reconcile import Reconciler
+from worker.agents.records import StateRecords
+from worker.agents.state_sink import DirectoryStateSink
+from worker.agents.webhooks import WebhookReceiver
 from worker.api.client import ConvoAIClient
 from worker.execution import Executor
 from worker.execution.caller import ApiSender
-from worker.execution.names import AgentDirectory
 from worker.kafka.aio import AioKafkaBackend
 from worker.kafka.ports import KafkaBackend
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.observability.loop_monitor import monitor_loop
-from worker.observability.reconcile import Reconciler
 from worker.observability.server import OpsServer, build_ops_app
-from worker.observability.webhooks import WebhookReceiver
 from worker.pipeline.consumer import CommandConsumer
 from worker.pipeline.dedupe import CompletedCommands, newest, remember_results
-from worker.pipeline.directory import StateRecords
 from worker.pipeline.followers import TopicFollower
-from worker.pipeline.housekeeping import StateHousekeeper
 from worker.pipeline.outputs import Outputs
 from worker.pipeline.processor import CommandProcessor
 from worker.pipeline.publisher import Publisher
-from worker.pipeline.state_sink import DirectoryStateSink
 from worker.settings import Settings
 from worker.supervision import Supervisor
 

@@ -12,16 +12,16 @@ from prometheus_client import CollectorRegistry
 from contracts import AgentStateEvent, decode_agent_state, encode_event
 from tests.component.harness import ScriptedApi, running, settings, until
 from tests.states import state_event
+from worker.agents import housekeeping
+from worker.agents.directory import AgentDirectory
+from worker.agents.state_sink import DirectoryStateSink
 from worker.errors import OutputRejectedError
-from worker.execution.names import AgentDirectory
 from worker.kafka.memory import InMemoryBroker
 from worker.kafka.ports import RecordRejectedError
 from worker.metrics import Metrics
 from worker.observability.health import Health
-from worker.pipeline import housekeeping
 from worker.pipeline.outputs import Outputs
 from worker.pipeline.publisher import Publisher
-from worker.pipeline.state_sink import DirectoryStateSink
 
 STATE = "convoai.agent-state"
 APP = "component-app"

@@ -14,8 +14,9 @@ import pytest
 
 from contracts import decode_command
 from tests.emulator.harness import FakeClock, RunningEmulator, running_emulator
+from worker.agents.directory import AgentDirectory
 from worker.api.client import ConvoAIClient
-from worker.execution import AgentDirectory, Execution, Executor
+from worker.execution import Execution, Executor
 from worker.settings import Settings
 
 

@@ -15,11 +15,12 @@ import pytest
 from contracts import ResultEvent, decode_command
 from tests.emulator.harness import APP_ID, start_body
 from tests.execution.conftest import Env
+from worker.agents.directory import AgentDirectory
 from worker.api.client import ApiResponse, ConvoAIClient
 from worker.api.requests import ApiRequest
 from worker.emulator.faults import FaultRule, FaultSettings
 from worker.emulator.state import DEFAULT_STOP_DELAY
-from worker.execution import AgentDirectory, Executor
+from worker.execution import Executor
 from worker.settings import Settings
 
 

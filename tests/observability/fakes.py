@@ -9,8 +9,8 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from contracts import AgentStateEvent
+from worker.agents.ncs import SIGNATURE_HEADER, signature
 from worker.metrics import Metrics
-from worker.observability.ncs import SIGNATURE_HEADER, signature
 
 SECRET = "ncs-secret"
 APP_ID = "app-under-test"

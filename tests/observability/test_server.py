@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 
 from tests.observability.fakes import SECRET, FakeClock, RecordingSink, new_metrics
+from worker.agents.webhooks import WebhookReceiver
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.observability.server import ListenError, OpsServer, build_ops_app
-from worker.observability.webhooks import WebhookReceiver
 from worker.settings import Settings
 
 

@@ -23,10 +23,10 @@ from tests.pipeline.harness import (
     wait_for_results,
 )
 from tests.pipeline.scenarios import agent_properties
+from worker.agents.directory import AgentDirectory
+from worker.agents.records import StateRecords
 from worker.emulator.config import EmulatorConfig
-from worker.execution.names import AgentDirectory
 from worker.kafka.aio import AioKafkaBackend
-from worker.pipeline.directory import StateRecords
 from worker.pipeline.followers import TopicFollower
 from worker.settings import Settings
 

@@ -15,13 +15,14 @@ import sys
 from datetime import UTC, datetime
 
 from contracts import CommandDecodeError, DecodedCommand, ResultEvent, decode_command, encode_event
+from worker.agents.directory import AgentDirectory
 from worker.api.client import ConvoAIClient
 from worker.api.observer import ApiObserver, NullObserver
 from worker.commands.configured import settings_for
 from worker.commands.exit_codes import NOT_SUCCEEDED, OK, UNREACHABLE, CommandLineError
 from worker.commands.inputs import STDIN, argument_bytes, open_source, require_utf8
 from worker.event_loop import run_async
-from worker.execution import AgentDirectory, Executor
+from worker.execution import Executor
 from worker.settings import Settings
 
 # Errors without an HTTP status after the retries: no answer came back at all.

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from worker.agents.directory import NameDirectory
+from worker.agents.lifecycle import RESOLVABLE, Phase, phase
 from worker.api.client import ApiResponse
 from worker.api.errors import ApiError
 from worker.api.models import AgentInfo
 from worker.api.policy import Action
 from worker.api.requests import ApiRequest
 from worker.execution.caller import Caller, Refusal, Run
-from worker.execution.lifecycle import RESOLVABLE, Phase, phase
 from worker.execution.lookup import HOLDING, AgentFinder, FoundAgent
-from worker.execution.names import NameDirectory
 from worker.execution.outcomes import CommandEndedError, describe, failure
 
 MAX_JOINS = 5

@@ -45,6 +45,7 @@ from contracts import (
     Outcome,
     ResultEvent,
 )
+from worker.agents.directory import NameDirectory
 from worker.api.client import ApiResponse
 from worker.api.models import AgentCreated, AgentInfo, AgentPage, CallCreated
 from worker.api.observer import ApiObserver, NullObserver
@@ -54,7 +55,6 @@ from worker.api.retry import Backoff
 from worker.execution.caller import ApiSender, Caller, Progress, Refusal, Run
 from worker.execution.conflicts import NameConflicts
 from worker.execution.lookup import AgentFinder, FoundAgent
-from worker.execution.names import NameDirectory
 from worker.execution.outcomes import CommandEndedError, describe, failure, read_as
 from worker.settings import Settings
 

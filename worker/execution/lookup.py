@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from contracts import AGENT_STATUS_CODES, AgentGet, AgentList
+from worker.agents.directory import MAX_SESSION_SECONDS
 from worker.api.client import ApiResponse
 from worker.api.models import AgentInfo, AgentPage
 from worker.api.requests import ApiRequest, path_for, request_for
 from worker.execution.caller import Caller, Refusal, Run
-from worker.execution.names import MAX_SESSION_SECONDS
 from worker.execution.outcomes import CommandEndedError, failure, read_as
 
 LIVE = ("RUNNING", "STARTING")

@@ -10,9 +10,9 @@ import msgspec
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from worker.agents.webhooks import WebhookReceiver
 from worker.metrics import Metrics
 from worker.observability.health import Health, HealthReport
-from worker.observability.webhooks import WebhookReceiver
 
 # NCS history (103) and turns (112) payloads can outgrow aiohttp's 1 MiB default.
 MAX_BODY_BYTES = 8 * 1024 * 1024

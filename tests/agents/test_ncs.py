@@ -10,7 +10,7 @@ import pytest
 
 from contracts import decode_agent_state, encode_event
 from tests.observability.fakes import APP_ID, notice
-from worker.observability.ncs import decode_notice, signature, state_event, verify
+from worker.agents.ncs import decode_notice, signature, state_event, verify
 
 # The test vector of `docs/api-reference.md` §6.2: secret `secret` over exactly these bytes.
 VECTOR_BODY = (

@@ -1,9 +1,9 @@
 """Every agent the worker knows, in its lifecycle model, and the names that point at live ones.
 
-`AgentDirectory` holds one state per agent id (`worker.execution.lifecycle` decides which
+`AgentDirectory` holds one state per agent id (`worker.agents.lifecycle` decides which
 observation wins) and resolves `(app_id, name)` to the newest agent holding that name that is
 live (STARTING, RUNNING, RECOVERING); a STOPPING, STOPPED or FAILED agent is never the answer.
-The worker feeds it from the compacted agent-state topic (`worker.pipeline.directory`), the
+The worker feeds it from the compacted agent-state topic (`worker.agents.records`), the
 executor applies what its commands observe at once (so the next command on the same key sees
 it before the state topic comes round), and webhooks and the reconciler apply what they
 publish. `due` finds the agents to forget: stopped ones once the retention has passed since
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import NamedTuple, Protocol
 
 from contracts import AgentStateEvent
-from worker.execution.lifecycle import RESOLVABLE, Phase, merge, outranks, phase
+from worker.agents.lifecycle import RESOLVABLE, Phase, merge, outranks, phase
 
 MAX_SESSION_SECONDS = 72 * 3600  # the API ends every agent after 72 h
 

@@ -7,10 +7,10 @@ import time
 
 from tests.emulator.harness import APP_ID, running_emulator, start_body
 from tests.observability.fakes import SECRET, RecordingSink, counted, new_metrics
+from worker.agents.webhooks import WebhookReceiver
 from worker.emulator.config import EmulatorConfig
 from worker.observability.health import Health
 from worker.observability.server import OpsServer, build_ops_app
-from worker.observability.webhooks import WebhookReceiver
 from worker.settings import Settings
 
 

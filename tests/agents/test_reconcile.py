@@ -10,8 +10,8 @@ import pytest
 from contracts import AgentStateEvent
 from tests.observability.fakes import RecordingSink
 from tests.states import state_event
-from worker.execution.names import AgentDirectory
-from worker.observability.reconcile import Reconciler
+from worker.agents.directory import AgentDirectory
+from worker.agents.reconcile import Reconciler
 
 
 class FakeApi:

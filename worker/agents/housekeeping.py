@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from worker.execution.names import AgentDirectory
+from worker.agents.directory import AgentDirectory
+from worker.agents.records import StateRecords
 from worker.metrics import Metrics
-from worker.pipeline.directory import StateRecords
 from worker.pipeline.outputs import Outputs
 from worker.pipeline.publisher import Publisher
 

@@ -35,14 +35,14 @@ import structlog
 from aiohttp import web
 
 from contracts import AgentStateEvent
-from worker.metrics import Metrics
-from worker.observability.ncs import (
+from worker.agents.ncs import (
     SIGNATURE_HEADER,
     Notice,
     decode_notice,
     state_event,
     verify,
 )
+from worker.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ agent that has ended.
 Compaction keeps only the last record of each agent, so that record must be the newest
 observation. Publishers check the directory before they publish, but two workers may publish
 at the same moment, each without the other's event, and the older may land last. `StateRecords`
-notes each agent whose last record lost to an earlier one; `worker.pipeline.housekeeping`
+notes each agent whose last record lost to an earlier one; `worker.agents.housekeeping`
 publishes the winning state again for those, once the topic has had time to catch up.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 import structlog
 
 from contracts import AgentStateEvent, EventDecodeError, decode_agent_state
-from worker.execution.names import AgentDirectory
+from worker.agents.directory import AgentDirectory
 from worker.kafka.ports import Record
 
 log = structlog.get_logger(__name__)

@@ -21,11 +21,11 @@ from tests.observability.fakes import (
     notice,
     signed,
 )
+from worker.agents.ncs import SIGNATURE_HEADER
+from worker.agents.webhooks import WebhookReceiver
 from worker.metrics import Metrics
 from worker.observability.health import Health
-from worker.observability.ncs import SIGNATURE_HEADER
 from worker.observability.server import MAX_BODY_BYTES, OpsServer, build_ops_app
-from worker.observability.webhooks import WebhookReceiver
 from worker.settings import Settings
 
 BUDGET = 0.05

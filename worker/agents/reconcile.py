@@ -22,7 +22,7 @@ from typing import Protocol
 import structlog
 
 from contracts import AgentStateEvent
-from worker.observability.webhooks import StateSink
+from worker.agents.webhooks import StateSink
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """Publishing what webhooks and the reconciler observe, when it is news.
 
-Each observation is ranked against the directory first (`worker.execution.lifecycle`): one the
+Each observation is ranked against the directory first (`worker.agents.lifecycle`): one the
 directory already knows, or one older than what it knows (a "joined" notice redelivered after
 the stop, a reconcile read overtaken by a command), is not published, so it cannot become the
 last record of its agent on the compacted topic. The directory learns the state only once
@@ -11,8 +11,8 @@ must still find something to publish.
 from __future__ import annotations
 
 from contracts import AgentStateEvent
+from worker.agents.directory import AgentDirectory
 from worker.errors import OutputRejectedError
-from worker.execution.names import AgentDirectory
 from worker.pipeline.outputs import Outputs
 from worker.pipeline.publisher import Publisher
 

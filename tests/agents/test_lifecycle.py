@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from contracts import AgentStateEvent
 from tests.states import state_event
-from worker.execution.lifecycle import merge, outranks
-from worker.execution.names import MAX_SESSION_SECONDS, AgentDirectory
+from worker.agents.directory import MAX_SESSION_SECONDS, AgentDirectory
+from worker.agents.lifecycle import merge, outranks
 
 T0 = 1_800_000_000.0
 STATUSES = ["IDLE", "STARTING", "RUNNING", "RECOVERING", "STOPPING", "STOPPED", "FAILED", "NEW"]
