@@ -29,6 +29,7 @@ from worker.agents.records import StateRecords
 from worker.agents.state_sink import DirectoryStateSink
 from worker.agents.webhooks import WebhookReceiver
 from worker.api.client import ConvoAIClient
+from worker.api.tenants import Tenants
 from worker.execution import Executor
 from worker.execution.caller import ApiSender
 from worker.kafka.aio import AioKafkaBackend
@@ -48,7 +49,7 @@ from worker.supervision import Supervisor
 
 log = structlog.get_logger(__name__)
 
-ApiFactory = Callable[[Settings], AbstractAsyncContextManager[ApiSender]]
+ApiFactory = Callable[[Settings, Tenants], AbstractAsyncContextManager[ApiSender]]
 
 
 class Worker:
@@ -84,6 +85,7 @@ class Worker:
         Raises `FatalError` (after the graceful part) when processing could not go on.
         """
         settings, metrics, health, kafka = self.settings, self.metrics, self.health, self._kafka
+        tenants = Tenants.from_settings(settings)  # a bad credentials file stops the start here
         async with AsyncExitStack() as stack:
             sink = kafka.output_sink()
             stack.push_async_callback(sink.close)  # also safe for a sink never started
@@ -112,8 +114,10 @@ class Worker:
 
             completed, results = await self._rebuild_memory(stack, supervisor, outputs, publisher)
 
-            client = await stack.enter_async_context(self._api(settings))
-            executor = Executor(client, settings, self.directory, observer=metrics)
+            client = await stack.enter_async_context(self._api(settings, tenants))
+            executor = Executor(
+                client, settings, self.directory, observer=metrics, tenants=tenants
+            )
             reconciler = Reconciler(
                 settings.reconcile_interval_seconds,
                 self.directory,

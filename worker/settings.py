@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     customer_secret: str = ""
     auth_token: str = ""  # "agora token=<...>" scheme; used instead of Basic when set
     app_id: str = ""
+    allowed_app_ids: str = ""  # comma-separated; empty: any (worker.api.tenants)
+    api_credentials_file: str = ""  # JSON {app id: credentials}; serves exactly those App IDs
     api_timeout_seconds: Seconds = 15.0
     api_connect_timeout_seconds: Seconds = 5.0
     api_max_connections: Positive = 1000  # as many as commands in flight: none waits for a socket

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from tests.emulator.harness import APP_ID, RunningEmulator, start_body
-from worker.api.client import ConvoAIClient, authorization, parse_retry_after
+from worker.api.client import ConvoAIClient, parse_retry_after
 from worker.api.errors import (
     ApiConnectError,
     ApiStatusError,
@@ -21,6 +21,7 @@ from worker.api.errors import (
     InvalidResponseError,
 )
 from worker.api.requests import ApiRequest
+from worker.api.tenants import authorization
 from worker.emulator.faults import FaultRule, FaultSettings
 from worker.settings import Settings
 

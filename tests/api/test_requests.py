@@ -38,6 +38,7 @@ def test_envelope_and_address_fields_never_reach_the_body() -> None:
         "",
         b'{"text":"Hello","priority":"INTERRUPT","interruptable":false}',
         True,
+        "app",  # signed with this App ID's credentials
     )
 
 

@@ -135,7 +135,7 @@ async def running(
     """Start a worker and wait until it is ready; stop it gracefully at the end (if alive)."""
     config = settings(**overrides)
     backend = broker.backend(config)
-    worker = Worker(config, Metrics(CollectorRegistry()), kafka=backend, api=lambda _: api)
+    worker = Worker(config, Metrics(CollectorRegistry()), kafka=backend, api=lambda *_: api)
     task = asyncio.create_task(worker.run())
     handle = RunningWorker(worker, task, backend)
     try:

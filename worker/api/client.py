@@ -10,7 +10,6 @@ nothing is logged per request. The `Authorization` header is never logged.
 
 from __future__ import annotations
 
-import base64
 import email.utils
 import math
 import time
@@ -31,6 +30,7 @@ from worker.api.errors import (
     TransportError,
 )
 from worker.api.requests import ApiRequest
+from worker.api.tenants import Tenants
 from worker.settings import Settings
 
 # The SDK ignores the response body of these operations (`docs/api-reference.md` §2.0); so
@@ -50,31 +50,18 @@ class ApiResponse(NamedTuple):
     request_id: str | None
 
 
-def authorization(settings: Settings) -> str | None:
-    """The `Authorization` value the SDK would send for these credentials (token wins)."""
-    if settings.auth_token:
-        return f"agora token={settings.auth_token}"
-    if settings.customer_id:
-        credentials = f"{settings.customer_id}:{settings.customer_secret}".encode()
-        return "Basic " + base64.b64encode(credentials).decode()
-    return None
-
-
 class ConvoAIClient:
     """Async context manager owning the process's single `aiohttp.ClientSession`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tenants: Tenants | None = None) -> None:
+        """`tenants` says whose credentials sign each request (from `settings` by default)."""
         self._settings = settings
         self._base = settings.api_base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(
             total=settings.api_timeout_seconds, connect=settings.api_connect_timeout_seconds
         )
-        headers = {"User-Agent": USER_AGENT}
-        auth = authorization(settings)
-        if auth is not None:
-            headers["Authorization"] = auth
-        self._headers = headers
-        self._json_headers = {**headers, "Content-Type": "application/json"}
+        self._tenants = tenants or Tenants.from_settings(settings)
+        self._headers: dict[tuple[str, bool], dict[str, str]] = {}  # (App ID, JSON?) → headers
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -114,7 +101,7 @@ class ConvoAIClient:
                 request.method,
                 URL(url, encoded=True),
                 data=request.body,
-                headers=self._json_headers if request.json_content else self._headers,
+                headers=self._headers_of(request),
                 allow_redirects=False,
                 timeout=self._capped(time_left),
             ) as response:
@@ -143,6 +130,20 @@ class ConvoAIClient:
             request_id=request_id,
             retry_after=parse_retry_after(headers.get("Retry-After")),
         )
+
+    def _headers_of(self, request: ApiRequest) -> dict[str, str]:
+        """The request's headers, built once per App ID and content type."""
+        cache_key = (request.app_id, request.json_content)
+        headers = self._headers.get(cache_key)
+        if headers is None:
+            headers = {"User-Agent": USER_AGENT}
+            auth = self._tenants.authorization(request.app_id)
+            if auth is not None:
+                headers["Authorization"] = auth
+            if request.json_content:
+                headers["Content-Type"] = "application/json"
+            self._headers[cache_key] = headers
+        return headers
 
     def _capped(self, time_left: float | None) -> aiohttp.ClientTimeout:
         if time_left is None or time_left >= self._settings.api_timeout_seconds:

@@ -77,6 +77,7 @@ class ApiRequest(NamedTuple):
     query: str  # encoded, without "?"; "" for none
     body: bytes | None
     json_content: bool  # whether to send `content-type: application/json`
+    app_id: str = ""  # whose credentials sign it (phone-number paths do not name the App ID)
 
 
 def build_request(
@@ -92,7 +93,7 @@ def build_request(
     if isinstance(command, AgentList) and "state" in rest:
         # the API takes the numeric code; the contract also accepts the status name
         rest = {**rest, "state": command.state_query()}
-    return request_for(type(command), path, rest)
+    return request_for(type(command), path, rest, app_id=app_id)
 
 
 def path_for(
@@ -116,17 +117,18 @@ def _quoted(value: str) -> str:
     return quote(value, PATH_SAFE)
 
 
-def request_for(command_type: type[CommandBase], path: str, rest: Mapping[str, Any]) -> ApiRequest:
+def request_for(
+    command_type: type[CommandBase], path: str, rest: Mapping[str, Any], *, app_id: str = ""
+) -> ApiRequest:
     """The request of an operation whose path is known; `rest` goes to the body or the query."""
     operation = command_type.tag()
     payload = _in_sdk_order(operation, rest)
+    method = command_type.http_method
     if command_type.rest_location == "query":
-        return ApiRequest(
-            operation, command_type.http_method, path, encode_query(payload), None, False
-        )
+        return ApiRequest(operation, method, path, encode_query(payload), None, False, app_id)
     body = _encode_json(payload) if payload else None
     json_content = body is not None or operation in JSON_BODY_OPERATIONS
-    return ApiRequest(operation, command_type.http_method, path, "", body, json_content)
+    return ApiRequest(operation, method, path, "", body, json_content, app_id)
 
 
 def encode_query(params: Mapping[str, Any]) -> str:

@@ -49,6 +49,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"seconds STOPPING after leave (default {DEFAULT_STOP_DELAY:g})",
     )
     service.add_argument(
+        "--tenant",
+        dest="tenants",
+        action="append",
+        type=tenant,
+        default=[],
+        metavar="APP_ID=CUSTOMER_ID:SECRET",
+        help="only these credentials reach this App ID (repeat for several accounts)",
+    )
+    service.add_argument(
         "--max-agents",
         type=positive_int,
         default=20,
@@ -104,6 +113,16 @@ def status_rate(text: str) -> tuple[int, float]:
     return code, share
 
 
+def tenant(text: str) -> tuple[str, str]:
+    """`APP_ID=CUSTOMER_ID:SECRET`: an App ID and the credentials of its account."""
+    app_id, sep, pair = text.partition("=")
+    if not sep or not app_id or ":" not in pair:
+        raise argparse.ArgumentTypeError(
+            f"expected APP_ID=CUSTOMER_ID:SECRET (e.g. app-1=customer:secret), got {text!r}"
+        )
+    return app_id, pair
+
+
 def fault_rule(text: str) -> FaultRule:
     """A fault rule as JSON (the body format of `PUT /_emulator/faults`)."""
     try:
@@ -131,6 +150,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         customer_id=settings.customer_id,
         customer_secret=settings.customer_secret,
         auth_token=settings.auth_token,
+        tenants=dict(args.tenants),
         start_delay=args.start_delay,
         stop_delay=args.stop_delay,
         max_agents_per_app=args.max_agents,

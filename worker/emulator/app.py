@@ -67,7 +67,9 @@ def build_app(
     app[STATE] = state
     app[FAULTS] = Faults(config.faults)
     app[REQUESTS] = RequestLog(config.request_log_size)
-    endpoint = _EndpointFactory(app, _accepted_authorizations(config))
+    endpoint = _EndpointFactory(
+        app, _accepted_authorizations(config), _tenant_authorizations(config)
+    )
     for base in BASE_PATHS:
         for route in ROUTES:
             app.router.add_route(route.method, base + route.path, endpoint(route))
@@ -86,6 +88,14 @@ def _running(sender: WebhookSender) -> Callable[[web.Application], AsyncIterator
     return context
 
 
+def _tenant_authorizations(config: EmulatorConfig) -> dict[str, str]:
+    """App ID → the only `Authorization` value its paths accept."""
+    return {
+        app_id: "Basic " + base64.b64encode(pair.encode()).decode()
+        for app_id, pair in config.tenants.items()
+    }
+
+
 def _accepted_authorizations(config: EmulatorConfig) -> frozenset[str] | None:
     """The `Authorization` values the emulator accepts; `None` accepts anything."""
     if not config.requires_auth:
@@ -102,15 +112,19 @@ def _accepted_authorizations(config: EmulatorConfig) -> frozenset[str] | None:
 class _EndpointFactory:
     """Builds the handler of each API route around the shared state, faults and log."""
 
-    def __init__(self, app: web.Application, accepted: frozenset[str] | None) -> None:
+    def __init__(
+        self, app: web.Application, accepted: frozenset[str] | None, tenants: dict[str, str]
+    ) -> None:
         self._state = app[STATE]
         self._faults = app[FAULTS]
         self._log = app[REQUESTS]
         self._accepted = accepted
+        self._tenants = tenants
         self._request_ids = itertools.count(1)
 
     def __call__(self, route: Route) -> Handler:
         state, faults, log, accepted = self._state, self._faults, self._log, self._accepted
+        tenants = self._tenants
         request_ids = self._request_ids
         reads_body = route.method in BODY_METHODS
 
@@ -125,7 +139,11 @@ class _EndpointFactory:
                     )
                 )  # fmt: skip
 
-            if accepted is not None and request.headers.get("Authorization") not in accepted:
+            given = request.headers.get("Authorization")
+            owner = tenants.get(request.match_info.get("appid", "")) if tenants else None
+            if (owner is not None and given != owner) or (
+                owner is None and accepted is not None and given not in accepted
+            ):
                 record(401)
                 return _error(EmulatedError(401, None, "authentication failed"), route, request_ids)
             fault = faults.pick(route.operation) if faults.settings.rules else None

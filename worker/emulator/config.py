@@ -19,6 +19,9 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     customer_id: str = ""
     customer_secret: str = ""
     auth_token: str = ""  # also accept `agora token=<auth_token>` when set
+    # App ID → "customer_id:customer_secret": that App ID's paths accept only these credentials,
+    # as separate Agora accounts would (a tenant's credentials do not reach another's App IDs)
+    tenants: dict[str, str] = msgspec.field(default_factory=dict)
     start_delay: NonNegative = 0.0  # seconds an agent stays STARTING
     stop_delay: NonNegative = DEFAULT_STOP_DELAY  # seconds an agent stays STOPPING after leave
     max_agents_per_app: Positive = 20  # concurrent agents per App ID before 422

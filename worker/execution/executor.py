@@ -52,6 +52,7 @@ from worker.api.observer import ApiObserver, NullObserver
 from worker.api.policy import Action
 from worker.api.requests import ApiRequest, build_request, path_for, request_for
 from worker.api.retry import Backoff
+from worker.api.tenants import Tenants
 from worker.execution.caller import ApiSender, Caller, Progress, Refusal, Run
 from worker.execution.conflicts import NameConflicts
 from worker.execution.lookup import AgentFinder, FoundAgent
@@ -107,8 +108,11 @@ class Executor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
+        tenants: Tenants | None = None,
     ) -> None:
+        """`tenants` decides which App IDs may be served (from `settings` by default)."""
         self._settings = settings
+        self._tenants = tenants or Tenants.from_settings(settings)
         self._names = names
         self._clock = clock
         self._caller = Caller(
@@ -210,6 +214,11 @@ class Executor:
                     code="missing_app_id",
                     message="the command has no app_id and CONVOAI_APP_ID is not set",
                 ),
+            )
+        refusal = self._tenants.refusal(job.app_id)
+        if refusal is not None:  # another tenant's command: it must never reach the API
+            raise CommandEndedError(
+                "rejected", ErrorInfo(code="app_id_not_allowed", message=refusal)
             )
         if isinstance(command, AgentCommand) and command.name is not None and not job.agent_id:
             job.agent_id = await self._resolve(job, command.name)
@@ -355,7 +364,7 @@ class Executor:
             return _data(reply)
         path = path_for(NumberGet, app_id=job.app_id, phone_number=command.phone_number)
         current = await self._caller.perform(
-            request_for(NumberGet, path, {}), job.run, idempotent=True
+            request_for(NumberGet, path, {}, app_id=job.app_id), job.run, idempotent=True
         )
         return _data(current)
 

@@ -70,7 +70,8 @@ class AgentFinder:
 
     async def get(self, app_id: str, agent_id: str, run: Run) -> FoundAgent | None:
         """The agent's get response, or None when the API no longer knows it."""
-        request = request_for(AgentGet, path_for(AgentGet, app_id=app_id, agent_id=agent_id), {})
+        path = path_for(AgentGet, app_id=app_id, agent_id=agent_id)
+        request = request_for(AgentGet, path, {}, app_id=app_id)
         try:
             response = await self._read(request, run)
         except CommandEndedError as ended:
@@ -98,7 +99,8 @@ class AgentFinder:
             "limit": PAGE_SIZE,
         }
         for _ in range(MAX_PAGES):
-            response = await self._read(request_for(AgentList, list_path, query), run)
+            request = request_for(AgentList, list_path, query, app_id=app_id)
+            response = await self._read(request, run)
             page = read_as(response.data, AgentPage, "agent.list")
             for item in page.data.items if page.data else ():
                 if item.name is not None and item.name != name:
