@@ -115,9 +115,7 @@ class Worker:
             completed, results = await self._rebuild_memory(stack, supervisor, outputs, publisher)
 
             client = await stack.enter_async_context(self._api(settings, tenants))
-            executor = Executor(
-                client, settings, self.directory, observer=metrics, tenants=tenants
-            )
+            executor = Executor(client, settings, self.directory, observer=metrics, tenants=tenants)
             reconciler = Reconciler(
                 settings.reconcile_interval_seconds,
                 self.directory,

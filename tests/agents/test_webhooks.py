@@ -117,14 +117,16 @@ class TestVerification:
         assert counted(endpoint.metrics, "unknown", "bad_signature") == 1
 
     async def test_the_documented_vector_is_verified(self):
-        """The reference's body and SHA256 (secret `secret`) pass; product 1 is not ConvoAI."""
+        """The documented vector (`docs/api-reference.md` §6.2) passes; product 1 is not ConvoAI."""
         body = (
             b'{"eventType":10,"noticeId":"4eb720f0-8da7-11e9-a43e53f411c2761f",'
             b'"notifyMs":1560408533119,"payload":{"a":"1","b":2},"productId":1}'
         )
         digest = "6ba85d7c1122f6c51143cce7765f06c601c0fbd691987f4510e45b943b2639e8"
         sink, metrics = RecordingSink(), new_metrics()
-        async with serve(WebhookReceiver("secret", sink, metrics), sink, metrics) as endpoint:
+        sent = 1560408533.119  # the vector's notifyMs: judged at the time it was sent
+        receiver = WebhookReceiver("secret", sink, metrics, clock=lambda: sent)
+        async with serve(receiver, sink, metrics) as endpoint:
             status, reply = await endpoint.post(body, {SIGNATURE_HEADER: digest})
             assert (status, reply["verdict"]) == (200, "unknown_type")
         assert counted(metrics, "unknown", "unknown_type") == 1
@@ -271,3 +273,42 @@ class TestDelivery:
             assert (await endpoint.post(JOINED))[0] == 503
         assert sink.cancelled == 1
         assert sink.events == []
+
+
+class TestReplaysAndSlowClients:
+    @pytest.mark.parametrize("offset_seconds", [-601.0, 61.0])
+    async def test_a_notice_too_old_or_from_the_future_changes_nothing(
+        self, endpoint: Endpoint, offset_seconds: float
+    ):
+        """A signed notice replayed 10 minutes later (or post-dated) is answered, not applied."""
+        sent = int((time.time() + offset_seconds) * 1000)
+        body = notice(101, {"agent_id": "A42", "name": "bot"}, notifyMs=sent, noticeId="replayed")
+        status, reply = await endpoint.post(body)
+        assert (status, reply["verdict"]) == (200, "stale")
+        assert endpoint.sink.attempts == 0
+        assert counted(endpoint.metrics, "101", "stale") == 1
+
+    async def test_a_recent_notice_is_applied(self, endpoint: Endpoint):
+        """Nine minutes is within the window NCS retries in."""
+        sent = int((time.time() - 540) * 1000)
+        body = notice(101, {"agent_id": "A43", "name": "bot"}, notifyMs=sent, noticeId="late")
+        status, reply = await endpoint.post(body)
+        assert (status, reply["verdict"]) == (200, "accepted")
+
+    async def test_a_client_that_sends_its_body_too_slowly_gets_408(self):
+        """The handler gives up on a body that does not arrive in time; the server stays up."""
+        sink, metrics = RecordingSink(), new_metrics()
+        receiver = WebhookReceiver(SECRET, sink, metrics, app_id=APP_ID, read_seconds=0.2)
+        async with serve(receiver, sink, metrics) as endpoint:
+            port = int(endpoint.url.split(":")[2].split("/")[0])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /webhooks/agora HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
+            )
+            await writer.drain()  # 999 bytes never come
+            status_line = await asyncio.wait_for(reader.readline(), 5)
+            writer.close()
+            assert status_line.startswith(b"HTTP/1.1 408")
+            ok, _ = await endpoint.post(JOINED)
+            assert ok == 200
+        assert counted(metrics, "unknown", "slow_client") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -80,7 +81,7 @@ def notice(event_type: int, payload: dict[str, Any], **envelope: Any) -> bytes:
         "noticeId": f"notice-{event_type}",
         "productId": 17,
         "eventType": event_type,
-        "notifyMs": 1_800_000_000_000,
+        "notifyMs": int(time.time() * 1000),  # the worker applies recent notices only
         "sid": "session-1",
         "payload": payload,
         **envelope,

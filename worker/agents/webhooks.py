@@ -6,7 +6,11 @@ Answers, in order of the checks:
 - 401 `bad_signature` when `Agora-Signature-V2` is missing or wrong (checked on the raw bytes,
   before any parsing).
 - 400 `malformed` when the body is not an NCS envelope, or a state-changing event lacks its
-  `agent_id`; 413 `malformed` when the body exceeds the server's size limit.
+  `agent_id`; 413 `malformed` when the body exceeds the server's size limit; 408 `slow_client`
+  when the body does not arrive within `READ_SECONDS` (a slow client holds no handler long).
+- 200 `stale` for a notice sent (`notifyMs`) more than `MAX_NOTICE_AGE_SECONDS` ago or dated in
+  the future beyond `MAX_CLOCK_SKEW_SECONDS`: a captured request replayed later changes nothing
+  (and one replayed sooner is a duplicate, or older than what the worker knows).
 - 200 `unknown_type` for other products and undocumented event types, so Agora does not retry
   them; 200 `accepted` for documented events that change no state (see `ncs`).
 - 200 `duplicate` for a `noticeId` whose state event was already published.
@@ -27,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -49,6 +55,9 @@ log = structlog.get_logger(__name__)
 ACK_BUDGET_SECONDS = 0.15  # Agora expects an answer within 200 ms; keep 50 ms for the rest
 REMEMBERED_NOTICES = 10_000  # NCS retries within seconds, so recent notices are enough
 UNKNOWN_EVENT_TYPE = "unknown"  # metric label for unreadable or undocumented event types
+READ_SECONDS = 5.0  # NCS sends a few kilobytes at once; anything slower is not NCS
+MAX_NOTICE_AGE_SECONDS = 600.0  # NCS gives up retrying within minutes
+MAX_CLOCK_SKEW_SECONDS = 60.0
 
 
 class StateSink(Protocol):
@@ -89,7 +98,11 @@ class WebhookReceiver:
         app_id: str = "",
         ack_budget_seconds: float = ACK_BUDGET_SECONDS,
         remember: int = REMEMBERED_NOTICES,
+        read_seconds: float = READ_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._read_seconds = read_seconds
+        self._clock = clock
         self._secret = secret.encode()
         self._sink = sink
         self._metrics = metrics
@@ -106,6 +119,7 @@ class WebhookReceiver:
         try:
             notice = await self._notice(request)
             event_type = str(notice.event_type) if notice.documented else UNKNOWN_EVENT_TYPE
+            self._check_age(notice)
             event = self._state_change(notice)
         except _Answer as answer:
             if answer.verdict == "malformed":
@@ -129,15 +143,28 @@ class WebhookReceiver:
             reason = "webhooks are disabled: no NCS secret configured (CONVOAI_WEBHOOK_SECRET)"
             raise _Answer(503, "disabled", reason)
         try:
-            body = await request.read()
+            async with asyncio.timeout(self._read_seconds):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge as error:
             raise _Answer(413, "malformed", error.text) from None
+        except TimeoutError:
+            raise _Answer(
+                408, "slow_client", f"body not received in {self._read_seconds:g} s"
+            ) from None
         if not verify(self._secret, body, request.headers.get(SIGNATURE_HEADER)):
             raise _Answer(401, "bad_signature", f"missing or invalid {SIGNATURE_HEADER}")
         try:
             return decode_notice(body)
         except msgspec.DecodeError as error:
             raise _Answer(400, "malformed", f"not an NCS notification: {error}") from None
+
+    def _check_age(self, notice: Notice) -> None:
+        """Refuse (with 200: nothing to retry) a notice too old or dated in the future."""
+        if not notice.notify_ms:
+            return  # no date to judge by; dedupe and the lifecycle's ordering still apply
+        age = self._clock() - notice.notify_ms / 1000
+        if age > MAX_NOTICE_AGE_SECONDS or age < -MAX_CLOCK_SKEW_SECONDS:
+            raise _Answer(200, "stale", f"sent {age:.0f} s ago; only recent notices are applied")
 
     def _state_change(self, notice: Notice) -> AgentStateEvent | None:
         """The state event to publish for a notice not published before, if any."""
