@@ -1,10 +1,13 @@
 # syntax=docker/dockerfile:1
 #
-# Two stages: `builder` resolves the locked dependencies with uv into /app/.venv, `runtime` copies
-# only that venv onto a clean slim image, so neither uv nor the sources ship.
+# `builder` resolves the locked dependencies with uv into /app/.venv, `runtime` (the default
+# target) copies only that venv onto a clean slim image, so neither uv nor the sources ship. The
+# `emulator` target is the same plus the ConvoAI API emulator (convoai-emulator), for compose and
+# test environments; the production image does not contain it.
 #
 #   docker build -t convoai-worker:0.1.0 .
 #   docker run --rm --read-only --tmpfs /tmp convoai-worker:0.1.0 config
+#   docker build --target emulator -t convoai-emulator:0.1.0 .
 #
 # Pin the base by digest for reproducible builds:
 #   docker build --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest> .
@@ -28,14 +31,16 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /app
 
 # Dependencies only, from the lock file: this layer is rebuilt when uv.lock changes, not on every
-# code change.
+# code change. The workspace members' pyproject files are part of the lock.
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
-    uv sync --locked --no-dev --no-install-project
+    --mount=type=bind,source=contracts/pyproject.toml,target=contracts/pyproject.toml \
+    --mount=type=bind,source=worker/emulator/pyproject.toml,target=worker/emulator/pyproject.toml \
+    uv sync --locked --no-dev --no-install-workspace
 
-# The project itself, installed as a wheel (--no-editable) so the venv does not point at /app.
-# README.md is part of the package metadata.
+# The project and convoai-contracts, installed as wheels (--no-editable) so the venv does not
+# point at /app. README.md is part of the package metadata.
 COPY pyproject.toml uv.lock README.md ./
 COPY contracts ./contracts
 COPY worker ./worker
@@ -43,7 +48,12 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-editable
 
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM builder AS emulator-builder
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --group emulator --no-editable
+
+
+FROM ${PYTHON_IMAGE} AS base
 
 ARG UID=10001
 ARG GID=10001
@@ -52,23 +62,29 @@ RUN groupadd --system --gid "${GID}" convoai \
     && useradd --system --uid "${UID}" --gid "${GID}" --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin convoai
 
-# Owned by root and not writable by the worker user: the code cannot be modified at run time.
-COPY --from=builder /app/.venv /app/.venv
-
 ENV PATH="/app/.venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     CONVOAI_LOG_FORMAT=json
 
-# /tmp is the only path the worker may write to; mount a tmpfs/emptyDir there with a read-only root.
+# /tmp is the only path the process may write to; mount a tmpfs/emptyDir there with a read-only
+# root.
 WORKDIR /tmp
 USER ${UID}:${GID}
+ENTRYPOINT ["convoai-worker"]
+# No HEALTHCHECK: Kubernetes ignores it and probes /livez and /readyz itself (see the Helm chart);
+# compose.yaml declares its own health checks per service.
 
+
+FROM base AS emulator
+# Owned by root and not writable by the process user: the code cannot be modified at run time.
+COPY --from=emulator-builder /app/.venv /app/.venv
+EXPOSE 8081
+CMD ["emulator", "--host", "0.0.0.0", "--port", "8081"]
+
+
+FROM base AS runtime
+COPY --from=builder /app/.venv /app/.venv
 # Metrics, /livez, /readyz and /webhooks/agora (CONVOAI_HTTP_PORT).
 EXPOSE 8080
-
-# No HEALTHCHECK: Kubernetes ignores it and probes /livez and /readyz itself (see the Helm chart),
-# and the same image also runs `convoai-worker emulator`, which a worker health check would mark
-# unhealthy. compose.yaml declares its own health checks per service.
-ENTRYPOINT ["convoai-worker"]
 CMD ["run"]

@@ -86,10 +86,32 @@ def build_parser(argv: Sequence[str], *, every: bool = False) -> argparse.Argume
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if every or name == chosen:
-            module: CommandModule = importlib.import_module(module_name)
-            module.configure(sub_parser)
-            sub_parser.set_defaults(handler=module.run)
+            module = _import_command(module_name, parser, needed=name == chosen)
+            if module is not None:
+                module.configure(sub_parser)
+                sub_parser.set_defaults(handler=module.run)
     return parser
+
+
+# Subcommands whose code ships in a distribution of its own, not installed in production images.
+OPTIONAL = {"worker.emulator": "convoai-emulator"}
+
+
+def _import_command(
+    module_name: str, parser: argparse.ArgumentParser, *, needed: bool
+) -> CommandModule | None:
+    """The subcommand's module; when an optional distribution it needs is missing, a one-line
+    error if it was asked for (None when only listing every command)."""
+    try:
+        module: CommandModule = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = next((d for m, d in OPTIONAL.items() if (exc.name or "").startswith(m)), None)
+        if missing is None:
+            raise
+        if needed:
+            parser.exit(INVALID, f"{parser.prog}: this needs {missing}: pip install {missing}\n")
+        return None
+    return module
 
 
 def main(argv: Sequence[str] | None = None) -> int:
