@@ -8,10 +8,12 @@ fails with the script's message naming what to install, so Kafka tests are never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -31,36 +33,38 @@ def broker_reachable(bootstrap: str = BOOTSTRAP) -> bool:
         return False
 
 
-def start_broker() -> None:
-    """Run `scripts/kafka up`; raise with its output when it cannot start a broker."""
+def kafka_script(
+    action: str, env: Mapping[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run `scripts/kafka ACTION` (with `env` added to the environment, e.g. `KAFKA_RUN` and
+    the ports of a broker of one's own); raise with its output when it fails."""
     proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "kafka"), "up"],
+        ["bash", str(ROOT / "scripts" / "kafka"), action],
         capture_output=True,
         text=True,
         check=False,
-        timeout=600,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     if proc.returncode != 0:
         raise RuntimeError(
-            "the Kafka tests need a real broker and `scripts/kafka up` failed "
-            f"(exit {proc.returncode}):\n{proc.stderr}{proc.stdout}"
+            f"`scripts/kafka {action}` failed (exit {proc.returncode}):\n{proc.stderr}{proc.stdout}"
         )
+    return proc
+
+
+def start_broker() -> None:
+    """Run `scripts/kafka up`; raise with its output when it cannot start a broker."""
+    try:
+        kafka_script("up")
+    except RuntimeError as error:
+        raise RuntimeError(f"the Kafka tests need a real broker: {error}") from None
 
 
 def stop_broker() -> None:
     """Run `scripts/kafka down` (stops only the broker whose pid file the script wrote)."""
-    subprocess.run(
-        [
-            "bash",
-            str(
-                ROOT / "scripts" / "kafka",
-            ),
-            "down",
-        ],
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
+    with contextlib.suppress(RuntimeError):  # the session ends either way
+        kafka_script("down", timeout=120)
 
 
 def unique_name(prefix: str) -> str:

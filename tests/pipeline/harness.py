@@ -133,14 +133,14 @@ async def produce(
     topic: str,
     commands: Iterable[Mapping[str, Any] | bytes | Record],
     **producer_options: Any,
-) -> int:
+) -> list[tuple[int, int]]:
     """Produce commands (objects keyed by the ordering rules, raw bytes without key, or raw
-    `(key, value)` records); `producer_options` go to the producer (e.g. `max_request_size`)."""
+    `(key, value)` records); `producer_options` go to the producer (e.g. `max_request_size`).
+    Returns where each record landed, `(partition, offset)`, in order."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=5, **producer_options
     )
     await producer.start()
-    sent = 0
     try:
         acks = []
         for command in commands:
@@ -155,11 +155,9 @@ async def produce(
                 found = ordering_key(command)
                 key = found.encode() if found else None
             acks.append(await producer.send(topic, value=value, key=key))
-            sent += 1
-        await asyncio.gather(*acks)
+        return [(sent.partition, sent.offset) for sent in await asyncio.gather(*acks)]
     finally:
         await producer.stop()
-    return sent
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:
