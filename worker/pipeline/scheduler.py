@@ -8,7 +8,7 @@ execute at once across all keys; a slow or failing key holds at most one slot.
 
 Three ways a key's work ends early:
 - `discard_queued`: work not started is dropped (its partition is being released; the next
-  owner reads those records again);
+  owner reads those records again), including a key's next job while it still waits for a slot;
 - `abandon`: running work is cancelled with its abandon mark set, so that `run` can decide what
   the interruption means (it raises `AbandonedError` to leave the record unfinished);
 - a failure: anything else `run` raises blocks the key. Its remaining and later work stays
@@ -52,6 +52,7 @@ class KeyedScheduler(Generic[JobT]):
         self._queues: dict[Key, deque[JobT]] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._blocked: set[Key] = set()
+        self._started: set[Key] = set()  # keys whose head job holds a slot
         self._running = 0
 
     @property
@@ -83,11 +84,15 @@ class KeyedScheduler(Generic[JobT]):
         try:
             while queue:
                 async with self._slots:
+                    if not queue:
+                        break  # discarded while it waited for the slot
                     self._running += 1
+                    self._started.add(key)
                     try:
                         await self._run(queue[0])
                     finally:
                         self._running -= 1
+                        self._started.discard(key)
                 queue.popleft()
         except AbandonedError:
             pass  # the record stays unfinished; its partition is being released
@@ -114,6 +119,9 @@ class KeyedScheduler(Generic[JobT]):
                 dropped += len(queue)
                 self._blocked.discard(key)
                 del self._queues[key]
+            elif key not in self._started:  # its head still waits for a slot
+                dropped += len(queue)
+                queue.clear()
             elif len(queue) > 1:
                 dropped += len(queue) - 1
                 head = queue[0]
@@ -123,7 +131,7 @@ class KeyedScheduler(Generic[JobT]):
 
     async def wait(self, partitions: set[int] | None, seconds: float) -> bool:
         """Wait until the running work of `partitions` (all when None) ends; False on timeout."""
-        tasks = self._tasks_of(partitions)
+        tasks = [t for k, t in self._tasks.items() if self._queues[k] and _within(k, partitions)]
         if not tasks:
             return True
         _, pending = await asyncio.wait(tasks, timeout=seconds)
@@ -133,7 +141,7 @@ class KeyedScheduler(Generic[JobT]):
         """Interrupt the running work of `partitions`, marked as abandoned; return how many."""
         tasks = 0
         for key, task in self._tasks.items():
-            if partitions is None or key[0] in partitions:
+            if self._queues[key] and _within(key, partitions):
                 self._queues[key][0].abandoned = True
                 task.cancel()
                 tasks += 1
@@ -147,4 +155,8 @@ class KeyedScheduler(Generic[JobT]):
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _tasks_of(self, partitions: set[int] | None) -> list[asyncio.Task[None]]:
-        return [t for k, t in self._tasks.items() if partitions is None or k[0] in partitions]
+        return [t for k, t in self._tasks.items() if _within(k, partitions)]
+
+
+def _within(key: Key, partitions: set[int] | None) -> bool:
+    return partitions is None or key[0] in partitions
