@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from pathlib import Path
 from typing import Any, Self
 
@@ -112,9 +111,9 @@ class EmulatorProcess:
         """Put fault settings in force (`FaultSettings` as JSON)."""
         await self._admin("PUT", "faults", settings)
 
-    async def executed_calls(self, operation: str, field: str) -> Counter[str]:
-        """How often each command's `operation` request was performed, by the body's `field`
-        (a unique value per command, e.g. a speak's `text`).
+    async def executed_calls(self, operation: str, field: str) -> dict[str, list[float]]:
+        """When each command's `operation` request was performed (Unix seconds), by the body's
+        `field` (a unique value per command, e.g. a speak's `text`).
 
         A request answered with an injected 429 or 5xx was refused before doing anything; every
         other logged request (2xx, an API error, or status 0: a connection the suite's `drop`
@@ -125,8 +124,8 @@ class EmulatorProcess:
         total, kept = answer["total"], self.request_log_size
         if total > kept:
             raise RuntimeError(f"the emulator logged {total} requests but keeps only {kept}")
-        return Counter(
-            request["body"][field]
-            for request in answer["requests"]
-            if request["status"] < 500 and request["status"] != 429
-        )
+        calls: dict[str, list[float]] = {}
+        for request in answer["requests"]:
+            if request["status"] < 500 and request["status"] != 429:
+                calls.setdefault(request["body"][field], []).append(request["timestamp"])
+        return calls

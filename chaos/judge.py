@@ -8,8 +8,10 @@ Definitions (the README's table uses them):
 - *duplicate results*: result records beyond one per command id.
 - *repeated calls*: requests of non-idempotent commands (speak, call.start) beyond one per
   command that reached the API (the emulator's request log, attributed by the command id in the
-  body; an injected 429 or 5xx did nothing and does not count). At most 0 in a scenario without
-  SIGKILL, at most `CONVOAI_MAX_IN_FLIGHT` per SIGKILL otherwise; duplicate results likewise.
+  body; an injected 429 or 5xx did nothing and does not count). Each repeat is charged to the
+  last fault that ended before it: at most `CONVOAI_MAX_IN_FLIGHT` per SIGKILL, none for any
+  other fault or before the first. Duplicate results: at most `CONVOAI_MAX_IN_FLIGHT` per
+  SIGKILL in all.
 - *dead letters*: each must locate its original record through its Connect headers and carry
   its key and value (`dead_letter_problems`); every poison record and every command that ran
   out of retries must have exactly one.
@@ -27,7 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import ConsumerRecord
 
@@ -38,6 +40,16 @@ from tests.pipeline.group import dead_letter_problems
 
 Records = Sequence[ConsumerRecord[bytes, bytes]]
 EXHAUSTED = "retries_exhausted"
+BEFORE_ANY_FAULT = "before any fault"
+
+
+class Fault(NamedTuple):
+    """A fault a scenario injected: its name, when it ended (Unix seconds), whether it was a
+    SIGKILL (the only fault allowed to repeat non-idempotent calls)."""
+
+    name: str
+    end: float
+    killed: bool = False
 
 
 @dataclass
@@ -81,10 +93,10 @@ class Observed:
     originals: Records  # the commands topic
     results: list[ResultEvent]
     dead: Records
-    calls: Counter[str]  # non-idempotent requests that reached the API, per command id
+    calls: dict[str, list[float]]  # when each command's non-idempotent request reached the API
 
 
-def judge(figures: Figures, seen: Observed, *, kills: int, in_flight: int) -> None:
+def judge(figures: Figures, seen: Observed, faults: list[Fault], in_flight: int) -> None:
     """Fill in `figures` from `seen` and record every broken guarantee."""
     per_command = Counter(result.command_id for result in seen.results)
     ids = [s.command_id for s in seen.sent if s.command_id is not None]
@@ -95,9 +107,11 @@ def judge(figures: Figures, seen: Observed, *, kills: int, in_flight: int) -> No
     figures.duplicate_results = sum(per_command[cid] - 1 for cid in set(ids) if per_command[cid])
     figures.outcomes = dict(Counter(result.outcome for result in seen.results))
     calls = [s.command_id for s in seen.sent if s.call and s.command_id]
+    repeats = [t for cid in calls for t in sorted(seen.calls.get(cid, []))[1:]]
     figures.non_idempotent = len(calls)
-    figures.repeated_calls = sum(max(0, seen.calls[cid] - 1) for cid in calls)
-    figures.repeat_bound = kills * in_flight
+    figures.repeated_calls = len(repeats)
+    figures.repeat_bound = sum(fault.killed for fault in faults) * in_flight
+    _judge_repeats(figures, repeats, faults, in_flight)
     _judge_dead_letters(figures, seen, per_command)
 
     figures.require(figures.without_result == 0, f"{figures.without_result} without result")
@@ -115,6 +129,23 @@ def judge(figures: Figures, seen: Observed, *, kills: int, in_flight: int) -> No
         figures.dead_letters_ok == figures.dead_letters,
         f"{figures.dead_letters - figures.dead_letters_ok} dead letters with wrong headers",
     )
+
+
+def _judge_repeats(
+    figures: Figures, repeats: list[float], faults: list[Fault], in_flight: int
+) -> None:
+    """Charge each repeated call to the last fault that ended before it."""
+    charged: Counter[str] = Counter()
+    for moment in repeats:
+        earlier = [fault.name for fault in faults if fault.end <= moment]
+        charged[earlier[-1] if earlier else BEFORE_ANY_FAULT] += 1
+    figures.notes["repeated calls per fault"] = dict(charged)
+    for fault in [*faults, Fault(BEFORE_ANY_FAULT, 0.0)]:
+        bound = in_flight if fault.killed else 0
+        figures.require(
+            charged[fault.name] <= bound,
+            f"{charged[fault.name]} repeated calls after {fault.name} (bound {bound})",
+        )
 
 
 def _judge_dead_letters(figures: Figures, seen: Observed, per_command: Counter[str]) -> None:

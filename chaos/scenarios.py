@@ -89,10 +89,10 @@ async def sigkill(run: Run, size: Size) -> Figures:
             await stage.recovered()
             await stage.mid_stream("a SIGKILL")
             await stage.stop(stage.group.members[-1], "SIGKILL")
-            stage.fault_ended(f"SIGKILL {len(stage.faults) + 1}")  # restarted at once
+            stage.fault_ended("SIGKILL", killed=True)  # restarted at once
             await stage.join()
         stage.figures.setup = setup_of(stage, kills_at_fractions_of_production=fractions)
-        return await stage.finish(kills=KILLS)
+        return await stage.finish()
 
 
 async def broker_outage(run: Run, size: Size) -> Figures:
@@ -156,7 +156,6 @@ async def membership(run: Run, size: Size) -> Figures:
         settings=settings,
         within=180,
     )
-    kills = 0
     plan: list[str] = []
     async with stage:
         group = stage.group
@@ -176,10 +175,10 @@ async def membership(run: Run, size: Size) -> Figures:
             await stage.mid_stream(f"{how} to {victim.name}")
             plan.append(f"{how} {victim.name}")
             await stage.stop(victim, how)
-            kills += how == "SIGKILL"
-            stage.fault_ended(f"{how} {victim.name}" + (" exited" if how == "SIGTERM" else ""))
+            killed = how == "SIGKILL"
+            stage.fault_ended(f"{how} {victim.name}" + ("" if killed else " exited"), killed=killed)
         stage.figures.setup = setup_of(stage, members_at_start=3, changes=plan, at=fractions)
-        return await stage.finish(kills=kills)
+        return await stage.finish()
 
 
 async def api_storm(run: Run, size: Size) -> Figures:

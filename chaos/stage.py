@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from chaos.infra import EmulatorProcess, OwnBroker
-from chaos.judge import Figures, Observed, judge, longest_stall, recoveries
+from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
 from chaos.leaks import SecretScan
 from chaos.workload import Sent
 from tests.kafka import create_topics
@@ -84,7 +83,7 @@ class Stage:
         self.dlq: TopicTail
         self.ids = {s.command_id for s in sent if s.command_id is not None}
         self.producing: asyncio.Task[list[tuple[int, int]]] | None = None
-        self.faults: list[tuple[str, float]] = []  # each fault and its end (Unix seconds)
+        self.faults: list[Fault] = []
         self.figures = Figures(name, {})
         self.entered = self.started = 0.0  # the stage began; production began or ended
 
@@ -192,7 +191,7 @@ class Stage:
         """Follow the outputs until every results partition has a result appended after the
         last fault ended (or every command has one): the next fault then meets a recovered
         group, and each fault's recovery is its own."""
-        since = self.faults[-1][1] * 1000 if self.faults else 0.0
+        since = self.faults[-1].end * 1000 if self.faults else 0.0
 
         def done() -> bool:
             latest: dict[int, float] = {}
@@ -214,12 +213,12 @@ class Stage:
             await self.poll()
         return True
 
-    def fault_ended(self, fault: str) -> None:
-        """Mark the end of `fault`: its recovery is measured from here."""
-        self.faults.append((f"{len(self.faults) + 1}. {fault}", time.time()))
+    def fault_ended(self, fault: str, *, killed: bool = False) -> None:
+        """Mark the end of `fault` (`killed`: a SIGKILL): its recovery is measured from here."""
+        self.faults.append(Fault(f"{len(self.faults) + 1}. {fault}", time.time(), killed))
 
     # ------------------------------------------------------------------ the end
-    async def finish(self, *, kills: int = 0) -> Figures:
+    async def finish(self) -> Figures:
         """Wait (bounded) for every command, stop the workers, judge what came out."""
         figures = self.figures
         assert self.producing is not None  # noqa: S101 - set when the stage began
@@ -238,12 +237,12 @@ class Stage:
         await self.results.catch_up()
         await self.dlq.catch_up()
         seen = await self._observe(places)
-        judge(figures, seen, kills=kills, in_flight=self.settings.max_in_flight)
-        ends = [end for _, end in self.faults]
+        judge(figures, seen, self.faults, self.settings.max_in_flight)
+        ends = [fault.end for fault in self.faults]
         waits = recoveries(self.results.records, ends)
         figures.recovery_s = max(waits, default=None)
         figures.notes["recovery per fault s"] = {
-            fault: round(wait, 1) for (fault, _), wait in zip(self.faults, waits, strict=True)
+            fault.name: round(wait, 1) for fault, wait in zip(self.faults, waits, strict=True)
         }
         figures.longest_stall_s = longest_stall(self.results.records)
         last = max((r.timestamp / 1000 for r in self.results.records), default=self.started)
@@ -254,9 +253,9 @@ class Stage:
         return figures
 
     async def _observe(self, places: list[tuple[int, int]]) -> Observed:
-        calls: Counter[str] = Counter()
+        calls: dict[str, list[float]] = {}
         for operation, body_field in {s.call for s in self.sent if s.call}:
-            calls += await self.run.emulator.executed_calls(operation, body_field)
+            calls |= await self.run.emulator.executed_calls(operation, body_field)
         bootstrap = self.run.broker.bootstrap
         state = await read_topic(bootstrap, self.topics["state"])
         for where, records in (

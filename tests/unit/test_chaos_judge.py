@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 
-from chaos.judge import Figures, Observed, judge, longest_stall, recoveries
+from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
 from chaos.workload import SPEAK, Sent
 from contracts import ErrorInfo, ResultEvent
 from contracts.headers import STAGE_DECODE, dlq_headers
@@ -66,47 +65,58 @@ ORIGINALS = [record(0, n, value=sent.value) for n, sent in enumerate(SENT)]
 def judged(
     results: list[ResultEvent],
     dead: list[ConsumerRecord[bytes, bytes]],
-    calls: Counter[str],
+    calls: int,
     *,
-    kills: int = 0,
+    faults: list[Fault] | None = None,
 ) -> Figures:
+    """`calls` requests of `b` reached the API, one a second from t = 1."""
     figures = Figures("test", {})
-    seen = Observed(SENT, [(0, n) for n in range(3)], ORIGINALS, results, dead, calls)
-    judge(figures, seen, kills=kills, in_flight=2)
+    times = {"b": [float(n) for n in range(1, calls + 1)]}
+    seen = Observed(SENT, [(0, n) for n in range(3)], ORIGINALS, results, dead, times)
+    judge(figures, seen, faults or [], in_flight=2)
     return figures
 
 
 def test_a_clean_run_breaks_no_guarantee() -> None:
-    figures = judged([result("a"), result("b")], [dead_letter(ORIGINALS[2])], Counter(b=1))
+    figures = judged([result("a"), result("b")], [dead_letter(ORIGINALS[2])], 1)
     assert figures.violations == []
     assert (figures.commands, figures.poison, figures.non_idempotent) == (2, 1, 1)
     assert (figures.dead_letters_ok, figures.dead_letters_expected) == (1, 1)
 
 
 def test_missing_duplicate_and_repeated_work_are_violations() -> None:
-    figures = judged([result("b"), result("b")], [], Counter(b=2))
+    figures = judged([result("b"), result("b")], [], 2)
     assert (figures.without_result, figures.lost) == (1, 2)  # `a`, and the poison record
     assert (figures.duplicate_results, figures.repeated_calls) == (1, 1)
-    assert len(figures.violations) == 5  # the four figures and the missing dead letter
+    # the four figures, a repeat without a fault, the missing dead letter
+    assert len(figures.violations) == 6
 
 
-def test_each_sigkill_allows_repeats_up_to_the_in_flight_limit() -> None:
+def test_each_sigkill_allows_repeats_up_to_the_in_flight_limit_other_faults_none() -> None:
     letters = [dead_letter(ORIGINALS[2])]
-    assert judged([result("a"), result("b")], letters, Counter(b=3), kills=1).violations == []
-    too_many = judged([result("a"), result("b")], letters, Counter(b=4), kills=1)
-    assert too_many.violations == ["3 repeated non-idempotent calls (bound 2)"]
+    results = [result("a"), result("b")]
+    killed = [Fault("1. SIGKILL", 1.5, killed=True)]
+    assert judged(results, letters, 3, faults=killed).violations == []
+    assert judged(results, letters, 4, faults=killed).violations == [
+        "3 repeated calls after 1. SIGKILL (bound 2)",
+        "3 repeated non-idempotent calls (bound 2)",
+    ]
+    leave = [*killed, Fault("2. SIGTERM", 2.5)]  # the repeat at t = 3 comes after the leave
+    assert judged(results, letters, 3, faults=leave).violations == [
+        "1 repeated calls after 2. SIGTERM (bound 0)"
+    ]
 
 
 def test_a_dead_letter_must_locate_its_original_and_exhausted_commands_need_one() -> None:
     letters = [dead_letter(ORIGINALS[1]), dead_letter(ORIGINALS[2])]
-    figures = judged([result("a"), result("b", "retries_exhausted")], letters, Counter(b=1))
+    figures = judged([result("a"), result("b", "retries_exhausted")], letters, 1)
     assert figures.violations == []
     assert figures.dead_letters_expected == 2  # `b` ran out of retries: it has one too
-    figures = judged([result("a"), result("b", "retries_exhausted")], letters[1:], Counter(b=1))
+    figures = judged([result("a"), result("b", "retries_exhausted")], letters[1:], 1)
     assert figures.violations == ["1 poison or exhausted records without one dead letter"]
     wrong = dead_letter(ORIGINALS[2])
     wrong.headers[2] = ("__connect.errors.offset", b"1")
-    figures = judged([result("a"), result("b")], [wrong], Counter(b=1))
+    figures = judged([result("a"), result("b")], [wrong], 1)
     assert figures.dead_letters_ok == 0
     assert figures.lost == 1  # the poison record: no result, no dead letter
     assert len(figures.violations) == 3
