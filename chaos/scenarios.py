@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.measure import cpu_seconds
 from chaos.judge import Figures
-from chaos.stage import Run, Stage, setup_of
+from chaos.stage import Run, Stage, setup_of, slug
 from chaos.workload import lifecycles, with_poison
 from worker.settings import Settings
 
@@ -67,21 +67,28 @@ def moments(rng: random.Random, count: int) -> list[float]:
     return [round(0.1 + width * (n + rng.uniform(0.1, 0.9)), 3) for n in range(count)]
 
 
+def live(
+    run: Run,
+    size: Size,
+    name: str,
+    *,
+    rate: float | None = None,
+    latency_ms: float = 40,
+    **settings: Any,
+) -> Stage:
+    """A stage whose `size.keys` agent lifecycles come as live traffic (`size.rate` a second
+    unless `rate`), run by workers with an in-flight limit of 20 unless `settings` say else."""
+    sent = lifecycles(f"s{slug(name)}", size.keys, size.per_key)
+    settings = {"max_in_flight": 20, **settings}
+    rate = rate or size.rate
+    return Stage(run, name, sent, rate=rate, latency_ms=latency_ms, settings=settings, within=180)
+
+
 async def sigkill(run: Run, size: Size) -> Figures:
     """One worker SIGKILLed three times at seeded moments (at the earliest once the group has
     recovered from the previous one), restarted at once each time."""
     fractions = moments(random.Random(run.seed + 1), KILLS)
-    sent = lifecycles("kill", size.keys, size.per_key)
-    settings = {"max_in_flight": 20}
-    stage = Stage(
-        run,
-        f"1: worker SIGKILLed {KILLS} times",
-        sent,
-        rate=size.rate,
-        latency_ms=40,
-        settings=settings,
-        within=120,
-    )
+    stage = live(run, size, f"1: worker SIGKILLed {KILLS} times")
     async with stage:
         await stage.join()
         for fraction in fractions:
@@ -98,17 +105,7 @@ async def sigkill(run: Run, size: Size) -> Figures:
 async def broker_outage(run: Run, size: Size) -> Figures:
     """The broker stopped for `outage_s` mid-run and started again on the same data; the worker
     keeps running (same pid) and recovers on its own. The producer buffers meanwhile."""
-    sent = lifecycles("outage", size.keys, size.per_key)
-    settings = {"max_in_flight": 20}
-    stage = Stage(
-        run,
-        f"2: broker down {size.outage_s:g} s",
-        sent,
-        rate=size.rate,
-        latency_ms=40,
-        settings=settings,
-        within=180,
-    )
+    stage = live(run, size, f"2: broker down {size.outage_s:g} s")
     async with stage:
         worker = await stage.join()
         pid = worker.process.pid
@@ -145,17 +142,8 @@ async def membership(run: Run, size: Size) -> Figures:
     all. Every third leave (the 2nd, the 5th) is a SIGKILL, the others are SIGTERMs."""
     rng = random.Random(run.seed + 3)
     fractions = moments(rng, size.changes)
-    sent = lifecycles("group", size.keys, size.per_key)
-    settings = {"max_in_flight": 10}
-    stage = Stage(
-        run,
-        f"3: group of 3, {size.changes} joins and leaves",
-        sent,
-        rate=size.churn_rate,
-        latency_ms=60,
-        settings=settings,
-        within=180,
-    )
+    name = f"3: group of 3, {size.changes} joins and leaves"
+    stage = live(run, size, name, rate=size.churn_rate, latency_ms=60, max_in_flight=10)
     plan: list[str] = []
     async with stage:
         group = stage.group
@@ -185,18 +173,9 @@ async def api_storm(run: Run, size: Size) -> Figures:
     """For `storm_s`: every 5 s a burst of 429s with Retry-After (three for each command in
     flight), and meanwhile 10 % 5xx, connections dropped after the operation ran, and responses
     delayed past the client timeout."""
-    sent = lifecycles("storm", size.keys, size.per_key)
     api_timeout, in_flight = 2.0, 20
-    settings = {"max_in_flight": in_flight, "api_timeout_seconds": api_timeout}
-    stage = Stage(
-        run,
-        f"4: API storm for {size.storm_s:g} s",
-        sent,
-        rate=size.rate,
-        latency_ms=40,
-        settings=settings,
-        within=180,
-    )
+    name = f"4: API storm for {size.storm_s:g} s"
+    stage = live(run, size, name, max_in_flight=in_flight, api_timeout_seconds=api_timeout)
     rules: list[dict[str, Any]] = [
         {"status": 429, "count": 3 * in_flight, "retry_after": 1},  # renewed every 5 s
         {"status": 503, "rate": 0.10},

@@ -69,14 +69,13 @@ class Stage:
         self.latency_ms = latency_ms
         self.jitter_ms = latency_ms / 2 if jitter_ms is None else jitter_ms
         self.within = within
-        slug = name.split(":", maxsplit=1)[0]
         kinds = ("commands", "results", "state", "dlq")
-        self.topics = {kind: f"chaos.{slug}.{kind}" for kind in kinds}
+        self.topics = {kind: f"chaos.{slug(name)}.{kind}" for kind in kinds}
         bootstrap = run.broker.bootstrap
         self.settings: Settings = make_settings(
             bootstrap, self.topics, run.emulator.api_url, **{**run.worker, **settings}
         )
-        log_dir = run.log_dir / slug
+        log_dir = run.log_dir / slug(name)
         log_dir.mkdir(parents=True, exist_ok=True)
         self.group = WorkerGroup(self.settings, log_dir)
         self.results: ResultsTail  # followed while the stage runs (`open_tails`)
@@ -277,6 +276,11 @@ class Stage:
     def _scan_logs(self) -> None:
         for member in self.group.members:
             self.run.scan("worker logs", member.log.read_bytes())
+
+
+def slug(name: str) -> str:
+    """A scenario's short name, its number (for topic names, command ids, log folders)."""
+    return name.split(":", maxsplit=1)[0]
 
 
 async def scrape(member: Member) -> bytes:
