@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export UV_SYSTEM_CERTS ?= 1
 UV := $(shell command -v uv 2>/dev/null || echo $${XDG_CACHE_HOME:-$$HOME/.cache}/convoai-worker/tools/bin/uv)
 
-.PHONY: help setup lint test test-only kafka-up kafka-down run bench bench-quick bench-emulator schemas check-deploy clean
+.PHONY: help setup lint test test-only chaos chaos-quick kafka-up kafka-down run bench bench-quick bench-emulator schemas check-deploy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -19,13 +19,19 @@ lint: setup  ## ruff, formatting, mypy --strict and the import-graph contracts
 	$(UV) run --locked mypy
 	$(UV) run --locked lint-imports
 
-test: setup  ## everything CI runs: lint, deployment checks, all tests (they start their own broker)
+test: setup  ## lint, deployment checks, all tests (they start their own broker); CI then runs chaos-quick
 	$(MAKE) lint
 	bash scripts/check-deploy
 	$(UV) run --locked pytest
 
 test-only: setup  ## the test suite alone (args: PYTEST_ARGS=...; CONVOAI_TEST_BOOTSTRAP=host:port reuses a broker)
 	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+chaos: setup  ## six failure scenarios on a broker of its own (< 10 min); chaos/results/latest.json
+	$(UV) run --locked python -m chaos
+
+chaos-quick: setup  ## the chaos scenarios in short form (a few minutes; CI runs it)
+	$(UV) run --locked python -m chaos --quick
 
 run: setup  ## the demo: local broker + emulator + worker, a scripted scenario, every event shown
 	bash scripts/with-kafka $(UV) run --locked python scripts/demo.py

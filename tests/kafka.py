@@ -37,26 +37,41 @@ def running_broker(
     """
     ports = ports or {"broker": free_port(), "controller": free_port()}
     env: Mapping[str, str] = {
-        **os.environ,
         "KAFKA_RUN": str(directory),
         "KAFKA_BROKER_PORT": str(ports["broker"]),
         "KAFKA_CONTROLLER_PORT": str(ports["controller"]),
         **extra_env,
     }
-    script = ["bash", str(ROOT / "scripts" / "kafka")]
-    started = subprocess.run(
-        [*script, "up"], env=env, capture_output=True, text=True, check=False, timeout=600
-    )
-    if started.returncode != 0:
-        raise RuntimeError(
-            "the Kafka tests need a real broker and `scripts/kafka up` failed "
-            f"(exit {started.returncode}):\n{started.stderr}{started.stdout}"
-        )
+    try:
+        kafka_script("up", env)
+    except RuntimeError as error:
+        raise RuntimeError(f"the Kafka tests need a real broker: {error}") from None
     try:
         yield ports
     finally:
-        # stops only the broker whose pid file this run wrote
-        subprocess.run([*script, "down"], env=env, capture_output=True, check=False, timeout=120)
+        # stops only the broker whose pid file this run wrote; the session ends either way
+        with contextlib.suppress(RuntimeError):
+            kafka_script("down", env, timeout=120)
+
+
+def kafka_script(
+    action: str, env: Mapping[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run `scripts/kafka ACTION` (with `env` added to the environment, e.g. `KAFKA_RUN` and
+    the ports of a broker of one's own); raise with its output when it fails."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kafka"), action],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"`scripts/kafka {action}` failed (exit {proc.returncode}):\n{proc.stderr}{proc.stdout}"
+        )
+    return proc
 
 
 def unique_name(prefix: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import signal
 import subprocess
 import time
@@ -26,6 +27,17 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from bench.local import free_port
 from contracts import ResultEvent, decode_result
+from contracts.headers import (
+    DLQ_EXCEPTION_CLASS_NAME,
+    DLQ_ORIGINAL_BYTES,
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_SHA256,
+    DLQ_ORIGINAL_TOPIC,
+    DLQ_STAGE,
+    STAGE_DECODE,
+    STAGE_EXECUTE,
+)
 from tests.emulator.harness import RunningEmulator, start_body
 from tests.pipeline.harness import APP_ID, spawn_worker, stop_process, wait_ready
 from worker.kafka.aio import all_partitions
@@ -257,6 +269,41 @@ class Delivery:
 
     def __str__(self) -> str:
         return ", ".join(f"{name} {value}" for name, value in dataclasses.asdict(self).items())
+
+
+def dead_letter_problems(
+    dead: ConsumerRecord[bytes, bytes], original: ConsumerRecord[bytes, bytes]
+) -> list[str]:
+    """What is wrong with `dead` as the dead letter of `original` (nothing when it is right).
+
+    Its Connect headers locate the original record and name the stage and the exception; it
+    carries the original key and value, or, when the copy was too large, a prefix of the value
+    with the original's size and SHA-256 in headers.
+    """
+    headers = dict(dead.headers)
+    problems = []
+    at = [headers.get(name, b"") for name in (DLQ_ORIGINAL_TOPIC, DLQ_ORIGINAL_PARTITION)]
+    at.append(headers.get(DLQ_ORIGINAL_OFFSET, b""))
+    location = [original.topic, str(original.partition), str(original.offset)]
+    if [value.decode(errors="replace") for value in at] != location:
+        problems.append(f"headers locate {at}, the original is at {location}")
+    if headers.get(DLQ_STAGE, b"").decode() not in (STAGE_DECODE, STAGE_EXECUTE):
+        problems.append(f"stage {headers.get(DLQ_STAGE)!r}")
+    if not headers.get(DLQ_EXCEPTION_CLASS_NAME):
+        problems.append("no exception class name")
+    if dead.key != original.key:
+        problems.append(f"key {dead.key!r}, the original's is {original.key!r}")
+    value, copy = original.value, dead.value
+    if copy != value and not (
+        value is not None
+        and copy is not None
+        and len(copy) < len(value)
+        and value.startswith(copy)
+        and headers.get(DLQ_ORIGINAL_BYTES) == str(len(value)).encode()
+        and headers.get(DLQ_ORIGINAL_SHA256) == hashlib.sha256(value).hexdigest().encode()
+    ):
+        problems.append("the value is neither the original's nor a prefix with its size and hash")
+    return problems
 
 
 class Timeline:

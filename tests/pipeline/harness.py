@@ -132,18 +132,22 @@ async def produce(
     bootstrap: str,
     topic: str,
     commands: Iterable[Mapping[str, Any] | bytes | Record],
+    *,
+    rate: float | None = None,
     **producer_options: Any,
-) -> int:
+) -> list[tuple[int, int]]:
     """Produce commands (objects keyed by the ordering rules, raw bytes without key, or raw
-    `(key, value)` records); `producer_options` go to the producer (e.g. `max_request_size`)."""
+    `(key, value)` records), at `rate` records per second (None: as fast as possible);
+    `producer_options` go to the producer (e.g. `max_request_size`).
+    Returns where each record landed, `(partition, offset)`, in order."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=5, **producer_options
     )
     await producer.start()
-    sent = 0
     try:
         acks = []
-        for command in commands:
+        started = time.monotonic()
+        for n, command in enumerate(commands):
             value: bytes | None
             key: bytes | None
             if isinstance(command, bytes):
@@ -154,12 +158,12 @@ async def produce(
                 value = msgspec.json.encode(command)
                 found = ordering_key(command)
                 key = found.encode() if found else None
+            if rate is not None and (early := started + n / rate - time.monotonic()) > 0:
+                await asyncio.sleep(early)
             acks.append(await producer.send(topic, value=value, key=key))
-            sent += 1
-        await asyncio.gather(*acks)
+        return [(sent.partition, sent.offset) for sent in await asyncio.gather(*acks)]
     finally:
         await producer.stop()
-    return sent
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:

@@ -35,3 +35,22 @@ def test_missing_java_and_maven_are_named(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stderr
     assert "java (install OpenJDK 17" in result.stderr
     assert "mvn (install Maven 3.8+" in result.stderr
+
+
+def test_a_cluster_id_starting_with_a_dash_formats(tmp_path: Path) -> None:
+    """One random cluster id in 64 starts with `-`; formatting must not take it for an option."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "python3").write_text("#!/bin/sh\necho -AAAAAAAAAAAAAAAAAAAAA\n")  # the id generator
+    (shim / "python3").chmod(0o755)
+    run = tmp_path / "run"
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kafka"), "format"],
+        env={**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "KAFKA_RUN": str(run)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in (run / "data" / "meta.properties").read_text()

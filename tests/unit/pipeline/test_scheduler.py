@@ -114,6 +114,37 @@ async def test_discard_queued_keeps_running_head() -> None:
     assert sorted(rec.finished) == ["p0a", "p1a", "p1b"]
 
 
+async def test_discard_queued_drops_heads_still_waiting_for_a_slot() -> None:
+    """With more keys than slots, a key whose next job waits for a slot has started nothing:
+    releasing its partition drops that job too, and waiting for the partition's running work
+    does not wait for it, also when the slots are held by another partition."""
+    rec = Recorder()
+    scheduler = rec.scheduler(1)
+    scheduler.submit((0, b"a"), Job("a"))
+    scheduler.submit((0, b"b"), Job("b"))  # waits for the slot
+    scheduler.submit((0, b"c"), Job("c1"))
+    scheduler.submit((0, b"c"), Job("c2"))
+    await settle()
+    assert scheduler.discard_queued({0}) == 3
+    rec.gate("a").set()
+    assert await scheduler.wait({0}, seconds=1)
+    await settle()
+    assert rec.started == ["a"]
+    assert scheduler.active_keys == 0
+
+    scheduler.submit((1, b"x"), Job("x"))  # holds the only slot
+    scheduler.submit((0, b"b"), Job("b2"))
+    await settle()
+    assert scheduler.discard_queued({0}) == 1
+    assert await scheduler.wait({0}, seconds=0.05)
+    assert scheduler.abandon({0}) == 0
+    scheduler.submit((0, b"b"), Job("b3"))  # the partition came back: its key runs again
+    rec.gate("x").set()
+    rec.gate("b3").set()
+    assert await scheduler.wait(None, seconds=1)
+    assert rec.finished == ["a", "x", "b3"]
+
+
 async def test_wait_times_out_and_cancel_unwinds() -> None:
     """Work that does not finish within the bound is cancelled, not recorded as finished."""
     rec = Recorder()

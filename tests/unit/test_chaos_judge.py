@@ -1,0 +1,129 @@
+"""The chaos suite's judge: each broken guarantee becomes a violation, and only those do."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiokafka import ConsumerRecord
+
+from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
+from chaos.workload import SPEAK, Sent
+from contracts import ErrorInfo, ResultEvent
+from contracts.headers import STAGE_DECODE, dlq_headers
+
+TOPIC = "chaos.commands"
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def record(
+    partition: int,
+    offset: int,
+    *,
+    seconds: float = 0.0,
+    key: bytes | None = b"k",
+    value: bytes | None = b"v",
+    headers: list[tuple[str, bytes]] | None = None,
+) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        TOPIC, partition, offset, int(seconds * 1000), 0, key, value, None, 0, 0, headers or []
+    )
+
+
+def result(command_id: str, code: str | None = None) -> ResultEvent:
+    error = ErrorInfo(code=code, message=code) if code else None
+    return ResultEvent(
+        command_id=command_id,
+        command="agent.speak",
+        outcome="failed" if code else "succeeded",
+        error=error,
+        attempts=1,
+        received_at=NOW,
+        completed_at=NOW,
+        duration_ms=0.0,
+    )
+
+
+def dead_letter(original: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    headers = dlq_headers(
+        topic=original.topic,
+        partition=original.partition,
+        offset=original.offset,
+        stage=STAGE_DECODE,
+        error=ValueError("bad"),
+    )
+    return record(0, 0, key=original.key, value=original.value, headers=headers)
+
+
+SENT = [
+    Sent(b"k", b"v0", "a"),
+    Sent(b"k", b"v1", "b", call=SPEAK),
+    Sent(b"k", b"v2", None, poison="invalid JSON"),
+]
+ORIGINALS = [record(0, n, value=sent.value) for n, sent in enumerate(SENT)]
+
+
+def judged(
+    results: list[ResultEvent],
+    dead: list[ConsumerRecord[bytes, bytes]],
+    calls: int,
+    *,
+    faults: list[Fault] | None = None,
+) -> Figures:
+    """`calls` requests of `b` reached the API, one a second from t = 1."""
+    figures = Figures("test", {})
+    times = {"b": [float(n) for n in range(1, calls + 1)]}
+    seen = Observed(SENT, [(0, n) for n in range(3)], ORIGINALS, results, dead, times)
+    judge(figures, seen, faults or [], in_flight=2)
+    return figures
+
+
+def test_a_clean_run_breaks_no_guarantee() -> None:
+    figures = judged([result("a"), result("b")], [dead_letter(ORIGINALS[2])], 1)
+    assert figures.violations == []
+    assert (figures.commands, figures.poison, figures.non_idempotent) == (2, 1, 1)
+    assert (figures.dead_letters_ok, figures.dead_letters_expected) == (1, 1)
+
+
+def test_missing_duplicate_and_repeated_work_are_violations() -> None:
+    figures = judged([result("b"), result("b")], [], 2)
+    assert (figures.without_result, figures.lost) == (1, 2)  # `a`, and the poison record
+    assert (figures.duplicate_results, figures.repeated_calls) == (1, 1)
+    # the four figures, a repeat without a fault, the missing dead letter
+    assert len(figures.violations) == 6
+
+
+def test_each_sigkill_allows_repeats_up_to_the_in_flight_limit_other_faults_none() -> None:
+    letters = [dead_letter(ORIGINALS[2])]
+    results = [result("a"), result("b")]
+    killed = [Fault("1. SIGKILL", 1.5, killed=True)]
+    assert judged(results, letters, 3, faults=killed).violations == []
+    assert judged(results, letters, 4, faults=killed).violations == [
+        "3 repeated calls after 1. SIGKILL (bound 2)",
+        "3 repeated non-idempotent calls (bound 2)",
+    ]
+    leave = [*killed, Fault("2. SIGTERM", 2.5)]  # the repeat at t = 3 comes after the leave
+    assert judged(results, letters, 3, faults=leave).violations == [
+        "1 repeated calls after 2. SIGTERM (bound 0)"
+    ]
+
+
+def test_a_dead_letter_must_locate_its_original_and_exhausted_commands_need_one() -> None:
+    letters = [dead_letter(ORIGINALS[1]), dead_letter(ORIGINALS[2])]
+    figures = judged([result("a"), result("b", "retries_exhausted")], letters, 1)
+    assert figures.violations == []
+    assert figures.dead_letters_expected == 2  # `b` ran out of retries: it has one too
+    figures = judged([result("a"), result("b", "retries_exhausted")], letters[1:], 1)
+    assert figures.violations == ["1 poison or exhausted records without one dead letter"]
+    wrong = dead_letter(ORIGINALS[2])
+    wrong.headers[2] = ("__connect.errors.offset", b"1")
+    figures = judged([result("a"), result("b")], [wrong], 1)
+    assert figures.dead_letters_ok == 0
+    assert figures.lost == 1  # the poison record: no result, no dead letter
+    assert len(figures.violations) == 3
+
+
+def test_recovery_is_measured_per_partition_and_the_longest_stall_over_the_run() -> None:
+    appends = [record(0, n, seconds=s) for n, s in enumerate((10, 11, 20))]
+    appends += [record(1, n, seconds=s) for n, s in enumerate((10.5, 12, 13))]
+    assert recoveries(appends, [11.5, 30]) == [8.5, 0.0]
+    assert longest_stall(appends) == 9.0
