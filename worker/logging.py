@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Mapping, MutableMapping
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -86,6 +87,48 @@ class _ScrubbingRenderer:
         return self._scrubber.scrub(str(rendered))
 
 
+class RepeatLimiter(logging.Filter):
+    """Lets one line per message per `window` seconds through from libraries that repeat
+    themselves: with the broker down, aiokafka logs its failed connection and metadata attempts
+    in a tight loop (megabytes a minute). The next line after a quiet window says how many were
+    held back, so the count is not lost."""
+
+    MAX_MESSAGES = 1000  # distinct messages remembered; beyond that the memory starts afresh
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...] = ("aiokafka",),
+        window: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._window = window
+        self._clock = clock
+        self._seen: dict[tuple[str, int, object], list[float]] = {}  # -> [first, held back]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a repeat within the window of its first line."""
+        if not record.name.startswith(self._prefixes):
+            return True
+        key = (record.name, record.levelno, record.msg)  # the template: its arguments vary
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self._window:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.msg = (
+                f"{record.getMessage()} ({seen[1]:.0f} more like it held back in the last "
+                f"{now - seen[0]:.0f} s)"
+            )
+            record.args = None
+        if len(self._seen) >= self.MAX_MESSAGES:
+            self._seen.clear()
+        self._seen[key] = [now, 0]
+        return True
+
+
 def configure_logging(settings: Settings, stream: Any = None) -> None:
     """Set up structlog and the stdlib root logger for this process."""
     stream = stream or sys.stderr
@@ -122,6 +165,7 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.addFilter(RepeatLimiter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from worker.logging import configure_logging
+from worker.logging import RepeatLimiter, configure_logging
 from worker.settings import Settings
 
 SECRET = "customer-secret-0123456789"
@@ -67,3 +67,36 @@ def test_configured_secret_values_are_scrubbed_everywhere(stream: io.StringIO) -
     logging.getLogger("aiokafka.conn").error("connect with %s", SECRET)
     assert SECRET not in stream.getvalue()
     assert len(lines(stream)) == 2
+
+
+def test_a_library_repeating_itself_is_held_to_one_line_per_window(stream: io.StringIO) -> None:
+    """With the broker down aiokafka logs each failed attempt in a tight loop; one line shows."""
+    for attempt in range(500):
+        logging.getLogger("aiokafka.conn").warning("Unable connect to node %s: %s", 1, attempt)
+        logging.getLogger("other.library").warning("line %s", attempt)
+    logged = lines(stream)
+    assert [line["event"] for line in logged if line["logger"] == "aiokafka.conn"] == [
+        "Unable connect to node 1: 0"
+    ]
+    assert sum(line["logger"] == "other.library" for line in logged) == 500
+
+
+def test_the_line_after_a_quiet_window_says_how_many_were_held_back() -> None:
+    now = [0.0]
+    limiter = RepeatLimiter(window=10.0, clock=lambda: now[0])
+
+    def record(n: int) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka.conn", logging.WARNING, "", 0, "failed %s", (n,), None)
+
+    passed = []
+    for n in range(100):
+        now[0] = n * 0.5  # every half second for 50 s
+        if limiter.filter(entry := record(n)):
+            passed.append(entry.getMessage())
+    assert passed == [
+        "failed 0",
+        "failed 20 (19 more like it held back in the last 10 s)",
+        "failed 40 (19 more like it held back in the last 10 s)",
+        "failed 60 (19 more like it held back in the last 10 s)",
+        "failed 80 (19 more like it held back in the last 10 s)",
+    ]

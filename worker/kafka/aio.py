@@ -26,6 +26,7 @@ from aiokafka.errors import (
 )
 
 from worker.kafka.connection import client_options, stop_within
+from worker.kafka.pacing import pace_failed_metadata_refreshes
 from worker.kafka.ports import (
     CommitRejectedError,
     Committed,
@@ -101,8 +102,10 @@ class AioCommandSource:
             max_poll_interval_ms=timing.max_poll_interval_ms,
             **self._options,
         )
+        pace_failed_metadata_refreshes(self._consumer._client)
         # the consumer's own `committed()` drops the metadata that carries the offset map
         self._admin = AIOKafkaAdminClient(client_id=f"{settings.group_id}-offsets", **self._options)
+        pace_failed_metadata_refreshes(self._admin._client)
 
     async def start(self, listener: PartitionListener) -> None:
         """Connect and subscribe; joining the group happens on the first poll."""
@@ -192,6 +195,7 @@ class AioOutputSink:
             client_id=f"{settings.group_id}-producer",
             **client_options(settings),
         )
+        pace_failed_metadata_refreshes(self._producer.client)
 
     async def start(self) -> None:
         """Connect."""
@@ -232,6 +236,7 @@ class AioTopicReader:
             client_id=f"{settings.group_id}-{purpose}",
             **client_options(settings),
         )
+        pace_failed_metadata_refreshes(self._consumer._client)
 
     async def start(self) -> list[int]:
         """Connect; without a group aiokafka assigns every partition once it has metadata."""
