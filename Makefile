@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export UV_SYSTEM_CERTS ?= 1
 UV := $(shell command -v uv 2>/dev/null || echo $${XDG_CACHE_HOME:-$$HOME/.cache}/convoai-worker/tools/bin/uv)
 
-.PHONY: help setup lint test test-only chaos chaos-quick kafka-up kafka-down run bench bench-quick bench-emulator schemas check-deploy clean
+.PHONY: help setup lint test test-only chaos chaos-quick kafka-up kafka-down run bench bench-quick bench-emulator schemas policy-doc mutants check-deploy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -54,9 +54,15 @@ bench-emulator: setup  ## emulator requests/s on one core, load from wrk on the 
 schemas: setup  ## regenerate contracts/schema/ from the msgspec types
 	$(UV) run --locked python scripts/generate-schemas
 
+policy-doc: setup  ## regenerate docs/policy.md from the outcome policy table (worker/api/policy.py)
+	$(UV) run --locked python scripts/generate-policy-doc
+
+mutants: setup  ## mutation testing: share of mutants killed per module, survivors (docs/testing.md)
+	$(UV) run --locked python scripts/mutants $(MUTANTS_ARGS)
+
 check-deploy: setup  ## hadolint, helm lint/template and offline manifest validation
 	bash scripts/check-deploy
 
 clean:  ## remove local broker data and caches of this checkout
 	bash scripts/kafka down
-	rm -rf .kafka .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .kafka .mypy_cache .ruff_cache .pytest_cache mutants

@@ -2,7 +2,7 @@
 
 Producers and consumers import this package; it depends only on the standard library and
 msgspec. The nested objects of `properties` live in `contracts.properties` and
-`contracts.pipeline`, header names in `contracts.headers`. JSON Schema and AsyncAPI documents
+`contracts.speech`, header names in `contracts.headers`. JSON Schema and AsyncAPI documents
 generated from these types are shipped in `contracts/schema/`.
 
 `__version__` is the version of the contract (the schemas), not of the worker: it changes major

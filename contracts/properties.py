@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from msgspec import UNSET, Meta, UnsetType
 
 from contracts._fields import JsonObject, Milliseconds, Model, NonEmptyStr, StrMap
-from contracts.pipeline import AsrConfig, LlmConfig, MllmConfig, TtsConfig
+from contracts.speech import AsrConfig, LlmConfig, MllmConfig, TtsConfig
 
 Area = Literal["GLOBAL", "NORTH_AMERICA", "EUROPE", "ASIA", "INDIA", "JAPAN"]
 ExcludedArea = Literal["NORTH_AMERICA", "EUROPE", "ASIA", "INDIA", "JAPAN"]

@@ -6,10 +6,22 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests import kafka
 
 TopicFactory = Callable[..., Awaitable[str]]
+
+# `make mutants` (pytest --hypothesis-profile=mutants) runs the tests many times in one process:
+# the same (fewer) examples every time, and a test method called again from a new instance is
+# expected.
+settings.register_profile(
+    "mutants",
+    max_examples=30,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.differing_executors],
+)
 
 
 @pytest.fixture(scope="session")

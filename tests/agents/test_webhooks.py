@@ -11,6 +11,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from tests.observability.fakes import (
     APP_ID,
@@ -52,10 +54,27 @@ class Endpoint:
 
 @contextlib.asynccontextmanager
 async def serve(
-    receiver: WebhookReceiver, sink: RecordingSink, metrics: Metrics
+    receiver: WebhookReceiver,
+    sink: RecordingSink,
+    metrics: Metrics,
+    *,
+    arrived: asyncio.Event | None = None,
 ) -> AsyncIterator[Endpoint]:
-    """The receiver behind the real ops app on an ephemeral loopback port."""
+    """The receiver behind the real ops app on an ephemeral loopback port.
+
+    `arrived` is set once a request's body is read and the receiver is about to handle it
+    (it then runs without waiting on the network until its publish or its answer).
+    """
     app = build_ops_app(metrics, Health(Settings()), receiver)
+    if arrived is not None:
+
+        @web.middleware
+        async def signal(request: web.Request, handler: Handler) -> web.StreamResponse:
+            await request.read()  # kept by the request: the receiver's read does not wait
+            arrived.set()
+            return await handler(request)
+
+        app.middlewares.append(signal)
     async with OpsServer(app, "127.0.0.1", 0) as server, aiohttp.ClientSession() as session:
         url = f"http://127.0.0.1:{server.port}/webhooks/agora"
         yield Endpoint(url, session, sink, metrics)
@@ -219,18 +238,20 @@ class TestDelivery:
         assert endpoint.sink.attempts == 1
         assert counted(endpoint.metrics, "101", "publish_timeout") == 1
 
-    async def test_a_redelivery_during_the_publish_waits_for_the_same_publish(
-        self, endpoint: Endpoint
-    ):
+    async def test_a_redelivery_during_the_publish_waits_for_the_same_publish(self):
         """Never two publishes for one notice; the retry is answered 200 once Kafka acks."""
-        endpoint.sink.gate.clear()
-        assert (await endpoint.post(JOINED))[0] == 503
-        retry = asyncio.create_task(endpoint.post(JOINED))
-        await asyncio.sleep(BUDGET / 5)
-        endpoint.sink.gate.set()
-        assert (await retry)[1]["verdict"] == "accepted"
-        assert endpoint.sink.attempts == 1
-        assert len(endpoint.sink.events) == 1
+        sink, metrics, arrived = RecordingSink(), new_metrics(), asyncio.Event()
+        sink.gate.clear()
+        receiver = WebhookReceiver(SECRET, sink, metrics, ack_budget_seconds=BUDGET)
+        async with serve(receiver, sink, metrics, arrived=arrived) as endpoint:
+            assert (await endpoint.post(JOINED))[0] == 503
+            arrived.clear()
+            retry = asyncio.create_task(endpoint.post(JOINED))
+            await asyncio.wait_for(arrived.wait(), 5)  # the retry waits on the first publish
+            sink.gate.set()
+            assert (await retry)[1]["verdict"] == "accepted"
+        assert sink.attempts == 1
+        assert len(sink.events) == 1
 
     async def test_a_state_the_worker_knows_better_is_superseded(self, endpoint: Endpoint):
         """A "joined" notice for an agent already stopped: 200, nothing published, and the

@@ -40,6 +40,7 @@ class ScriptedApi:
         self._gates: dict[str, asyncio.Event] = {}
         self.entered: dict[str, asyncio.Event] = {}
         self.body_for: dict[str, Any] = {}
+        self.failures: dict[str, list[Exception]] = {}  # raised, in order, before answering
 
     def hold(self, marker: str) -> asyncio.Event:
         """Make requests carrying `marker` wait until the returned event is set."""
@@ -66,6 +67,8 @@ class ScriptedApi:
             await gate.wait()
         if self.latency:
             await asyncio.sleep(self.latency)
+        if self.failures.get(marker):
+            raise self.failures[marker].pop(0)
         body = self.body_for.get(marker, {"agent_id": marker, "status": "RUNNING"})
         return ApiResponse(200, body, f"req-{len(self.requests)}")
 

@@ -10,7 +10,6 @@ import pytest
 
 from contracts import (
     COMMAND_TYPES,
-    ENVELOPE_FIELDS,
     AgentList,
     AgentProperties,
     AgentSpeak,
@@ -109,7 +108,8 @@ class TestOperationTable:
         elif "{phone_number}" in cls.path_template:
             expected = {"phone_number"}
         assert cls.address_fields == expected
-        assert cls.non_rest_fields() == ENVELOPE_FIELDS | expected
+        envelope = {"command", "id", "app_id", "expires_at", "correlation_id"}
+        assert cls.non_rest_fields() == envelope | expected
 
 
 class TestRest:
@@ -380,7 +380,7 @@ class TestLimits:
             }
         )
         assert isinstance(decoded.command, AgentStart)
-        assert decoded.command.pipeline_id == "p"
+        assert decoded.rest == {"name": "n", "pipeline_id": "p", "properties": START_PROPERTIES}
 
     @pytest.mark.parametrize(
         ("field", "value"),

@@ -20,7 +20,7 @@ from contracts import (
     dlq_headers,
 )
 from contracts.headers import STAGE_DECODE, STAGE_EXECUTE
-from tests.contracts.support import SCHEMA_DIR
+from tests.contracts.support import ROOT, SCHEMA_DIR
 from worker.settings import Settings
 
 
@@ -147,8 +147,15 @@ class TestCloudEventHeaders:
             cloudevent_headers(**arguments)  # type: ignore[arg-type]
 
 
-def test_topic_names_match_the_worker_defaults() -> None:
-    """The contract's topic names and the worker's defaults cannot drift apart."""
+def test_topic_names_are_the_documented_ones() -> None:
+    """The contract's and the worker's default topics are the names the README promises."""
+    documented = (
+        "convoai.commands",
+        "convoai.results",
+        "convoai.agent-state",
+        "convoai.commands.dlq",
+    )
+    assert documented == (COMMANDS_TOPIC, RESULTS_TOPIC, AGENT_STATE_TOPIC, DLQ_TOPIC)
     settings = Settings()
     defaults = (
         settings.topic_commands,
@@ -156,4 +163,9 @@ def test_topic_names_match_the_worker_defaults() -> None:
         settings.topic_state,
         settings.topic_dlq,
     )
-    assert defaults == (COMMANDS_TOPIC, RESULTS_TOPIC, AGENT_STATE_TOPIC, DLQ_TOPIC)
+    assert defaults == documented
+    readme = (ROOT / "README.md").read_text()
+    assert (
+        "`convoai.commands` / `convoai.results` / `convoai.agent-state` / `convoai.commands.dlq`"
+        in readme
+    )

@@ -70,3 +70,95 @@ async def test_credentials_come_from_the_environment() -> None:
                 assert response.status == 500
     finally:
         assert await stop(process) == 0
+
+
+API = "/api/conversational-ai-agent/v2"
+JOIN = {
+    "name": "bot",
+    "properties": {
+        "channel": "room-1",
+        "token": "t",
+        "agent_rtc_uid": "1",
+        "remote_rtc_uids": ["2"],
+    },
+}
+
+
+async def test_a_burst_of_429_then_latency() -> None:
+    """`--burst-429 2 --retry-after 3`: the first two requests get 429 with Retry-After 3, the
+    third is served, `--latency-ms 300` late."""
+    process, origin = await spawn("--burst-429", "2", "--retry-after", "3", "--latency-ms", "300")
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"{origin}{API}/phone-numbers"
+            for _ in range(2):
+                async with session.get(url) as response:
+                    assert (response.status, response.headers.get("Retry-After")) == (429, "3")
+            started = asyncio.get_running_loop().time()
+            async with session.get(url) as response:
+                assert response.status == 200
+            assert asyncio.get_running_loop().time() - started >= 0.3
+    finally:
+        assert await stop(process) == 0
+
+
+async def test_dropped_and_slow_requests() -> None:
+    """`--drop-rate 1` closes every connection at once without an answer; `--slow-rate 1
+    --slow-ms 400` answers every request 400 ms late."""
+    process, origin = await spawn("--drop-rate", "1")
+    try:
+        async with aiohttp.ClientSession() as session:
+            started = asyncio.get_running_loop().time()
+            try:
+                async with session.get(f"{origin}{API}/phone-numbers") as response:
+                    raise AssertionError(f"answered {response.status}")
+            except aiohttp.ServerDisconnectedError:
+                pass
+            assert asyncio.get_running_loop().time() - started < 2
+    finally:
+        assert await stop(process) == 0
+    process, origin = await spawn("--slow-rate", "1", "--slow-ms", "400")
+    try:
+        async with aiohttp.ClientSession() as session:
+            started = asyncio.get_running_loop().time()
+            async with session.get(f"{origin}{API}/phone-numbers") as response:
+                assert response.status == 200
+            assert asyncio.get_running_loop().time() - started >= 0.4
+    finally:
+        assert await stop(process) == 0
+
+
+async def test_agent_limits_and_delays() -> None:
+    """`--max-agents 1` refuses a second agent with 422; `--start-delay` keeps a new agent
+    STARTING, `--stop-delay` a stopped one STOPPING, for that long."""
+    process, origin = await spawn(
+        "--max-agents", "1", "--start-delay", "0.5", "--stop-delay", "1.6"
+    )
+    project = f"{origin}{API}/projects/app"
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def status(agent_id: str) -> str:
+                async with session.get(f"{project}/agents/{agent_id}") as response:
+                    return str((await response.json())["status"])
+
+            async def seconds_until(agent_id: str, wanted: str) -> float:
+                started = loop.time()
+                while (found := await status(agent_id)) != wanted:
+                    assert loop.time() - started < 10, found
+                    await asyncio.sleep(0.02)
+                return loop.time() - started
+
+            loop = asyncio.get_running_loop()
+            async with session.post(f"{project}/join", json=JOIN) as response:
+                agent_id = (await response.json())["agent_id"]
+            assert await status(agent_id) == "STARTING"
+            async with session.post(f"{project}/join", json={**JOIN, "name": "two"}) as response:
+                assert response.status == 422
+            assert await seconds_until(agent_id, "RUNNING") > 0.3
+            async with session.post(f"{project}/agents/{agent_id}/leave") as response:
+                assert response.status == 200
+            assert await status(agent_id) == "STOPPING"
+            assert await seconds_until(agent_id, "STOPPED") > 1.3  # the default is 1 s
+    finally:
+        assert await stop(process) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from contracts import decode_command
 from tests.emulator.harness import FakeClock, RunningEmulator, running_emulator
 from worker.agents.directory import AgentDirectory
 from worker.api.client import ConvoAIClient
+from worker.api.retry import Backoff
 from worker.execution import Execution, Executor
 from worker.settings import Settings
 
@@ -71,10 +72,21 @@ class Env:
         self._stack = stack
         self._executor: Executor | None = None
 
-    async def configure(self, **overrides: Any) -> Executor:
-        """(Re)build the executor with settings overrides (attempts, timeouts, ...)."""
+    async def configure(
+        self, *, jitter: Callable[[], float] | None = None, **overrides: Any
+    ) -> Executor:
+        """(Re)build the executor with settings overrides (attempts, timeouts, ...); `jitter`
+        replaces the backoff's random fraction (1.0: every delay is its ceiling)."""
         settings: Settings = self.emulator.settings(**overrides)
         client = await self._stack.enter_async_context(ConvoAIClient(settings))
+        backoff = Backoff.from_settings(settings)
+        if jitter is not None:
+            backoff = Backoff(
+                base=settings.api_backoff_base_seconds,
+                cap=settings.api_backoff_max_seconds,
+                quota=settings.api_quota_backoff_seconds,
+                uniform=jitter,
+            )
         self._executor = Executor(
             client,
             settings,
@@ -82,6 +94,7 @@ class Env:
             observer=self.observer,
             sleep=self.sleeps,
             clock=self.clock or time.time,
+            backoff=backoff,
         )
         return self._executor
 

@@ -666,3 +666,22 @@ def _number_add() -> dict[str, Any]:
         "inbound_config": {"allowed_addresses": ["10.0.0.0/8"]},
         "outbound_config": {"address": "sip.example.com"},
     }
+
+
+async def test_the_reconcile_check_reads_the_status_the_api_reports(clocked_env: Env) -> None:
+    """`read_status` is what the API says now: RUNNING, STOPPING after a stop, STOPPED once the
+    stop completed or the API does not know the agent (404), None when the API cannot tell."""
+    env = clocked_env
+    assert env.clock is not None
+    executor = await env.configure(api_max_attempts=2, command_timeout_seconds=5)
+    agent_id = (await env.run(start())).result.agent_id
+    assert agent_id is not None
+    assert await executor.read_status(APP_ID, agent_id) == "RUNNING"
+    await env.run({"command": "agent.stop", "id": "stop", "agent_id": agent_id})
+    assert await executor.read_status(APP_ID, agent_id) == "STOPPING"
+    env.clock.advance(DEFAULT_STOP_DELAY + 1)
+    assert await executor.read_status(APP_ID, agent_id) == "STOPPED"
+    assert await executor.read_status(APP_ID, "never-started") == "STOPPED"
+    inject(env, FaultRule(operation="agent.get", status=503))
+    assert await executor.read_status(APP_ID, agent_id) is None
+    assert operations(env)[-2:] == ["agent.get", "agent.get"]  # retried within its budget

@@ -54,8 +54,16 @@ async def test_metrics_move_consistently_with_the_results(
     async with in_process_worker(settings):
         before = await scrape(settings.http_port)
         results = await wait_for_results(kafka_bootstrap, topics["results"], ids)
-        await asyncio.sleep(0.5)  # the committer and lag gauges tick every 0.2 s
-        after = await scrape(settings.http_port)
+        # the committer and the lag gauges tick every 0.2 s: wait (bounded) for both to catch up
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            after = await scrape(settings.http_port)
+            if total(after, "convoai_consumer_lag_records") == 0 and total(
+                after, "convoai_commits_total", result="ok"
+            ) > total(before, "convoai_commits_total", result="ok"):
+                break
+            assert asyncio.get_running_loop().time() < deadline, "no commit or lag left"
+            await asyncio.sleep(0.05)
     dead = await read_topic(kafka_bootstrap, topics["dlq"])
 
     outcomes = Counter(r.outcome for r in results)

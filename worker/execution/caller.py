@@ -50,7 +50,7 @@ class Progress:
         self.request_id: str | None = None
 
 
-class Run:
+class Budget:
     """One command's budget: its deadline (Unix seconds) and its progress."""
 
     __slots__ = ("deadline", "progress")
@@ -93,7 +93,7 @@ class Caller:
         self._clock = clock
 
     async def perform(
-        self, request: ApiRequest, run: Run, *, idempotent: bool
+        self, request: ApiRequest, budget: Budget, *, idempotent: bool
     ) -> ApiResponse | Refusal:
         """Send `request` until it succeeds or the policy or the budget ends the command."""
         operation = request.operation
@@ -101,13 +101,13 @@ class Caller:
         attempt = 0
         while True:
             attempt += 1
-            time_left = run.deadline - self._clock()
+            time_left = budget.deadline - self._clock()
             if time_left <= 0:
                 raise CommandEndedError(
                     "expired",
                     ErrorInfo(code="expired", message=f"deadline passed before {operation}"),
                 )
-            progress = run.progress
+            progress = budget.progress
             progress.attempts += 1
             if not idempotent:
                 progress.in_doubt = True
@@ -125,15 +125,15 @@ class Caller:
             if decision.action not in RETRY_ACTIONS:
                 raise failure(decision, error)
             delay = self._delay(attempt, decision, error)
-            if attempt >= self._max_attempts or self._clock() + delay >= run.deadline:
+            if attempt >= self._max_attempts or self._clock() + delay >= budget.deadline:
                 raise failure(decision._replace(reason=EXHAUSTED), error)
             self._observer.retry_scheduled(operation, decision.reason, delay)
             await self._sleep(delay)
 
-    async def pause(self, attempt: int, run: Run) -> bool:
+    async def pause(self, attempt: int, budget: Budget) -> bool:
         """Wait the backoff before poll `attempt + 1`; False if that would pass the deadline."""
         delay = self._backoff.delay(attempt, long=False, retry_after=None)
-        if self._clock() + delay >= run.deadline:
+        if self._clock() + delay >= budget.deadline:
             return False
         await self._sleep(delay)
         return True

@@ -27,7 +27,7 @@ from worker.api.errors import ApiError
 from worker.api.models import AgentInfo
 from worker.api.policy import Action
 from worker.api.requests import ApiRequest
-from worker.execution.caller import Caller, Refusal, Run
+from worker.execution.caller import Budget, Caller, Refusal
 from worker.execution.lookup import HOLDING, AgentFinder, FoundAgent
 from worker.execution.outcomes import CommandEndedError, describe, failure
 
@@ -51,7 +51,7 @@ class NameConflicts:
         app_id: str,
         name: str,
         channel: str,
-        run: Run,
+        budget: Budget,
         observe: Callable[[FoundAgent], None],
     ) -> FoundAgent | ApiResponse:
         """The live agent holding `name`, or the response of a join that started a new one.
@@ -66,35 +66,35 @@ class NameConflicts:
                 return reply
             if reply.decision.action != Action.RECONCILE:
                 raise failure(reply.decision, reply.error)
-            holder = await self._holder(app_id, name, channel, run, reply.error)
+            holder = await self._holder(app_id, name, channel, budget, reply.error)
             observe(holder)
             waited = False
             while holder.status not in RESOLVABLE and phase(holder.status) < Phase.ENDED:
                 polls += 1
-                if not await self._caller.pause(polls, run):
+                if not await self._caller.pause(polls, budget):
                     raise _still_held(reply.error, holder, name)
-                holder = await self._status(app_id, holder.info, run)
+                holder = await self._status(app_id, holder.info, budget)
                 observe(holder)
                 waited = True
             if holder.status in RESOLVABLE:
                 return holder
             if joins and not waited:  # ended, yet the name was still taken: let the API catch up
                 polls += 1
-                if not await self._caller.pause(polls, run):
+                if not await self._caller.pause(polls, budget):
                     raise _still_held(reply.error, holder, name)
-            reply = await self._caller.perform(join, run, idempotent=True)
+            reply = await self._caller.perform(join, budget, idempotent=True)
         assert isinstance(reply, Refusal)  # noqa: S101 - a response returned above
         raise _still_held(reply.error, None, name)
 
     async def _holder(
-        self, app_id: str, name: str, channel: str, run: Run, conflict: ApiError
+        self, app_id: str, name: str, channel: str, budget: Budget, conflict: ApiError
     ) -> FoundAgent:
         """The agent that holds `name`: the directory's candidate if the API says it still
         may, else the first the API lists; the directory's ended one if the API lists none."""
         known = self._names.last_of(app_id, name)
         if known is not None and phase(known.status) < Phase.ENDED:
-            return await self._status(app_id, AgentInfo(known.agent_id, known.status, name), run)
-        found = await self._finder.find(app_id, name, run, statuses=HOLDING, channel=channel)
+            return await self._status(app_id, AgentInfo(known.agent_id, known.status, name), budget)
+        found = await self._finder.find(app_id, name, budget, statuses=HOLDING, channel=channel)
         if found is not None:
             return found
         if known is not None:
@@ -104,9 +104,9 @@ class NameConflicts:
             "failed", describe(conflict, code="conflict_unresolved", message=message)
         )
 
-    async def _status(self, app_id: str, agent: AgentInfo, run: Run) -> FoundAgent:
+    async def _status(self, app_id: str, agent: AgentInfo, budget: Budget) -> FoundAgent:
         """The agent's get now; a 404 means it has exited."""
-        found = await self._finder.get(app_id, agent.agent_id, run)
+        found = await self._finder.get(app_id, agent.agent_id, budget)
         if found is None:
             return FoundAgent(AgentInfo(agent.agent_id, GONE, agent.name), None)
         return found

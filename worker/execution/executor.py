@@ -53,7 +53,7 @@ from worker.api.policy import Action
 from worker.api.requests import ApiRequest, build_request, path_for, request_for
 from worker.api.retry import Backoff
 from worker.api.tenants import Tenants
-from worker.execution.caller import ApiSender, Caller, Progress, Refusal, Run
+from worker.execution.caller import ApiSender, Budget, Caller, Progress, Refusal
 from worker.execution.conflicts import NameConflicts
 from worker.execution.lookup import AgentFinder, FoundAgent
 from worker.execution.outcomes import CommandEndedError, describe, failure, read_as
@@ -76,13 +76,13 @@ class Execution(NamedTuple):
 
 
 @dataclass(slots=True)
-class _Job:
+class _Command:
     """One command while it runs."""
 
     command: Command
     rest: dict[str, Any]
     app_id: str
-    run: Run
+    budget: Budget
     agent_id: str | None = None
     name: str | None = None
     request: ApiRequest | None = None
@@ -92,7 +92,7 @@ class _Job:
 
 
 Reply = ApiResponse | Refusal
-Handler = Callable[[_Job, Reply], Awaitable[Any]]
+Handler = Callable[[_Command, Reply], Awaitable[Any]]
 
 
 class Executor:
@@ -146,7 +146,7 @@ class Executor:
         that must not be repeated may already have reached the API.
         """
         command = decoded.command
-        job = self._job(decoded, progress)
+        job = self._command(decoded, progress)
         data: Any = None
         outcome: Outcome = "succeeded"
         error: ErrorInfo | None = None
@@ -168,7 +168,7 @@ class Executor:
         The pipeline interrupts commands still running when their partition must be released;
         a non-idempotent request then must not be sent again by the next owner.
         """
-        job = self._job(decoded, progress)
+        job = self._command(decoded, progress)
         error = ErrorInfo(
             code="ambiguous_interrupted",
             message=(
@@ -181,7 +181,7 @@ class Executor:
     async def read_status(self, app_id: str, agent_id: str) -> str | None:
         """The agent's status as the API reports it now (STOPPED when the API no longer knows
         it), None when it cannot tell; for the reconciler, which publishes what it finds."""
-        budget = Run(self._clock() + self._settings.command_timeout_seconds)
+        budget = Budget(self._clock() + self._settings.command_timeout_seconds)
         try:
             found = await self._finder.get(app_id, agent_id, budget)
         except CommandEndedError as ended:
@@ -189,23 +189,23 @@ class Executor:
             return None
         return STOPPED if found is None else found.info.status
 
-    def _job(self, decoded: DecodedCommand, progress: Progress | None) -> _Job:
+    def _command(self, decoded: DecodedCommand, progress: Progress | None) -> _Command:
         command = decoded.command
         # Without `expires_at` only the retry budget is bounded, from when execution starts: a
         # backlog that waited out an outage must still run (an agent.stop above all).
         deadline = command.expires_at or datetime.fromtimestamp(self._clock(), UTC) + timedelta(
             seconds=self._settings.command_timeout_seconds
         )
-        return _Job(
+        return _Command(
             command=command,
             rest=decoded.rest,
             app_id=command.app_id or self._settings.app_id,
-            run=Run(deadline.timestamp(), progress),
+            budget=Budget(deadline.timestamp(), progress),
             agent_id=getattr(command, "agent_id", None),
             name=getattr(command, "name", None),
         )
 
-    async def _run(self, job: _Job) -> Any:
+    async def _run(self, job: _Command) -> Any:
         command = job.command
         if not job.app_id and "{appid}" in command.path_template:
             raise CommandEndedError(
@@ -229,11 +229,11 @@ class Executor:
             agent_id=job.agent_id,
             phone_number=getattr(command, "phone_number", None),
         )
-        reply = await self._caller.perform(job.request, job.run, idempotent=command.idempotent)
+        reply = await self._caller.perform(job.request, job.budget, idempotent=command.idempotent)
         handler = self._handlers.get(type(command), self._plain)
         return await handler(job, reply)
 
-    async def _resolve(self, job: _Job, name: str) -> str:
+    async def _resolve(self, job: _Command, name: str) -> str:
         """The id of the live agent called `name`: from the directory, else from the API.
 
         Commands that make sense for an agent that has ended (`AFTER_THE_END`) take the newest
@@ -243,7 +243,7 @@ class Executor:
         agent_id = self._names.resolve(job.app_id, name)
         if agent_id is not None:
             return agent_id
-        found = await self._finder.find(job.app_id, name, job.run)
+        found = await self._finder.find(job.app_id, name, job.budget)
         if found is not None:
             self._saw(job, found)
             return found.info.agent_id
@@ -260,12 +260,12 @@ class Executor:
 
     # ---------------------------------------------------------------- per-command handlers
 
-    async def _plain(self, job: _Job, reply: Reply) -> Any:
+    async def _plain(self, job: _Command, reply: Reply) -> Any:
         """The response body."""
         del job
         return _data(reply)
 
-    async def _started(self, job: _Job, reply: Reply) -> Any:
+    async def _started(self, job: _Command, reply: Reply) -> Any:
         """agent.start: record the new agent; after a 409, settle with the name's holder."""
         command = job.command
         assert isinstance(command, AgentStart)  # noqa: S101 - dispatched by type
@@ -279,7 +279,7 @@ class Executor:
                 app_id=job.app_id,
                 name=command.name,
                 channel=command.properties.channel,
-                run=job.run,
+                budget=job.budget,
                 observe=lambda found: self._saw(job, found),
             )
             if isinstance(settled, FoundAgent):  # a live agent holds the name: report it
@@ -300,7 +300,7 @@ class Executor:
         )
         return reply.data
 
-    async def _stopped(self, job: _Job, reply: Reply) -> Any:
+    async def _stopped(self, job: _Command, reply: Reply) -> Any:
         """agent.stop / call.hangup: the agent is STOPPING, or already gone (404)."""
         agent_id = job.agent_id
         assert agent_id is not None  # noqa: S101 - both commands address an agent
@@ -309,13 +309,13 @@ class Executor:
         self._emit(job, agent_id, STOPPING)  # a later state already known wins over this
         return _data(reply)
 
-    async def _number_deleted(self, job: _Job, reply: Reply) -> Any:
+    async def _number_deleted(self, job: _Command, reply: Reply) -> Any:
         """number.delete: a 404 is `already_gone` only when our earlier attempt may have run."""
         if isinstance(reply, Refusal):
             self._gone(job, reply, known=False)
         return _data(reply)
 
-    def _gone(self, job: _Job, reply: Refusal, *, known: bool) -> None:
+    def _gone(self, job: _Command, reply: Refusal, *, known: bool) -> None:
         """A 404 on a stop, hang-up or delete: done if the target existed, else not found."""
         if reply.decision.action != Action.GONE:
             raise failure(reply.decision, reply.error)
@@ -327,7 +327,7 @@ class Executor:
             )
         job.already_gone = True
 
-    async def _observed(self, job: _Job, reply: Reply) -> Any:
+    async def _observed(self, job: _Command, reply: Reply) -> Any:
         """agent.get / agent.update: report a status the directory does not know yet."""
         data = _data(reply)
         info = read_as(data, AgentInfo, job.command.tag())
@@ -335,7 +335,7 @@ class Executor:
             self._emit(job, info.agent_id, info.status, name=info.name)
         return data
 
-    async def _listed(self, job: _Job, reply: Reply) -> Any:
+    async def _listed(self, job: _Command, reply: Reply) -> Any:
         """agent.list: report the agents the directory knows whose status changed."""
         data = _data(reply)
         page = read_as(data, AgentPage, "agent.list")
@@ -344,7 +344,7 @@ class Executor:
                 self._emit(job, item.agent_id, item.status, name=item.name)
         return data
 
-    async def _called(self, job: _Job, reply: Reply) -> Any:
+    async def _called(self, job: _Command, reply: Reply) -> Any:
         """call.start: the call created an agent that now holds the call's name."""
         command = job.command
         assert isinstance(command, CallStart)  # noqa: S101 - dispatched by type
@@ -356,7 +356,7 @@ class Executor:
         self._emit(job, created.agent_id, STARTING, channel=channel, labels=labels, ours=True)
         return data
 
-    async def _number_added(self, job: _Job, reply: Reply) -> Any:
+    async def _number_added(self, job: _Command, reply: Reply) -> Any:
         """number.add: after a lost response, the 409 is our own import; report the number."""
         command = job.command
         assert isinstance(command, NumberAdd)  # noqa: S101 - dispatched by type
@@ -364,19 +364,19 @@ class Executor:
             return _data(reply)
         path = path_for(NumberGet, app_id=job.app_id, phone_number=command.phone_number)
         current = await self._caller.perform(
-            request_for(NumberGet, path, {}, app_id=job.app_id), job.run, idempotent=True
+            request_for(NumberGet, path, {}, app_id=job.app_id), job.budget, idempotent=True
         )
         return _data(current)
 
     # ---------------------------------------------------------------- events and results
 
-    def _saw(self, job: _Job, found: FoundAgent, *, ours: bool = False) -> None:
+    def _saw(self, job: _Command, found: FoundAgent, *, ours: bool = False) -> None:
         """Record what an agent.get read during the command (a lookup, a conflict)."""
         self._emit(job, found.info.agent_id, found.status, name=found.info.name, ours=ours)
 
     def _emit(
         self,
-        job: _Job,
+        job: _Command,
         agent_id: str,
         status: str,
         *,
@@ -406,7 +406,7 @@ class Executor:
 
     def _result(
         self,
-        job: _Job,
+        job: _Command,
         received_at: datetime,
         outcome: Outcome,
         data: Any,
@@ -425,10 +425,10 @@ class Executor:
             correlation_id=command.correlation_id,
             data=data if outcome == "succeeded" else None,
             error=error,
-            request_id=job.run.progress.request_id,
+            request_id=job.budget.progress.request_id,
             reconciled=job.reconciled,
             already_gone=job.already_gone,
-            attempts=job.run.progress.attempts,
+            attempts=job.budget.progress.attempts,
             received_at=received_at,
             completed_at=completed_at,
             duration_ms=max(0.0, (completed_at - received_at).total_seconds() * 1000),

@@ -20,7 +20,7 @@ from worker.agents.directory import MAX_SESSION_SECONDS
 from worker.api.client import ApiResponse
 from worker.api.models import AgentInfo, AgentPage
 from worker.api.requests import ApiRequest, path_for, request_for
-from worker.execution.caller import Caller, Refusal, Run
+from worker.execution.caller import Budget, Caller, Refusal
 from worker.execution.outcomes import CommandEndedError, failure, read_as
 
 LIVE = ("RUNNING", "STARTING")
@@ -54,7 +54,7 @@ class AgentFinder:
         self,
         app_id: str,
         name: str,
-        run: Run,
+        budget: Budget,
         *,
         statuses: Sequence[str] = LIVE,
         channel: str | None = None,
@@ -62,18 +62,18 @@ class AgentFinder:
         """The first agent called `name` in `app_id` (and `channel`) in one of `statuses`."""
         for status in statuses:
             found = await self._find_in(
-                app_id, name, run, status=status, wanted=statuses, channel=channel
+                app_id, name, budget, status=status, wanted=statuses, channel=channel
             )
             if found is not None:
                 return found
         return None
 
-    async def get(self, app_id: str, agent_id: str, run: Run) -> FoundAgent | None:
+    async def get(self, app_id: str, agent_id: str, budget: Budget) -> FoundAgent | None:
         """The agent's get response, or None when the API no longer knows it."""
         path = path_for(AgentGet, app_id=app_id, agent_id=agent_id)
         request = request_for(AgentGet, path, {}, app_id=app_id)
         try:
-            response = await self._read(request, run)
+            response = await self._read(request, budget)
         except CommandEndedError as ended:
             if ended.error.http_status == 404:
                 return None
@@ -84,7 +84,7 @@ class AgentFinder:
         self,
         app_id: str,
         name: str,
-        run: Run,
+        budget: Budget,
         *,
         status: str,
         wanted: Sequence[str],
@@ -100,12 +100,12 @@ class AgentFinder:
         }
         for _ in range(MAX_PAGES):
             request = request_for(AgentList, list_path, query, app_id=app_id)
-            response = await self._read(request, run)
+            response = await self._read(request, budget)
             page = read_as(response.data, AgentPage, "agent.list")
             for item in page.data.items if page.data else ():
                 if item.name is not None and item.name != name:
                     continue
-                found = await self.get(app_id, item.agent_id, run)
+                found = await self.get(app_id, item.agent_id, budget)
                 if found is not None and found.info.name == name and found.status in wanted:
                     return found
             cursor = page.meta.cursor if page.meta else None
@@ -114,8 +114,8 @@ class AgentFinder:
             query["cursor"] = cursor
         return None
 
-    async def _read(self, request: ApiRequest, run: Run) -> ApiResponse:
-        reply = await self._caller.perform(request, run, idempotent=True)
+    async def _read(self, request: ApiRequest, budget: Budget) -> ApiResponse:
+        reply = await self._caller.perform(request, budget, idempotent=True)
         if isinstance(reply, Refusal):  # no policy row gives reads one; treat it as final
             raise failure(reply.decision, reply.error)
         return reply

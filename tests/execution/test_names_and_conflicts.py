@@ -1,0 +1,239 @@
+"""Starts that meet a taken name, lookups by name, and what the executor reports about the
+agents it meets, against the emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+from tests.emulator.harness import APP_ID, start_body
+from tests.execution.conftest import Env
+from worker.agents.directory import MAX_SESSION_SECONDS, AgentDirectory
+from worker.emulator.faults import FaultRule, FaultSettings
+from worker.emulator.state import DEFAULT_STOP_DELAY
+
+BASE = 0.2  # api_backoff_base_seconds: with jitter 1.0 the n-th backoff is BASE * 2**(n-1)
+LOOKUP = ["agent.list"] * 4  # one list query per status that holds a name
+
+
+def start(name: str = "bot", **extra: Any) -> dict[str, Any]:
+    return {"command": "agent.start", "id": f"start-{name}", **start_body(name), **extra}
+
+
+def taken(count: int | None = None) -> FaultRule:
+    """agent.start answered 409 TaskConflict (`count` times, or always)."""
+    return FaultRule(operation="agent.start", status=409, reason="TaskConflict", count=count)
+
+
+def inject(env: Env, *rules: FaultRule) -> None:
+    env.emulator.faults.replace(FaultSettings(rules=list(rules)))
+
+
+def operations(env: Env) -> list[str]:
+    return [entry.operation for entry in env.emulator.log.entries()]
+
+
+async def stopped_agent(env: Env) -> str:
+    """An agent called "bot" that this worker started and that has stopped since; the
+    request log and the recorded backoffs start empty after it."""
+    assert env.clock is not None
+    agent_id = (await env.run(start())).result.agent_id
+    assert agent_id is not None
+    await env.run({"command": "agent.stop", "id": "stop", "name": "bot"})
+    env.clock.advance(DEFAULT_STOP_DELAY + 1)
+    env.emulator.log.clear()
+    env.sleeps.delays.clear()
+    return agent_id
+
+
+async def test_a_name_still_taken_after_its_agent_ended_is_joined_again_after_a_backoff(
+    clocked_env: Env,
+) -> None:
+    """The API has not caught up with a stop: each repeated join waits a growing backoff, and
+    the old agent is reported STOPPED under its name before the new one."""
+    env = clocked_env
+    await env.configure(jitter=lambda: 1.0)
+    old = await stopped_agent(env)
+    inject(env, taken(count=3))
+    execution = await env.run(start() | {"id": "restart"})
+    result = execution.result
+    assert result.outcome == "succeeded", result.error
+    assert result.agent_id not in (None, old)
+    assert operations(env) == [
+        "agent.start",
+        "agent.get",  # the directory's agent: has it ended?
+        "agent.start",
+        *LOOKUP,  # none holds the name: the directory's ended agent it is
+        "agent.start",
+        *LOOKUP,
+        "agent.start",
+    ]
+    assert env.sleeps.delays == [BASE, BASE * 2]
+    assert [(e.agent_id, e.name, e.status) for e in execution.state_events] == [
+        (old, "bot", "STOPPED"),
+        (result.agent_id, "bot", "RUNNING"),
+    ]
+
+
+async def test_a_name_that_stays_taken_gives_up_after_five_joins(clocked_env: Env) -> None:
+    """Five joins, four backoffs, then failed `name_still_held` (retryable), naming the name."""
+    env = clocked_env
+    await env.configure(jitter=lambda: 1.0)
+    await stopped_agent(env)
+    inject(env, taken())
+    result = (await env.run(start() | {"id": "restart"})).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code, result.error.http_status) == (
+        "failed",
+        "name_still_held",
+        409,
+    )
+    assert result.error.retryable is True
+    assert result.error.reason == "TaskConflict"
+    assert "an agent still holds the name 'bot'" in result.error.message
+    assert operations(env).count("agent.start") == 6
+    assert env.sleeps.delays == [BASE, BASE * 2, BASE * 4, BASE * 8]
+
+
+async def test_a_join_refused_for_another_reason_fails_with_that_refusal(
+    clocked_env: Env,
+) -> None:
+    """After the conflict, a join answered 400 ends the command with the 400, not the 409."""
+    env = clocked_env
+    await stopped_agent(env)
+    refused = FaultRule(operation="agent.start", status=400, reason="InvalidParams", count=1)
+    inject(env, taken(count=1), refused)
+    result = (await env.run(start() | {"id": "restart"})).result
+    assert result.error is not None
+    assert (result.outcome, result.error.http_status, result.error.reason) == (
+        "failed",
+        400,
+        "InvalidParams",
+    )
+
+
+async def test_the_holder_of_a_name_is_looked_for_in_the_starts_channel(env: Env) -> None:
+    """An agent called "bot" in another channel is not the agent this start asked for."""
+    await env.run(start(properties={**start_body("bot")["properties"], "channel": "room-1"}))
+    env.names = AgentDirectory()
+    await env.configure()
+    other = start_body("bot", channel="room-2")
+    result = (await env.run({"command": "agent.start", "id": "s2", **other})).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code) == ("failed", "conflict_unresolved")
+    assert "no agent called 'bot' was found holding the name" in result.error.message
+    queries = [dict(parse_qsl(e.query)) for e in env.emulator.log.entries("agent.list")]
+    assert {query["channel"] for query in queries} == {"room-2"}
+
+
+async def test_a_name_lookup_reads_live_agents_of_the_last_sessions(clocked_env: Env) -> None:
+    """The list query: one state, agents since the longest session could have started, a
+    full page; no channel."""
+    env = clocked_env
+    assert env.clock is not None
+    agent_id = (await env.run(start())).result.agent_id
+    env.names = AgentDirectory()
+    await env.configure()
+    result = await env.run({"command": "agent.speak", "id": "s", "name": "bot", "text": "hi"})
+    assert result.result.agent_id == agent_id
+    [query] = [dict(parse_qsl(e.query)) for e in env.emulator.log.entries("agent.list")]
+    assert query == {
+        "from_time": str(int(env.clock()) - MAX_SESSION_SECONDS),
+        "state": "2",
+        "limit": "50",
+    }
+
+
+async def test_an_agent_found_by_name_is_reported_but_not_adopted(env: Env) -> None:
+    """A lookup through the API reports the agent under its name; this worker did not start
+    it, so its reconciler leaves it alone."""
+    agent_id = (await env.run(start())).result.agent_id
+    env.names = AgentDirectory()
+    await env.configure()
+    execution = await env.run({"command": "agent.get", "id": "g", "name": "bot"})
+    assert [(e.agent_id, e.name, e.status) for e in execution.state_events] == [
+        (agent_id, "bot", "RUNNING")
+    ]
+    assert list(env.names.alive()) == []
+
+
+async def test_agents_this_worker_starts_are_its_own(env: Env) -> None:
+    """Started agents and the agents of calls it placed are the ones it reconciles."""
+    started = (await env.run(start())).result.agent_id
+    call = await env.run({"command": "call.start", "id": "c", **call_body()})
+    [event] = call.state_events
+    assert event.labels == {"team": "calls"}
+    assert {state.agent_id for state in env.names.alive()} == {started, call.result.agent_id}
+
+
+async def test_a_listing_reports_changes_only_of_agents_the_directory_knows(env: Env) -> None:
+    """agent.list publishes the new status of a known agent, under its name, and nothing of
+    agents the worker never met."""
+    known = (await env.run(start())).result.agent_id
+    assert known is not None
+    _, stranger = await env.emulator.call(
+        "POST", f"/v2/projects/{APP_ID}/join", json=start_body("stranger")
+    )
+    env.emulator.state.end_agent(APP_ID, known, "FAILED", "RTC connection error")
+    env.emulator.state.end_agent(APP_ID, stranger["agent_id"], "FAILED", "gone")
+    listing = await env.run({"command": "agent.list", "id": "l", "state": "6"})
+    assert [(e.agent_id, e.name, e.status) for e in listing.state_events] == [
+        (known, "bot", "FAILED")
+    ]
+
+
+async def test_number_add_succeeds_and_its_lost_answer_is_read_back_with_retries(
+    env: Env,
+) -> None:
+    """A plain import returns the API's body; after a lost answer the read-back of the number
+    is an idempotent read, retried on a 503."""
+    added = (await env.run(number_add())).result
+    assert (added.outcome, added.data["phone_number"]) == ("succeeded", "+19876543210")
+    await env.run({"command": "number.delete", "id": "d", "phone_number": "+19876543210"})
+    inject(
+        env,
+        FaultRule(action="drop", operation="number.add", execute=True, count=1),
+        FaultRule(operation="number.get", status=503, count=1),
+    )
+    result = (await env.run(number_add() | {"id": "again"})).result
+    assert (result.outcome, result.data["phone_number"]) == ("succeeded", "+19876543210")
+    assert operations(env)[-4:] == ["number.add", "number.add", "number.get", "number.get"]
+
+
+async def test_deleting_a_number_never_imported_names_it(env: Env) -> None:
+    """The not_found message says which number was not known to exist."""
+    command = {"command": "number.delete", "id": "d", "phone_number": "+15550001"}
+    result = (await env.run(command)).result
+    assert result.error is not None
+    assert "+15550001 is not known to have existed" in result.error.message
+
+
+def call_body() -> dict[str, Any]:
+    return {
+        "name": "support-call",
+        "sip": {
+            "to_number": "+19876543210",
+            "from_number": "+11234567890",
+            "rtc_uid": "100",
+            "rtc_token": "t",
+        },
+        "properties": {
+            "channel": "call-room",
+            "token": "t",
+            "agent_rtc_uid": "111",
+            "remote_rtc_uids": ["100"],
+            "labels": {"team": "calls"},
+        },
+    }
+
+
+def number_add() -> dict[str, Any]:
+    return {
+        "command": "number.add",
+        "id": "add",
+        "provider": "byo",
+        "phone_number": "+19876543210",
+        "label": "Sales",
+        "inbound_config": {"allowed_addresses": ["10.0.0.0/8"]},
+        "outbound_config": {"address": "sip.example.com"},
+    }
