@@ -112,6 +112,26 @@ async def running_emulator(
         await runner.cleanup()
 
 
+def call_body(name: str = "support-call") -> dict[str, Any]:
+    """A minimal valid outbound call body: the call's agent joins "call-room"."""
+    return {
+        "name": name,
+        "sip": {
+            "to_number": "+19876543210",
+            "from_number": "+11234567890",
+            "rtc_uid": "100",
+            "rtc_token": "t",
+        },
+        "properties": {
+            "channel": "call-room",
+            "token": "t",
+            "agent_rtc_uid": "111",
+            "remote_rtc_uids": ["100"],
+            "labels": {"team": "calls"},
+        },
+    }
+
+
 def start_body(name: str = "agent-1", channel: str = "room-1", **extra: Any) -> dict[str, Any]:
     """A minimal valid join body."""
     return {

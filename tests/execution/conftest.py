@@ -128,3 +128,16 @@ async def clocked_env() -> AsyncIterator[Env]:
 def emulator(env: Env) -> RunningEmulator:
     """The emulator `env` is aimed at."""
     return env.emulator
+
+
+def number_add() -> dict[str, Any]:
+    """A number.add command importing +19876543210."""
+    return {
+        "command": "number.add",
+        "id": "add",
+        "provider": "byo",
+        "phone_number": "+19876543210",
+        "label": "Sales",
+        "inbound_config": {"allowed_addresses": ["10.0.0.0/8"]},
+        "outbound_config": {"address": "sip.example.com"},
+    }

@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from contracts import ResultEvent, decode_command
-from tests.emulator.harness import APP_ID, start_body
-from tests.execution.conftest import Env
+from tests.emulator.harness import APP_ID, call_body, start_body
+from tests.execution.conftest import Env, number_add
 from worker.agents.directory import AgentDirectory
 from worker.api.client import ApiResponse, ConvoAIClient
 from worker.api.requests import ApiRequest
@@ -248,7 +248,7 @@ async def test_stopping_twice_reports_stopping_once_and_then_already_gone(
     if stop == "agent.stop":
         agent_id = (await env.run(start())).result.agent_id
     else:
-        call = {"command": "call.start", "id": "call", **_call_body()}
+        call = {"command": "call.start", "id": "call", **call_body()}
         agent_id = (await env.run(call)).result.agent_id
     assert agent_id is not None
     command = {"command": stop, "id": "stop", "agent_id": agent_id}
@@ -323,7 +323,7 @@ async def test_a_delete_whose_answer_came_too_late_is_already_gone_on_its_retry(
     env: Env,
 ) -> None:
     """The delete ran but answered after the timeout; the retry's 404 is our own delete."""
-    await env.run(_number_add())
+    await env.run(number_add())
     await env.configure(api_timeout_seconds=0.1)
     inject(env, FaultRule(action="delay", operation="number.delete", delay_ms=300, count=1))
     command = {"command": "number.delete", "id": "d", "phone_number": "+19876543210"}
@@ -453,7 +453,7 @@ async def test_call_start_is_not_resent_after_a_timeout(env: Env) -> None:
     """call.start that times out may have dialled: unknown, not re-sent."""
     await env.configure(api_timeout_seconds=0.1)
     inject(env, FaultRule(operation="call.start", action="delay", delay_ms=300))
-    result = (await env.run({"command": "call.start", "id": "c", **_call_body()})).result
+    result = (await env.run({"command": "call.start", "id": "c", **call_body()})).result
     assert result.outcome == "unknown"
     assert result.error is not None
     assert result.error.code == "ambiguous_timeout"
@@ -521,7 +521,7 @@ async def test_a_command_without_app_id_fails_before_sending(env: Env) -> None:
 async def test_number_add_whose_response_was_lost_reports_the_number(env: Env) -> None:
     """The import ran but its answer was lost: the retry's 409 is read back as success."""
     inject(env, FaultRule(action="drop", operation="number.add", execute=True, count=1))
-    result = (await env.run(_number_add())).result
+    result = (await env.run(number_add())).result
     assert result.outcome == "succeeded"
     assert result.data["phone_number"] == "+19876543210"
     assert operations(env) == ["number.add", "number.add", "number.get"]
@@ -529,8 +529,8 @@ async def test_number_add_whose_response_was_lost_reports_the_number(env: Env) -
 
 async def test_number_add_of_an_existing_number_fails(env: Env) -> None:
     """A first-attempt 409 means someone else imported it: conflict."""
-    await env.run(_number_add())
-    result = (await env.run(_number_add())).result
+    await env.run(number_add())
+    result = (await env.run(number_add())).result
     assert result.outcome == "failed"
     assert result.error is not None
     assert (result.error.code, result.error.reason) == ("conflict", "phone_number_exists")
@@ -551,7 +551,7 @@ async def test_get_and_list_publish_statuses_the_directory_did_not_know(env: Env
 
 async def test_call_start_reports_its_agent(env: Env) -> None:
     """The agent a call creates is published as STARTING under the call's name."""
-    execution = await env.run({"command": "call.start", "id": "c", **_call_body()})
+    execution = await env.run({"command": "call.start", "id": "c", **call_body()})
     [event] = execution.state_events
     assert (event.agent_id, event.name, event.status, event.channel) == (
         execution.result.agent_id,
@@ -636,36 +636,6 @@ async def test_cancellation_propagates() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-
-
-def _call_body() -> dict[str, Any]:
-    return {
-        "name": "support-call",
-        "sip": {
-            "to_number": "+19876543210",
-            "from_number": "+11234567890",
-            "rtc_uid": "100",
-            "rtc_token": "t",
-        },
-        "properties": {
-            "channel": "call-room",
-            "token": "t",
-            "agent_rtc_uid": "111",
-            "remote_rtc_uids": ["100"],
-        },
-    }
-
-
-def _number_add() -> dict[str, Any]:
-    return {
-        "command": "number.add",
-        "id": "add",
-        "provider": "byo",
-        "phone_number": "+19876543210",
-        "label": "Sales",
-        "inbound_config": {"allowed_addresses": ["10.0.0.0/8"]},
-        "outbound_config": {"address": "sip.example.com"},
-    }
 
 
 async def test_the_reconcile_check_reads_the_status_the_api_reports(clocked_env: Env) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.emulator.harness import APP_ID, start_body
-from tests.execution.conftest import Env
+from tests.emulator.harness import APP_ID, call_body, start_body
+from tests.execution.conftest import Env, number_add
 from worker.agents.directory import MAX_SESSION_SECONDS, AgentDirectory
 from worker.emulator.faults import FaultRule, FaultSettings
 from worker.emulator.state import DEFAULT_STOP_DELAY
@@ -166,6 +166,41 @@ async def test_agents_this_worker_starts_are_its_own(env: Env) -> None:
     assert {state.agent_id for state in env.names.alive()} == {started, call.result.agent_id}
 
 
+async def test_a_call_repeated_by_a_new_worker_is_reconciled_to_the_call_it_placed(
+    env: Env,
+) -> None:
+    """A call.start run again after a crash meets its own live call (409): it reports that
+    call's agent, `reconciled`, and is not dialled a second time."""
+    command = {"command": "call.start", "id": "c", **call_body()}
+    placed = (await env.run(command)).result.agent_id
+    env.names = AgentDirectory()  # the worker that runs the redelivered record
+    await env.configure()
+    env.emulator.log.clear()
+    again = await env.run(command)
+    result = again.result
+    assert (result.outcome, result.agent_id, result.reconciled) == ("succeeded", placed, True)
+    assert result.data == {"agent_id": placed}
+    assert operations(env) == ["call.start", "agent.list", "agent.get"]
+    assert [(e.agent_id, e.status) for e in again.state_events] == [(placed, "RUNNING")]
+    assert len(env.emulator.log.entries("call.start")) == 1
+
+
+async def test_a_call_whose_name_is_held_by_a_stopping_agent_fails_without_dialling_again(
+    env: Env,
+) -> None:
+    """The holder is leaving: the call was not placed, and sending it again could dial twice
+    later, so the command fails naming the holder."""
+    command = {"command": "call.start", "id": "c", **call_body()}
+    placed = (await env.run(command)).result.agent_id
+    await env.run({"command": "call.hangup", "id": "h", "agent_id": placed})
+    result = (await env.run(command | {"id": "again"})).result
+    assert (result.outcome, result.agent_id, result.reconciled) == ("failed", None, False)
+    assert result.error is not None
+    assert result.error.code == "conflict_unresolved"
+    assert f"agent {placed} holding the name 'support-call' is STOPPING" in result.error.message
+    assert len(env.emulator.log.entries("call.start")) == 2
+
+
 async def test_a_listing_reports_changes_only_of_agents_the_directory_knows(env: Env) -> None:
     """agent.list publishes the new status of a known agent, under its name, and nothing of
     agents the worker never met."""
@@ -206,34 +241,3 @@ async def test_deleting_a_number_never_imported_names_it(env: Env) -> None:
     result = (await env.run(command)).result
     assert result.error is not None
     assert "+15550001 is not known to have existed" in result.error.message
-
-
-def call_body() -> dict[str, Any]:
-    return {
-        "name": "support-call",
-        "sip": {
-            "to_number": "+19876543210",
-            "from_number": "+11234567890",
-            "rtc_uid": "100",
-            "rtc_token": "t",
-        },
-        "properties": {
-            "channel": "call-room",
-            "token": "t",
-            "agent_rtc_uid": "111",
-            "remote_rtc_uids": ["100"],
-            "labels": {"team": "calls"},
-        },
-    }
-
-
-def number_add() -> dict[str, Any]:
-    return {
-        "command": "number.add",
-        "id": "add",
-        "provider": "byo",
-        "phone_number": "+19876543210",
-        "label": "Sales",
-        "inbound_config": {"allowed_addresses": ["10.0.0.0/8"]},
-        "outbound_config": {"address": "sip.example.com"},
-    }

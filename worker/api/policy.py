@@ -9,8 +9,9 @@ that may have reached the API `("409:repeat", "409", "4xx")`, a refused connecti
 - `gone`: the target is not there (404 on stop, hangup, delete). The command is done only if
   the target is known to have existed (the executor knows the agent, or an earlier attempt of
   the same command may have removed it); otherwise it was never there;
-- `reconcile`: the thing exists already; look it up and report it (409 on agent.start, and on
-  number.add when our own earlier attempt may have created it);
+- `reconcile`: the thing exists already; look it up and report it (409 on agent.start and
+  call.start: the live agent holding the name; on number.add when our own earlier attempt may
+  have created it);
 - `retry` / `retry_later`: send again after a backoff (`retry_later`: the long quota backoff);
 - `fail`: the API refused the command.
 
@@ -66,6 +67,7 @@ POLICY: Mapping[tuple[str, str], Rule] = {
     ("call.hangup", "404"): Rule(Action.GONE, "call_gone"),
     ("number.delete", "404"): Rule(Action.GONE, "number_gone"),
     ("agent.start", "409"): Rule(Action.RECONCILE, "agent_exists"),
+    ("call.start", "409"): Rule(Action.RECONCILE, "call_exists"),
     ("number.add", "409:repeat"): Rule(Action.RECONCILE, "number_exists"),
     (ANY, "429"): Rule(Action.RETRY, "rate_limited"),
     (ANY, "422:quota"): Rule(Action.RETRY_LATER, "quota"),

@@ -14,6 +14,10 @@ after the stop request returns. So after a 409:
 Each join can meet a new conflict (another start won the race), so this repeats, at most
 `MAX_JOINS` times. The holder is looked for first among the agents the directory knows by the
 name (one get), then through the API (`AgentFinder`, one state per query).
+
+A call.start answered 409 is never sent again: a second attempt would dial the callee twice.
+A live holder of the call's name is the call asked for (typically placed by an earlier attempt
+of the same command, before a crash); anything else leaves the command failed.
 """
 
 from __future__ import annotations
@@ -85,6 +89,22 @@ class NameConflicts:
             reply = await self._caller.perform(join, budget, idempotent=True)
         assert isinstance(reply, Refusal)  # noqa: S101 - a response returned above
         raise _still_held(reply.error, None, name)
+
+    async def live_holder(
+        self, conflict: ApiError, *, app_id: str, name: str, channel: str, budget: Budget
+    ) -> FoundAgent:
+        """The live agent holding `name` (call.start); raises `CommandEndedError` when the
+        holder is stopping, has ended or cannot be found."""
+        holder = await self._holder(app_id, name, channel, budget, conflict)
+        if holder.status in RESOLVABLE:
+            return holder
+        message = (
+            f"{conflict}; agent {holder.info.agent_id} holding the name {name!r} is "
+            f"{holder.status}, so the call was not placed"
+        )
+        raise CommandEndedError(
+            "failed", describe(conflict, code="conflict_unresolved", message=message)
+        )
 
     async def _holder(
         self, app_id: str, name: str, channel: str, budget: Budget, conflict: ApiError

@@ -345,13 +345,27 @@ class Executor:
         return data
 
     async def _called(self, job: _Command, reply: Reply) -> Any:
-        """call.start: the call created an agent that now holds the call's name."""
+        """call.start: the call created an agent that now holds the call's name; after a
+        409, the live agent holding the name is the call (reconciled, never dialled again)."""
         command = job.command
         assert isinstance(command, CallStart)  # noqa: S101 - dispatched by type
+        channel = command.properties.channel
+        if isinstance(reply, Refusal):
+            if reply.decision.action != Action.RECONCILE:
+                raise failure(reply.decision, reply.error)
+            holder = await self._conflicts.live_holder(
+                reply.error,
+                app_id=job.app_id,
+                name=command.name,
+                channel=channel,
+                budget=job.budget,
+            )
+            job.agent_id, job.reconciled = holder.info.agent_id, True
+            self._saw(job, holder, ours=True)
+            return {"agent_id": holder.info.agent_id}
         data = _data(reply)
         created = read_as(data, CallCreated, "call.start")
         job.agent_id = created.agent_id
-        channel = command.properties.channel
         labels = _labels(command.properties.labels)
         self._emit(job, created.agent_id, STARTING, channel=channel, labels=labels, ours=True)
         return data
