@@ -34,7 +34,7 @@ from importlib.metadata import version
 
 import msgspec
 
-from bench.measure import cpu_model, cpu_seconds
+from devtools.measure import cpu_model, cpu_seconds
 
 APP = "bench-app"
 BASE = "/api/conversational-ai-agent"

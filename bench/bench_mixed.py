@@ -22,7 +22,7 @@ from bench.bench_pipeline import (
     set_latency,
     worker_env,
 )
-from bench.local import free_port, wait_for_port
+from devtools.local import free_port, wait_for_port
 from tests.pipeline.scenarios import agent_lifecycle
 
 

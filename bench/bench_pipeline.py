@@ -37,9 +37,9 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.local import free_port, wait_for_port
-from bench.measure import cpu_seconds
 from contracts.keys import ordering_key
+from devtools.local import free_port, wait_for_port
+from devtools.measure import cpu_seconds
 
 BOOTSTRAP = os.environ.get("CONVOAI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 PARTITIONS = 12

@@ -43,10 +43,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench import report
 from bench.bench_pipeline import BOOTSTRAP, PARTITIONS, create_topics, produce_keyed, worker_env
-from bench.local import free_port, wait_for_port
-from bench.measure import cpu_seconds, peak_rss_mib
-from bench.workload import speaks
 from contracts.keys import ordering_key
+from devtools.local import free_port, wait_for_port
+from devtools.measure import cpu_seconds, peak_rss_mib
+from devtools.workload import speaks
 
 WORKER = "convoai-worker"
 KAFKA_SYSTEMS = (

@@ -19,7 +19,7 @@ from typing import cast
 import msgspec
 import uvloop
 
-from bench.local import exit_with_parent
+from devtools.local import exit_with_parent
 
 BODY = b'{"agent_id":"fake","channel":"fake","start_ts":1700000000}'
 SPEAK_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (

@@ -30,8 +30,8 @@ import aiohttp
 import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from bench.local import exit_with_parent
-from bench.workload import speaks
+from devtools.local import exit_with_parent
+from devtools.workload import speaks
 
 BOOTSTRAP = os.environ.get("CONVOAI_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 APP = "bench-app"

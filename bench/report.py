@@ -11,7 +11,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench.measure import cpu_model
+from devtools.measure import cpu_model
 
 PACKAGES = (
     "aiokafka",

@@ -19,7 +19,7 @@ from typing import Any, Self
 import aiohttp
 import msgspec
 
-from bench.local import free_port, wait_for_port
+from devtools.local import free_port, wait_for_port
 from tests.kafka import kafka_script
 from tests.pipeline.harness import stop_process
 

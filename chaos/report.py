@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from bench.measure import cpu_model
 from chaos.judge import Figures
+from devtools.measure import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

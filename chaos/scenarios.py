@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.measure import cpu_seconds
 from chaos.judge import Figures
 from chaos.stage import Run, Stage, setup_of, slug
 from chaos.workload import lifecycles, with_poison
+from devtools.measure import cpu_seconds
 from worker.settings import Settings
 
 RSS_BOUND_MIB = 512  # the Helm chart's memory limit (helm/convoai-worker/values.yaml)

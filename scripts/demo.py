@@ -20,9 +20,9 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.local import free_port, wait_for_port
 from contracts import decode_result
 from contracts.keys import ordering_key
+from devtools.local import free_port, wait_for_port
 from worker.commands.render import render
 from worker.kafka.topics import ensure_topics
 from worker.settings import Settings, load_settings

@@ -20,7 +20,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from bench.local import free_port
+from devtools.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPLICIT_BOOTSTRAP = "CONVOAI_TEST_BOOTSTRAP"

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bench.workload import speaks
+from devtools.workload import speaks
 from tests.component.harness import (
     ScriptedApi,
     produce,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bench.workload import speaks
+from devtools.workload import speaks
 from tests.component.harness import (
     ScriptedApi,
     gets,

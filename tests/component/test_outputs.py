@@ -8,7 +8,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from bench.workload import speaks
 from contracts.headers import (
     DLQ_NULL_VALUE,
     DLQ_ORIGINAL_BYTES,
@@ -17,6 +16,7 @@ from contracts.headers import (
     DLQ_REASON,
     DLQ_TRUNCATED,
 )
+from devtools.workload import speaks
 from tests.component.harness import (
     ScriptedApi,
     produce,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from bench.local import free_port
 from contracts import decode_agent_state
+from devtools.local import free_port
 from tests.component.harness import ScriptedApi, running
 from tests.observability.fakes import SECRET, notice, signed
 from worker.kafka.memory import InMemoryBroker

@@ -25,7 +25,6 @@ from typing import Any, Self
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from bench.local import free_port
 from contracts import ResultEvent, decode_result
 from contracts.headers import (
     DLQ_EXCEPTION_CLASS_NAME,
@@ -38,6 +37,7 @@ from contracts.headers import (
     STAGE_DECODE,
     STAGE_EXECUTE,
 )
+from devtools.local import free_port
 from tests.emulator.harness import RunningEmulator, start_body
 from tests.pipeline.harness import APP_ID, spawn_worker, stop_process, wait_ready
 from worker.kafka.aio import all_partitions

@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.local import free_port
 from contracts import ResultEvent, decode_result
 from contracts.keys import ordering_key
+from devtools.local import free_port
 from worker.app import Worker
 from worker.emulator.config import EmulatorConfig
 from worker.kafka.aio import all_partitions

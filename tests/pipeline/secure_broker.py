@@ -17,7 +17,7 @@ from pathlib import Path
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from bench.local import free_port
+from devtools.local import free_port
 from tests.kafka import running_broker
 
 USERNAME = "alice"

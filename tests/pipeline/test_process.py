@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bench.local import free_port
+from devtools.local import free_port
 from tests.emulator.harness import RunningEmulator, running_emulator
 from tests.pipeline.harness import (
     committed_offsets,

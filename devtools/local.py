@@ -1,4 +1,4 @@
-"""Loopback processes for the benchmarks, the demo and the whole-worker tests."""
+"""Loopback ports and processes for the demo, the tests, the benchmarks and the chaos suite."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The commands the benchmarks send (the component tests use them too)."""
+"""Commands the benchmarks and the component tests send."""
 
 from __future__ import annotations
 

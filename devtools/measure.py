@@ -1,4 +1,4 @@
-"""What the benchmarks read about the machine and their processes."""
+"""What the benchmarks and the chaos suite read about the machine and their processes."""
 
 from __future__ import annotations
 
