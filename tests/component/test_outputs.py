@@ -232,3 +232,71 @@ async def test_a_refused_state_event_does_not_hold_back_the_result(
         await until(lambda: "st-1" in result_ids(broker), "the start's result")
     assert broker.records(STATE) == []
     assert results(broker)[0].outcome == "succeeded"
+
+
+async def test_invalid_commands_with_an_id_are_rejected_once_and_counted_under_known_types(
+    broker: InMemoryBroker, api: ScriptedApi
+) -> None:
+    """A field error and an unknown command each get a `rejected` result and a dead letter; a
+    field error counts under its command, anything else as `invalid` (producers' typos make no
+    series); a second record with the same id gets neither result nor dead letter."""
+    bad_field = {"command": "agent.speak", "id": "bad-1", "agent_id": "a", "text": 7}
+    unknown = {"command": "agent.dance", "id": "bad-2", "agent_id": "a"}
+    produce(broker, COMMANDS, [bad_field, unknown, bad_field], partition=0)
+    async with running(broker, api) as worker:
+        await until(lambda: broker.committed(GROUP, COMMANDS, 0) == Committed(3), "committed")
+        registry = worker.worker.metrics.registry
+    by_id = {result.command_id: result for result in results(broker)}
+    assert len(results(broker)) == 2
+    field, typo = by_id["bad-1"], by_id["bad-2"]
+    assert field.error is not None
+    assert typo.error is not None
+    assert (field.outcome, field.command, field.attempts, field.error.code) == (
+        "rejected",
+        "agent.speak",
+        0,
+        "invalid_command",
+    )
+    assert field.error.message == "$.text: expected str, got int"
+    assert (typo.outcome, typo.attempts, typo.error.code) == ("rejected", 0, "invalid_command")
+    assert "agent.dance" in typo.error.message
+    [record] = [r for r in broker.records(COMMANDS) if r.offset == 0]
+    assert field.received_at.timestamp() == record.timestamp / 1000
+    assert [h[DLQ_REASON] for h in letters(broker)] == [b"invalid_command"] * 2
+
+    def sample(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    completed = "convoai_commands_completed_total"
+    assert sample(completed, command="agent.speak", outcome="rejected") == 1
+    assert sample(completed, command="invalid", outcome="rejected") == 1
+    assert sample(completed, command="agent.dance", outcome="rejected") == 0
+    assert sample("convoai_commands_deduplicated_total", command="agent.speak") == 1
+    assert sample("convoai_commands_received_total", command="invalid") == 3
+    assert sample("convoai_dlq_records_total", reason="invalid_command") == 2
+    assert api.requests == []
+
+
+async def test_a_dead_letter_the_broker_refuses_is_sent_again_without_its_value(
+    broker: InMemoryBroker, api: ScriptedApi
+) -> None:
+    """The copy fit the worker's limit but not the broker's: the second letter keeps the headers
+    that locate the original, with its size and SHA-256, and drops the value."""
+    poison = b"{not json at all"
+
+    def refuse(topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> Exception:
+        del key, headers
+        refused = topic == DLQ and bool(value)
+        return RecordRejectedError("MESSAGE_TOO_LARGE") if refused else None  # type: ignore[return-value]
+
+    broker.send_fault = refuse
+    broker.produce(COMMANDS, poison, key=b"k", partition=0)
+    async with running(broker, api) as worker:
+        await until(lambda: broker.committed(GROUP, COMMANDS, 0) == Committed(1), "committed")
+        registry = worker.worker.metrics.registry
+    [head] = letters(broker)
+    assert letter_values(broker) == [b""]
+    assert (head[DLQ_REASON], head[DLQ_ORIGINAL_OFFSET]) == (b"decode_error", b"0")
+    assert head[DLQ_ORIGINAL_BYTES] == str(len(poison)).encode()
+    assert head[DLQ_ORIGINAL_SHA256] == hashlib.sha256(poison).hexdigest().encode()
+    assert registry.get_sample_value("convoai_dlq_records_total", {"reason": "decode_error"}) == 1

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry
 
 from worker.kafka.memory import InMemoryBroker, MemoryCommandSource
-from worker.kafka.ports import Committed, MetadataTooLargeError
+from worker.kafka.ports import CommitRejectedError, Committed, MetadataTooLargeError
 from worker.metrics import Metrics
 from worker.pipeline import offset_map
 from worker.pipeline.committer import Committer, PartitionState
@@ -26,6 +26,7 @@ class RecordingSource(MemoryCommandSource):
         self.sent: list[dict[int, Committed]] = []
         self.gate: asyncio.Event | None = None
         self.refuse_metadata = False
+        self.failures: list[Exception] = []  # raised by the next commits, in order
 
     async def commit(self, offsets: Mapping[int, Committed]) -> None:
         gate, self.gate = self.gate, None
@@ -33,6 +34,8 @@ class RecordingSource(MemoryCommandSource):
             await gate.wait()
         if self.refuse_metadata and any(c.metadata for c in offsets.values()):
             raise MetadataTooLargeError("OFFSET_METADATA_TOO_LARGE")
+        if self.failures:
+            raise self.failures.pop(0)
         self.sent.append(dict(offsets))
 
 
@@ -107,4 +110,28 @@ async def test_overflowing_maps_and_a_stricter_broker_fall_back_to_the_position(
     other = state(1, range(4), {0, 2})
     assert await committer.commit([other])
     assert source.sent[-1] == {1: Committed(1, "")}
+    assert other.committed == Committed(1, "")
+
+
+async def test_a_failed_commit_is_counted_and_sent_again_by_the_next_one() -> None:
+    """A rejected or failing commit leaves the partition uncommitted and counts `failed`; the
+    next commit sends the same position again. Also when the plain position that replaces a
+    refused offset map fails."""
+    source, metrics = await member()
+    committer = Committer(source, metrics, 4096)
+    failed = metrics.commits.labels("failed")
+    one = state(0, range(3), {0, 1})
+    source.failures = [CommitRejectedError("REBALANCE_IN_PROGRESS"), ConnectionError("down")]
+    assert not await committer.commit([one])
+    assert not await committer.commit([one])
+    assert (one.committed, source.sent, failed._value.get()) == (None, [], 2)
+    assert await committer.commit([one])
+    assert source.sent == [{0: Committed(2, "")}]
+    assert metrics.commits.labels("ok")._value.get() == 1
+    source.refuse_metadata = True
+    source.failures = [ConnectionError("down")]
+    other = state(1, range(4), {0, 2})
+    assert not await committer.commit([other])
+    assert (other.committed, failed._value.get()) == (None, 3)
+    assert await committer.commit([other])
     assert other.committed == Committed(1, "")
