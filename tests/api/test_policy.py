@@ -160,3 +160,12 @@ def test_conditions_are_listed_most_specific_first() -> None:
     assert conditions(status("agent.get", 503)) == ("503", "5xx")
     assert conditions(status("agent.get", 302)) == ("302", "other")
     assert conditions(ApiConnectError("agent.get", "refused")) == ("connect",)
+
+
+@pytest.mark.parametrize("op", ["agent.get", "agent.list"])
+@pytest.mark.parametrize("code", [400, 401, 403, 404, 409, 410, 422])
+def test_the_reads_a_name_lookup_makes_are_never_gone_or_reconciled(op: str, code: int) -> None:
+    """AgentFinder treats every refusal of its reads as final, so the table must give them none."""
+    for repeated in (False, True):
+        action = decided(op, status(op, code), repeated=repeated).action
+        assert action not in (Action.GONE, Action.RECONCILE)

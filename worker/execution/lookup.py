@@ -20,8 +20,8 @@ from worker.agents.directory import MAX_SESSION_SECONDS
 from worker.api.client import ApiResponse
 from worker.api.models import AgentInfo, AgentPage
 from worker.api.requests import ApiRequest, path_for, request_for
-from worker.execution.caller import Budget, Caller, Refusal
-from worker.execution.outcomes import CommandEndedError, failure, read_as
+from worker.execution.caller import Budget, Caller
+from worker.execution.outcomes import CommandEndedError, read_as
 
 LIVE = ("RUNNING", "STARTING")
 """What a name lookup searches: agents a command can address (the SDK enum has no RECOVERING)."""
@@ -116,6 +116,5 @@ class AgentFinder:
 
     async def _read(self, request: ApiRequest, budget: Budget) -> ApiResponse:
         reply = await self._caller.perform(request, budget, idempotent=True)
-        if isinstance(reply, Refusal):  # no policy row gives reads one; treat it as final
-            raise failure(reply.decision, reply.error)
+        assert isinstance(reply, ApiResponse)  # noqa: S101 - no policy row gives a read a Refusal
         return reply
