@@ -169,3 +169,16 @@ def test_the_reads_a_name_lookup_makes_are_never_gone_or_reconciled(op: str, cod
     for repeated in (False, True):
         action = decided(op, status(op, code), repeated=repeated).action
         assert action not in (Action.GONE, Action.RECONCILE)
+
+
+@pytest.mark.parametrize("op", sorted(COMMAND_TYPES))
+def test_no_operation_is_both_gone_and_reconciled(op: str) -> None:
+    """The executor's handlers rely on it (`Refusal.expect`): an operation's refusals all mean
+    one thing, whatever the status and whether an earlier attempt may have reached the API."""
+    refusals = {
+        decided(op, status(op, code, reason), repeated=repeated).action
+        for code in range(400, 600)
+        for reason in (None, "TaskConflict", "ResourceQuotaLimitExceeded")
+        for repeated in (False, True)
+    } & {Action.GONE, Action.RECONCILE}
+    assert len(refusals) <= 1, refusals

@@ -79,8 +79,9 @@ async def test_start_conflict_reconciles_to_the_existing_agent(env: Env) -> None
     assert result.data["name"] == "bot"
     assert result.attempts == 3
     assert operations(env)[1:] == ["agent.start", "agent.list", "agent.get"]
-    assert [e.status for e in again.state_events] == ["RUNNING"]
+    assert [(e.name, e.status) for e in again.state_events] == [("bot", "RUNNING")]
     assert env.emulator.state.agent_count() == 1
+    assert [state.agent_id for state in env.names.alive()] == [first.agent_id]  # now its own
 
 
 async def test_a_start_conflicting_with_a_known_agent_asks_only_for_that_agent(env: Env) -> None:

@@ -181,7 +181,10 @@ async def test_a_call_repeated_by_a_new_worker_is_reconciled_to_the_call_it_plac
     assert (result.outcome, result.agent_id, result.reconciled) == ("succeeded", placed, True)
     assert result.data == {"agent_id": placed}
     assert operations(env) == ["call.start", "agent.list", "agent.get"]
-    assert [(e.agent_id, e.status) for e in again.state_events] == [(placed, "RUNNING")]
+    assert [(e.agent_id, e.name, e.status) for e in again.state_events] == [
+        (placed, "support-call", "RUNNING")
+    ]
+    assert [state.agent_id for state in env.names.alive()] == [placed]  # now its own
     assert len(env.emulator.log.entries("call.start")) == 1
 
 

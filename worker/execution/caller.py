@@ -71,6 +71,12 @@ class Refusal(NamedTuple):
     error: ApiError
     repeated: bool = False
 
+    def expect(self, action: Action) -> Refusal:
+        """This refusal, which the handler of its operation knows to mean `action`: no operation
+        has both a `gone` and a `reconcile` row (tests/api/test_policy.py checks the table)."""
+        assert self.decision.action == action, self.decision  # noqa: S101 - the table's shape
+        return self
+
 
 class Caller:
     """Sends requests with retries; shared by all commands of a worker."""

@@ -33,7 +33,7 @@ from worker.api.policy import Action
 from worker.api.requests import ApiRequest
 from worker.execution.caller import Budget, Caller, Refusal
 from worker.execution.lookup import HOLDING, AgentFinder, FoundAgent
-from worker.execution.outcomes import CommandEndedError, describe, failure
+from worker.execution.outcomes import CommandEndedError, describe
 
 MAX_JOINS = 5
 GONE = "STOPPED"  # what a holder the API no longer knows (404) has become
@@ -68,9 +68,9 @@ class NameConflicts:
         for joins in range(MAX_JOINS):
             if isinstance(reply, ApiResponse):
                 return reply
-            if reply.decision.action != Action.RECONCILE:
-                raise failure(reply.decision, reply.error)
-            holder = await self._holder(app_id, name, channel, budget, reply.error)
+            holder = await self._holder(
+                app_id, name, channel, budget, reply.expect(Action.RECONCILE).error
+            )
             observe(holder)
             waited = False
             while holder.status not in RESOLVABLE and phase(holder.status) < Phase.ENDED:

@@ -56,7 +56,7 @@ from worker.api.tenants import Tenants
 from worker.execution.caller import ApiSender, Budget, Caller, Progress, Refusal
 from worker.execution.conflicts import NameConflicts
 from worker.execution.lookup import AgentFinder, FoundAgent
-from worker.execution.outcomes import CommandEndedError, describe, failure, read_as
+from worker.execution.outcomes import CommandEndedError, describe, read_as
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -271,11 +271,9 @@ class Executor:
         assert isinstance(command, AgentStart)  # noqa: S101 - dispatched by type
         assert job.request is not None  # noqa: S101 - set before the first request
         if isinstance(reply, Refusal):
-            if reply.decision.action != Action.RECONCILE:
-                raise failure(reply.decision, reply.error)
             settled = await self._conflicts.settle(
                 job.request,
-                reply,
+                reply.expect(Action.RECONCILE),
                 app_id=job.app_id,
                 name=command.name,
                 channel=command.properties.channel,
@@ -317,8 +315,7 @@ class Executor:
 
     def _gone(self, job: _Command, reply: Refusal, *, known: bool) -> None:
         """A 404 on a stop, hang-up or delete: done if the target existed, else not found."""
-        if reply.decision.action != Action.GONE:
-            raise failure(reply.decision, reply.error)
+        reply.expect(Action.GONE)
         if not (known or reply.repeated):
             target = job.agent_id or getattr(job.command, "phone_number", None)
             message = f"{reply.error}; {target} is not known to have existed, so nothing changed"
@@ -351,10 +348,8 @@ class Executor:
         assert isinstance(command, CallStart)  # noqa: S101 - dispatched by type
         channel = command.properties.channel
         if isinstance(reply, Refusal):
-            if reply.decision.action != Action.RECONCILE:
-                raise failure(reply.decision, reply.error)
             holder = await self._conflicts.live_holder(
-                reply.error,
+                reply.expect(Action.RECONCILE).error,
                 app_id=job.app_id,
                 name=command.name,
                 channel=channel,
@@ -450,12 +445,11 @@ class Executor:
 
 
 def _data(reply: Reply) -> Any:
-    """A success's body; a target already gone has none; any other refusal ends the command."""
+    """A success's body; a target already gone has none."""
     if isinstance(reply, ApiResponse):
         return reply.data
-    if reply.decision.action == Action.GONE:
-        return None
-    raise failure(reply.decision, reply.error)
+    reply.expect(Action.GONE)
+    return None
 
 
 def _labels(labels: Any) -> dict[str, str] | None:
