@@ -117,6 +117,7 @@ async def test_refused_connections_never_reached_the_api() -> None:
         with pytest.raises(ApiConnectError) as raised:
             await client.send(PHONE_NUMBERS)
     assert raised.value.may_have_reached_api is False
+    assert str(raised.value).startswith("number.list: cannot connect: ")
 
 
 async def test_a_dropped_connection_may_have_reached_the_api(emulator: RunningEmulator) -> None:
@@ -126,6 +127,7 @@ async def test_a_dropped_connection_may_have_reached_the_api(emulator: RunningEm
         with pytest.raises(ConnectionLostError) as raised:
             await client.send(join())
     assert raised.value.may_have_reached_api
+    assert str(raised.value).startswith("agent.start: connection lost: ")
     assert emulator.state.agent_count() == 1
 
 
@@ -136,6 +138,7 @@ async def test_a_slow_answer_is_a_timeout(emulator: RunningEmulator) -> None:
         with pytest.raises(ApiTimeoutError) as raised:
             await client.send(PHONE_NUMBERS)
     assert raised.value.may_have_reached_api
+    assert str(raised.value) == "number.list: no response before the timeout"
 
 
 async def test_time_left_shortens_the_timeout(emulator: RunningEmulator) -> None:
@@ -170,6 +173,54 @@ async def test_a_2xx_that_is_not_json(text_server: str) -> None:
         leave = ApiRequest("agent.stop", "POST", "/v2/projects/a/agents/b/leave", "", None, False)
         assert (await client.send(leave)).data is None
     assert raised.value.status == 200
+    assert str(raised.value) == "agent.start: HTTP 200 with a body that is not JSON"
+
+
+@pytest.fixture
+async def odd_server() -> AsyncIterator[str]:
+    """Answers `/status/<n>` with status n (a redirect for 3xx) and a body that is not UTF-8
+    JSON, `/moved` with 200, and `/message` with 400 and an API-style `message` field."""
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/moved":
+            return web.json_response({"agent_id": "elsewhere"})
+        if request.path == "/message":
+            return web.json_response({"message": "bad field", "reason": 7}, status=400)
+        status = int(request.path.rsplit("/", 1)[-1])
+        return web.Response(status=status, headers={"Location": "/moved"}, body=b"\xffoops")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("status", [300, 302, 500])
+async def test_redirects_are_not_followed_and_odd_bodies_are_kept_as_text(
+    odd_server: str, status: int
+) -> None:
+    """A 3xx is an error, never followed to another URL; a body that is neither JSON nor UTF-8
+    is kept as text with replacement characters."""
+    request = ApiRequest("agent.get", "GET", f"/status/{status}", "", None, False)
+    async with ConvoAIClient(Settings(api_base_url=odd_server)) as client:
+        with pytest.raises(ApiStatusError) as raised:
+            await client.send(request)
+    assert (raised.value.status, raised.value.body) == (status, "\ufffdoops")
+    assert str(raised.value) == f"agent.get: HTTP {status}"
+
+
+async def test_an_error_message_field_is_the_detail_and_a_non_text_reason_is_dropped(
+    odd_server: str,
+) -> None:
+    request = ApiRequest("agent.get", "GET", "/message", "", None, False)
+    async with ConvoAIClient(Settings(api_base_url=odd_server)) as client:
+        with pytest.raises(ApiStatusError) as raised:
+            await client.send(request)
+    assert (raised.value.reason, raised.value.detail) == (None, "bad field")
+    assert str(raised.value) == "agent.get: HTTP 400 bad field"
 
 
 async def test_send_outside_the_context_is_an_error() -> None:
