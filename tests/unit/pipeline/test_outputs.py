@@ -12,8 +12,14 @@ from contracts import AgentStateEvent, ErrorInfo, ResultEvent, decode_agent_stat
 from contracts.headers import (
     DLQ_CLASS_NAME,
     DLQ_CONNECTOR_NAME,
+    DLQ_EXCEPTION_CLASS_NAME,
+    DLQ_EXCEPTION_MESSAGE,
     DLQ_HEADERS_DROPPED,
+    DLQ_NULL_VALUE,
     DLQ_ORIGINAL_BYTES,
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_TOPIC,
     DLQ_ORIGINAL_SHA256,
     DLQ_REASON,
     DLQ_STAGE,
@@ -199,6 +205,13 @@ def test_a_dead_letter_copies_the_record_and_says_where_and_why() -> None:
     assert found[DLQ_REASON] == b"retries_exhausted"
     assert found[DLQ_CLASS_NAME] == b"worker.pipeline.retries_exhausted"
     assert found[DLQ_CONNECTOR_NAME] == b"g"
+    assert (found[DLQ_ORIGINAL_TOPIC], found[DLQ_ORIGINAL_PARTITION]) == (b"convoai.commands", b"3")
+    assert found[DLQ_ORIGINAL_OFFSET] == b"17"
+    assert (found[DLQ_EXCEPTION_CLASS_NAME], found[DLQ_EXCEPTION_MESSAGE]) == (
+        b"TimeoutError",
+        b"late",
+    )
+    assert DLQ_NULL_VALUE not in found
     decoded = outputs().dead_letter(original, "decode_error", ValueError("bad"))
     assert headers(decoded)[DLQ_STAGE] == b"VALUE_CONVERTER"
     assert DLQ_TRUNCATED not in headers(decoded)
@@ -224,6 +237,15 @@ def test_without_its_value_a_dead_letter_keeps_only_size_and_hash() -> None:
     letter = outputs().dead_letter(record(b"abc"), "decode_error", ValueError(), keep_value=False)
     assert letter.value == b""
     assert headers(letter)[DLQ_ORIGINAL_BYTES] == b"3"
+    assert headers(letter)[DLQ_ORIGINAL_SHA256] == hashlib.sha256(b"abc").hexdigest().encode()
+    assert letter.topic == "convoai.commands.dlq"
+
+
+def test_a_dead_letter_of_a_null_value_says_so() -> None:
+    """A key-only record: the letter keeps the key, an absent value, and a header saying so."""
+    letter = outputs().dead_letter(record(None), "decode_error", ValueError("null"))
+    assert (letter.key, letter.value) == (b"k", None)
+    assert headers(letter)[DLQ_NULL_VALUE] == b"true"
 
 
 def test_original_headers_too_large_for_a_record_are_dropped_and_counted() -> None:
