@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tests.component.harness import (
     ScriptedApi,
     gets,
@@ -17,6 +19,7 @@ from tests.component.harness import (
     wait_entered,
 )
 from worker.api.errors import ApiStatusError, ApiTimeoutError
+from worker.kafka import memory
 from worker.kafka.memory import InMemoryBroker
 from worker.metrics import Metrics
 
@@ -66,27 +69,38 @@ async def test_the_in_flight_gauge_counts_commands_at_the_api(
         assert sample(metrics, "convoai_commands_in_flight") == 0
 
 
-async def test_a_full_partition_is_shown_paused_until_it_drains(
-    broker: InMemoryBroker, api: ScriptedApi
+async def test_a_full_partition_is_paused_until_it_drains_and_paused_again_when_full(
+    broker: InMemoryBroker, api: ScriptedApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`convoai_partition_paused` is 1 while the partition's buffer is full, 0 once it resumed."""
-    gate = api.hold("p-0")
-    speaks = [
-        {"command": "agent.speak", "id": f"s-{i}", "agent_id": "p-0", "text": f"s-{i}"}
-        for i in range(30)
-    ]
+    """`convoai_partition_paused` is 1 while the partition's buffer is full and no more of it
+    is fetched; it resumes once drained, and pauses again the next time it fills."""
+    monkeypatch.setattr(memory, "MAX_POLL_RECORDS", 5)  # a pause must hold records back
+    paused = {"topic": COMMANDS, "partition": "0"}
+
+    def speaks(agent: str) -> list[dict[str, str]]:
+        return [
+            {
+                "command": "agent.speak",
+                "id": f"{agent}-{i}",
+                "agent_id": agent,
+                "text": f"{agent}-{i}",
+            }
+            for i in range(30)
+        ]
+
     async with running(broker, api, partition_buffer=10) as worker:
         metrics = worker.worker.metrics
-        paused = {"topic": COMMANDS, "partition": "0"}
-        produce(broker, COMMANDS, [gets("p", 1)[0]], partition=0)
-        produce(broker, COMMANDS, speaks, partition=0)
-        await wait_entered(api, "p-0")
-        await until(
-            lambda: sample(metrics, "convoai_partition_paused", **paused) == 1, "partition paused"
-        )
-        gate.set()
-        await until(lambda: len(result_ids(broker)) == 31, "every result")
-        assert sample(metrics, "convoai_partition_paused", **paused) == 0
+        for round_, agent in enumerate(("p-0", "p-1"), start=1):
+            gate = api.hold(f"{agent}-0")
+            produce(broker, COMMANDS, speaks(agent), partition=0)
+            await wait_entered(api, f"{agent}-0")
+            await until(
+                lambda: sample(metrics, "convoai_partition_paused", **paused) == 1, "paused"
+            )
+            assert len(api.requests) == round_ * 30 - 29  # the rest waits behind the first
+            gate.set()
+            await until(lambda n=round_ * 30: len(result_ids(broker)) == n, "every result")
+            assert sample(metrics, "convoai_partition_paused", **paused) == 0
 
 
 async def test_lag_in_seconds_is_the_age_of_the_oldest_unfinished_record(
