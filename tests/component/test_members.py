@@ -35,6 +35,9 @@ async def test_a_new_owner_skips_what_the_previous_owner_finished(
     async with running(broker, api) as first:
         await until(lambda: len(results(broker)) == 1000, "the 1,000 speaks finished")
         await wait_entered(api, "head-0")
+        lag = ("convoai_consumer_lag_seconds", {"topic": COMMANDS, "partition": "1"})
+        registry = first.worker.metrics.registry
+        await until(lambda: registry.get_sample_value(*lag) is not None, "partition 1's lag")
         async with running(broker, api) as second:  # partition 1 moves to the new member
             committed = broker.committed(GROUP, COMMANDS, 1)
             assert committed is not None
@@ -43,8 +46,13 @@ async def test_a_new_owner_skips_what_the_previous_owner_finished(
             head.set()
             await until(lambda: result_ids(broker)["head-0"] == 1, "the head re-ran and finished")
             skipped = second.worker.metrics.records_skipped._value.get()
+            gave_up = first.worker.metrics.rebalances.labels("revoked")._value.get()
+            kept = first.worker.health.readiness().details["assigned_partitions"]
+            lag_after = registry.get_sample_value(*lag)
         del first
     assert skipped == 1000
+    assert (gave_up, kept) == (1, 1)  # the first member gave partition 1 up and kept 0
+    assert lag_after is None  # a revoked partition's series is removed, not left stale
     assert api.repeated() == {"head-0": 1}  # only the interrupted (idempotent) get ran again
     assert all(n == 1 for n in result_ids(broker).values())
     assert len(result_ids(broker)) == 1001
