@@ -99,7 +99,8 @@ async def test_a_full_partition_is_paused_until_it_drains_and_paused_again_when_
             )
             assert len(api.requests) == round_ * 30 - 29  # the rest waits behind the first
             gate.set()
-            await until(lambda n=round_ * 30: len(result_ids(broker)) == n, "every result")
+            expected = round_ * 30
+            await until(lambda: len(result_ids(broker)) == expected, "every result")
             assert sample(metrics, "convoai_partition_paused", **paused) == 0
 
 
