@@ -99,8 +99,11 @@ async def test_a_full_partition_is_paused_until_it_drains_and_paused_again_when_
             )
             assert len(api.requests) == round_ * 30 - 29  # the rest waits behind the first
             gate.set()
-            expected = round_ * 30
-            await until(lambda: len(result_ids(broker)) == expected, "every result")
+
+            def all_done(count: int = round_ * 30) -> bool:
+                return len(result_ids(broker)) == count
+
+            await until(all_done, "every result")
             assert sample(metrics, "convoai_partition_paused", **paused) == 0
 
 
