@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from contracts.headers import (
+    DLQ_EXCEPTION_MESSAGE,
     DLQ_NULL_VALUE,
     DLQ_ORIGINAL_BYTES,
     DLQ_ORIGINAL_OFFSET,
@@ -19,6 +20,7 @@ from contracts.headers import (
 from devtools.workload import speaks
 from tests.component.harness import (
     ScriptedApi,
+    gets,
     produce,
     result_ids,
     results,
@@ -300,3 +302,24 @@ async def test_a_dead_letter_the_broker_refuses_is_sent_again_without_its_value(
     assert head[DLQ_ORIGINAL_BYTES] == str(len(poison)).encode()
     assert head[DLQ_ORIGINAL_SHA256] == hashlib.sha256(poison).hexdigest().encode()
     assert registry.get_sample_value("convoai_dlq_records_total", {"reason": "decode_error"}) == 1
+
+
+async def test_a_command_out_of_retries_is_dead_lettered_and_a_refused_one_is_not(
+    broker: InMemoryBroker, api: ScriptedApi
+) -> None:
+    """`retries_exhausted` sends the command to the DLQ to be replayed later; a command the API
+    refused (a 4xx) would fail the same way again, so it only gets its `failed` result."""
+    api.failures["g-0"] = [ApiStatusError("agent.get", 503)] * 2
+    api.failures["g-1"] = [ApiStatusError("agent.get", 400)]
+    produce(broker, COMMANDS, gets("g", 2), partition=0)
+    async with running(broker, api, api_max_attempts=2) as worker:
+        await until(lambda: broker.committed(GROUP, COMMANDS, 0) == Committed(2), "committed")
+        registry = worker.worker.metrics.registry
+    codes = {r.command_id: (r.outcome, r.error.code if r.error else None) for r in results(broker)}
+    assert codes == {"g-0": ("failed", "retries_exhausted"), "g-1": ("failed", "invalid_request")}
+    [head] = letters(broker)
+    assert (head[DLQ_REASON], head[DLQ_ORIGINAL_OFFSET]) == (b"retries_exhausted", b"0")
+    assert b"agent.get: HTTP 503" in head[DLQ_EXCEPTION_MESSAGE]
+    assert (
+        registry.get_sample_value("convoai_dlq_records_total", {"reason": "retries_exhausted"}) == 1
+    )
