@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from tests.emulator.harness import APP_ID, RunningEmulator, start_body
+from tests.emulator.harness import APP_ID, RunningEmulator, answering, serving, start_body
 from worker.api.client import ConvoAIClient, parse_retry_after
 from worker.api.errors import (
     ApiConnectError,
@@ -156,13 +156,8 @@ async def text_server() -> AsyncIterator[str]:
     async def handle(_: web.Request) -> web.Response:
         return web.Response(text="<html>ok</html>")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serving(answering(handle)) as origin:
+        yield origin
 
 
 async def test_a_2xx_that_is_not_json(text_server: str) -> None:
@@ -189,13 +184,8 @@ async def odd_server() -> AsyncIterator[str]:
         status = int(request.path.rsplit("/", 1)[-1])
         return web.Response(status=status, headers={"Location": "/moved"}, body=b"\xffoops")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serving(answering(handle)) as origin:
+        yield origin
 
 
 @pytest.mark.parametrize("status", [300, 302, 500])

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from contracts import decode_command
+from tests.emulator.harness import answering, serving
 from worker.api.client import ConvoAIClient
 from worker.api.requests import build_request
 from worker.settings import Settings
@@ -332,14 +333,8 @@ class Harness(NamedTuple):
 async def harness() -> AsyncIterator[Harness]:
     """A recording server on an ephemeral loopback port."""
     recorder = Recorder()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield Harness(recorder, f"http://127.0.0.1:{runner.addresses[0][1]}")
-    await runner.cleanup()
+    async with serving(answering(recorder.handle)) as origin:
+        yield Harness(recorder, origin)
 
 
 class Credentials(NamedTuple):

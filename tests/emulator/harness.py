@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from worker.emulator.app import FAULTS, REQUESTS, STATE, build_app
 from worker.emulator.config import EmulatorConfig
@@ -100,16 +101,27 @@ async def running_emulator(
     """Serve an emulator (by default requiring the test credentials) for the block."""
     config = config or EmulatorConfig(customer_id=CUSTOMER_ID, customer_secret=CUSTOMER_SECRET)
     app = build_app(config, clock=clock)
+    async with serving(app) as origin, aiohttp.ClientSession() as session:
+        yield RunningEmulator(app, URL(origin).port or 0, session)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve `app` on an ephemeral loopback port for the block; yields its origin URL."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     try:
-        async with aiohttp.ClientSession() as session:
-            yield RunningEmulator(app, port, session)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+def answering(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.Application:
+    """An app whose `handle` answers every method on every path."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
 
 
 def call_body(name: str = "support-call") -> dict[str, Any]:

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from tests.emulator.harness import APP_ID, running_emulator, start_body
+from tests.emulator.harness import APP_ID, running_emulator, serving, start_body
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.webhooks import sign
 
@@ -52,12 +52,8 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/ncs", receiver.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield receiver, f"http://127.0.0.1:{runner.addresses[0][1]}/ncs"
-    await runner.cleanup()
+    async with serving(app) as origin:
+        yield receiver, f"{origin}/ncs"
 
 
 def config(url: str) -> EmulatorConfig:
