@@ -5,12 +5,15 @@ directory from the state topic → dedupe memory from the results topic → API 
 Background tasks (committer, followers, state housekeeping, reconciler, loop monitor) run under
 a `Supervisor`.
 
-Shutdown (`request_stop()`, all a signal handler does): the worker turns not ready, the consumer
-stops fetching and releases its partitions (queued work dropped, running work finished within
-the drain grace or interrupted, everything finished committed), then the background tasks stop,
-the consumer leaves the group, and the API client, the readers, the ops server and the producer
-close — in that order, so nothing runs or publishes after what it needs is closed. A forced exit
-(cancellation) cancels all command work first and publishes nothing more.
+The process moves starting → running → draining → closing → closed (`phase`, logged):
+`request_stop()`, all a first signal does, turns the worker not ready and makes the consumer
+release every partition (queued work dropped, running work finished within the drain grace or
+interrupted, everything finished committed; a rebalance meanwhile joins that release, see
+`worker.pipeline.consumer`). Then closing: the background tasks stop, the consumer leaves the
+group, and the API client, the readers, the ops server and the producer close — in that order,
+so nothing runs or publishes after what it needs is closed. A forced exit (the main task
+cancelled, on a second signal) kills all command work first and publishes nothing more; every
+step of closing is bounded, and `worker.commands.run` keeps a watchdog on the whole.
 """
 
 from __future__ import annotations
@@ -68,14 +71,22 @@ class Worker:
         self.health = Health(settings)
         self.directory = AgentDirectory()
         self.consumer: CommandConsumer | None = None
+        self.phase = "starting"
         self._kafka = kafka or AioKafkaBackend(settings)
         self._api = api
         self._stop_requested = asyncio.Event()
+
+    def _enter(self, phase: str) -> None:
+        if phase != self.phase:
+            log.info("worker_phase", phase=phase, previous=self.phase)
+            self.phase = phase
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (safe to call at any time, also during startup)."""
         self._stop_requested.set()
         self.health.stopping()
+        if self.phase in ("starting", "running"):
+            self._enter("draining")
         if self.consumer is not None:
             self.consumer.request_stop()
 
@@ -84,6 +95,12 @@ class Worker:
 
         Raises `FatalError` (after the graceful part) when processing could not go on.
         """
+        try:
+            await self._run()
+        finally:
+            self._enter("closed")
+
+    async def _run(self) -> None:
         settings, metrics, health, kafka = self.settings, self.metrics, self.health, self._kafka
         tenants = Tenants.from_settings(settings)  # a bad credentials file stops the start here
         async with AsyncExitStack() as stack:
@@ -141,10 +158,14 @@ class Worker:
             supervisor.start("committer", consumer.commit_loop)
             if self._stop_requested.is_set():
                 consumer.request_stop()
+            else:
+                self._enter("running")
             log.info("worker_started", topic=settings.topic_commands, group=settings.group_id)
-            await consumer.run()
-            health.stopping()
-            log.info("worker_stopping")
+            try:
+                await consumer.run()
+            finally:
+                health.stopping()
+                self._enter("closing")
             if consumer.fatal is not None:
                 raise consumer.fatal
 

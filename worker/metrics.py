@@ -100,7 +100,8 @@ class Metrics:
         )
         self.partition_paused = Gauge(
             "convoai_partition_paused",
-            "1 while a partition is paused because its buffer is full.",
+            "1 while a partition is paused: its buffer is full, the worker's byte budget is "
+            "used up, its offset map nears the metadata limit, or it is still being opened.",
             ["topic", "partition"],
             registry=registry,
         )
@@ -160,8 +161,8 @@ class Metrics:
         )
         self.offset_map_overflows = Counter(
             "convoai_offset_map_overflows",
-            "Commits whose finished-offset map did not fit the metadata limit (plain position "
-            "committed; a new owner may run those records again).",
+            "Times a partition's finished-offset map outgrew the metadata limit (only its "
+            "lowest offsets are committed meanwhile; a new owner may run the others again).",
             registry=registry,
         )
         self.records_skipped = Counter(
@@ -173,7 +174,8 @@ class Metrics:
             "convoai_commands_interrupted",
             "Commands interrupted when their partition was released, by what became of them "
             "(unknown: may have reached the API, finished as unknown; redelivered: left for "
-            "the next owner).",
+            "the next owner; killed: still running at the end of the release's deadlines, "
+            "left for the next owner, which may repeat its call).",
             ["kind"],
             registry=registry,
         )
@@ -209,6 +211,8 @@ class Metrics:
             registry=registry,
         )
 
+        self._lifecycle(registry)
+
         # The per-command paths update the Loop* types (no lock; see worker.loop_metrics) through
         # these cached lookups (label sets are small and bounded, so the caches are too).
         self.received = functools.cache(self.commands_received.labels)
@@ -224,8 +228,45 @@ class Metrics:
         self.task_restarts = functools.cache(self.background_task_restarts.labels)
         self.interrupted = functools.cache(self.commands_interrupted.labels)
         self.state_upkeep = functools.cache(self.agent_state_upkeep.labels)
+        self.internal_error = functools.cache(self.internal_errors.labels)
         self._request = functools.cache(self.api_request.labels)
         self._retry = functools.cache(self.api_retries.labels)
+
+    def _lifecycle(self, registry: CollectorRegistry) -> None:
+        """Metrics of partitions' lifecycle, memory bound and contained failures."""
+        self.internal_errors = Counter(
+            "convoai_internal_errors",
+            "Records whose processing raised an unexpected exception (a bug): each got a failed "
+            "result with code internal_error and a dead letter.",
+            ["command"],
+            registry=registry,
+        )
+        self.buffered_bytes = Gauge(
+            "convoai_buffered_bytes",
+            "Bytes of consumed records not yet finished (partitions pause at the budget).",
+            registry=registry,
+        )
+        self.buffer_limit_bytes = Gauge(
+            "convoai_buffer_limit_bytes",
+            "Configured budget of buffered record bytes (CONVOAI_BUFFER_MAX_BYTES).",
+            registry=registry,
+        )
+        self.partition_opens = Counter(
+            "convoai_partition_opens",
+            "Assigned partitions opened for processing, by result (ok; retried: a lookup or the "
+            "dedupe catch-up failed once and was tried again; failed: given up, the member "
+            "leaves the group).",
+            ["result"],
+            registry=registry,
+        )
+        self.releases = LoopHistogram(
+            "convoai_release_seconds",
+            "Seconds to release partitions (finish, interrupt, commit), by why (revoked, "
+            "shutdown) and how it ended (finished, interrupted, killed).",
+            ["why", "ending"],
+            buckets=E2E_BUCKETS,
+            registry=registry,
+        )
 
     # ApiObserver protocol (worker.api.observer): the API client reports through these.
     def request_finished(self, operation: str, status_class: str, seconds: float) -> None:

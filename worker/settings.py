@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from contracts.topics import AGENT_STATE_TOPIC, COMMANDS_TOPIC, DLQ_TOPIC, RESULTS_TOPIC
+from worker import deadlines
 from worker.environment import (
     ENV_FILE_VARIABLE,
     FILE_SUFFIX,
@@ -89,6 +90,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_in_flight: Positive = 1000
     partition_buffer: Positive = 2000  # records buffered per partition before it is paused
     partition_resume_ratio: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
+    # bytes of consumed, unfinished records over all partitions (sized for a 512 MiB pod)
+    buffer_max_bytes: Annotated[int, msgspec.Meta(ge=1_048_576)] = 134_217_728
+    # how long a new partition may wait for its committed position and the dedupe catch-up
+    partition_open_timeout_seconds: Seconds = 60.0
     drain_grace_seconds: Seconds = 25.0
     dedupe_capacity: Positive = 100_000  # completed command ids remembered per worker
 
@@ -113,6 +118,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "CONVOAI_KAFKA_HEARTBEAT_INTERVAL_SECONDS must be at most a third of "
                 "CONVOAI_KAFKA_SESSION_TIMEOUT_SECONDS"
             )
+        timing = deadlines.problem(
+            self.kafka_rebalance_timeout_seconds, self.kafka_heartbeat_interval_seconds
+        )
+        if timing is not None:
+            raise ValueError(timing)
         if self.max_result_bytes > self.max_record_bytes // 2:
             raise ValueError(
                 "CONVOAI_MAX_RESULT_BYTES must be at most half of CONVOAI_MAX_RECORD_BYTES"

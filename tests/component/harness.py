@@ -97,7 +97,8 @@ def settings(**overrides: Any) -> Settings:
         "http_host": "127.0.0.1",
         "http_port": 0,
         "topic_partitions": 2,
-        "kafka_rebalance_timeout_seconds": 3.0,  # revoke grace 2 s
+        "kafka_rebalance_timeout_seconds": 5.0,  # revoke grace 2 s (worker.deadlines)
+        "kafka_heartbeat_interval_seconds": 0.5,
         "drain_grace_seconds": 2.0,
         "api_backoff_base_seconds": 0.01,
         "api_backoff_max_seconds": 0.05,
@@ -124,7 +125,7 @@ class RunningWorker:
     async def crash(self) -> None:
         """Die like a SIGKILLed process: expelled from the group, nothing more published."""
         for source in self.backend.sources:
-            await self.backend.broker.crash(source)
+            self.backend.broker.crash(source)
         for sink in self.backend.sinks:
             sink.closed = True
         self.task.cancel()

@@ -582,17 +582,15 @@ async def run_scripted(
     return (await executor.execute(decoded, received_at=datetime.now(UTC))).result
 
 
-async def test_a_bug_becomes_an_internal_error_result() -> None:
-    """Unexpected exceptions are reported as `internal_error`, not raised."""
+async def test_a_bug_is_raised_for_the_pipeline_to_contain() -> None:
+    """An unexpected exception is not dressed up as a command outcome here: the pipeline turns
+    it into `internal_error` with a dead letter and a count (tests/component)."""
 
     async def boom(request: ApiRequest) -> ApiResponse:
         raise RuntimeError(f"boom on {request.operation}")
 
-    result = await run_scripted(boom, {"command": "agent.get", "id": "g", "agent_id": "A"})
-    assert result.outcome == "failed"
-    assert result.error is not None
-    assert result.error.code == "internal_error"
-    assert "boom on agent.get" in result.error.message
+    with pytest.raises(RuntimeError, match=r"boom on agent\.get"):
+        await run_scripted(boom, {"command": "agent.get", "id": "g", "agent_id": "A"})
 
 
 async def test_an_unreadable_success_fails_with_invalid_response() -> None:

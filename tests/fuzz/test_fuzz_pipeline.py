@@ -100,6 +100,8 @@ class Job:
     def __init__(self, record: StoredRecord) -> None:
         self.record = record
         self.abandoned = False
+        self.killed = False
+        self.interruptible = True
 
 
 class Harness:

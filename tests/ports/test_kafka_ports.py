@@ -1,8 +1,12 @@
 """One behaviour suite for the Kafka ports, run on the in-memory broker and on the real one.
 
-What the pipeline's in-memory tests rely on must hold on Kafka too: commits carry metadata to
-the next member, a revoked member cannot commit, oversize records and metadata are refused with
-the port's errors, paused partitions return nothing.
+What the pipeline's in-memory tests and the simulator rely on must hold on Kafka too: commits
+carry metadata to the next member, a revoked member cannot commit, oversize records and metadata
+are refused with the port's errors, paused partitions return nothing, new partitions arrive
+paused. And the group's timing: a rebalance reaches a member from the background while its main
+loop does something else, a revoke callback holds the whole rebalance, a member still in its
+callback after the rebalance timeout is expelled (its partitions go to the others and its
+commits are refused), and commits made inside the callback before that are accepted.
 """
 
 from __future__ import annotations
@@ -10,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 import pytest
@@ -34,23 +37,36 @@ from worker.settings import Settings
 
 MAX_RECORD = 100_000
 WITHIN = 30.0
+REBALANCE_TIMEOUT = 6.0
 
 
 @dataclass
 class Listener:
-    """Records what a member was told, in order."""
+    """Records what a member was told, in order; resumes new partitions unless told not to."""
 
-    events: list[tuple[str, Any]] = field(default_factory=list)
-    owned: dict[int, Committed | None] = field(default_factory=dict)
+    resume: bool = True
+    events: list[tuple[str, set[int]]] = field(default_factory=list)
+    owned: set[int] = field(default_factory=set)
+    source: CommandSource | None = None
+    hold_revoke: asyncio.Event | None = None  # a revoke waits for it when set
+    in_revoke: asyncio.Event = field(default_factory=asyncio.Event)
+    on_revoke: Callable[[set[int]], Awaitable[None]] | None = None
 
-    async def assigned(self, partitions: Mapping[int, Committed | None]) -> None:
-        self.events.append(("assigned", dict(partitions)))
-        self.owned.update(partitions)
+    async def assigned(self, partitions: set[int]) -> None:
+        self.events.append(("assigned", set(partitions)))
+        self.owned |= partitions
+        if self.resume and self.source is not None:
+            for partition in partitions:
+                self.source.resume(partition)
 
     async def revoked(self, partitions: set[int]) -> None:
         self.events.append(("revoked", set(partitions)))
-        for partition in partitions:
-            self.owned.pop(partition, None)
+        self.in_revoke.set()
+        if self.on_revoke is not None:
+            await self.on_revoke(partitions)
+        if self.hold_revoke is not None:
+            await self.hold_revoke.wait()
+        self.owned -= partitions
 
 
 class Cluster:
@@ -82,7 +98,7 @@ class Cluster:
                 "max_result_bytes": MAX_RECORD // 2,
                 "kafka_session_timeout_seconds": 6.0,
                 "kafka_heartbeat_interval_seconds": 1.0,
-                "kafka_rebalance_timeout_seconds": 10.0,
+                "kafka_rebalance_timeout_seconds": REBALANCE_TIMEOUT,
             },
             Settings,
         )
@@ -90,9 +106,10 @@ class Cluster:
     async def source(self, topic: str, group: str, listener: Listener) -> CommandSource:
         source: CommandSource
         if self.kind == "memory":
-            source = self._memory.command_source(topic, group)
+            source = self._memory.command_source(topic, group, rebalance_timeout=REBALANCE_TIMEOUT)
         else:
             source = AioCommandSource(self._settings(topic, group))
+        listener.source = source
         await source.start(listener)
         self._closers.append(source.close)
         return source
@@ -179,7 +196,8 @@ async def test_records_round_trip_from_sink_to_reader(cluster: Cluster) -> None:
 
 
 async def test_a_commit_and_its_metadata_reach_the_next_member(cluster: Cluster) -> None:
-    """The next member is assigned the committed position with the metadata string."""
+    """The next member reads the committed position with the metadata string, and its records
+    start there."""
     topic = await cluster.topic(1)
     sink = await cluster.sink()
     await sent(sink, topic, b"0", b"1", b"2", b"3")
@@ -188,13 +206,15 @@ async def test_a_commit_and_its_metadata_reach_the_next_member(cluster: Cluster)
     source = await cluster.source(topic, group, first)
     got = await polled(source, 4)
     assert [r.offset for r in got[0]] == [0, 1, 2, 3]
-    assert first.events[0] == ("assigned", {0: None})
+    assert first.events[0] == ("assigned", {0})
+    assert await source.committed({0}) == {0: None}
     await source.commit({0: Committed(1, "om1:1:finished-above")})
     await source.close()
     second = Listener()
     other = await cluster.source(topic, group, second)
     again = await polled(other, 3)
-    assert second.events[0] == ("assigned", {0: Committed(1, "om1:1:finished-above")})
+    assert second.events[0] == ("assigned", {0})
+    assert await other.committed({0}) == {0: Committed(1, "om1:1:finished-above")}
     assert [r.offset for r in again[0]] == [1, 2, 3]
 
 
@@ -206,7 +226,7 @@ async def test_a_member_cannot_commit_partitions_it_gave_up(cluster: Cluster) ->
     source = await cluster.source(topic, group, first)
     await polled(source, 0)
     deadline = time.monotonic() + WITHIN
-    while set(first.owned) != {0, 1}:
+    while first.owned != {0, 1}:
         assert time.monotonic() < deadline, first.events
         await source.poll(0.2)
     second = Listener()
@@ -216,7 +236,7 @@ async def test_a_member_cannot_commit_partitions_it_gave_up(cluster: Cluster) ->
         await asyncio.gather(source.poll(0.2), other.poll(0.2))
     assert ("revoked", {0, 1}) in first.events
     assert sorted([*first.owned, *second.owned]) == [0, 1]
-    (lost,) = set(second.owned)
+    (lost,) = second.owned
     with pytest.raises(CommitRejectedError):
         await source.commit({lost: Committed(0)})
 
@@ -252,27 +272,99 @@ async def test_paused_partitions_return_nothing_until_resumed(cluster: Cluster) 
     assert await source.position(0) == 2
 
 
-async def test_no_record_arrives_before_the_listener_knows_its_partition(
-    cluster: Cluster,
-) -> None:
-    """Records of a new partition wait until the listener's `assigned` has returned."""
+async def test_new_partitions_arrive_paused_until_resumed(cluster: Cluster) -> None:
+    """A member returns no record of a partition it was assigned until it resumes it: the
+    pipeline opens a partition (its committed position, its dedupe memory) first."""
     topic = await cluster.topic(1)
     sink = await cluster.sink()
     await sent(sink, topic, b"early")
-    listener = SlowListener()
+    listener = Listener(resume=False)
     source = await cluster.source(topic, f"g-{uuid.uuid4().hex[:8]}", listener)
+    deadline = time.monotonic() + WITHIN
+    while not listener.owned:
+        assert time.monotonic() < deadline, "no assignment"
+        assert not await source.poll(0.2)
+    for _ in range(5):
+        assert not await source.poll(0.2)
+    source.resume(0)
     got = await polled(source, 1)
-    assert listener.returned_at is not None, "a record arrived while `assigned` was running"
     assert [r.value for r in got[0]] == [b"early"]
 
 
-@dataclass
-class SlowListener(Listener):
-    """Takes a second to take its partitions, noting when it is done."""
+async def two_members(
+    cluster: Cluster, first: Listener, second: Listener
+) -> tuple[CommandSource, CommandSource, str]:
+    """A member that owns both partitions of a new topic, then a second one joining. Nobody
+    polls meanwhile: the group's work runs in the background (a poll would only wait for it)."""
+    topic = await cluster.topic(2)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    source = await cluster.source(topic, group, first)
+    await eventually(lambda: first.owned == {0, 1}, "the first member's assignment")
+    other = await cluster.source(topic, group, second)
+    return source, other, topic
 
-    returned_at: float | None = None
 
-    async def assigned(self, partitions: Mapping[int, Committed | None]) -> None:
-        await asyncio.sleep(1.0)
-        await super().assigned(partitions)
-        self.returned_at = time.monotonic()
+async def eventually(condition: Callable[[], bool], what: str, within: float = WITHIN) -> None:
+    """Wait until `condition` holds; fail naming `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_rebalance_reaches_a_member_whose_main_loop_is_busy(cluster: Cluster) -> None:
+    """The revoke callback runs while the member's own loop is not polling (as while it
+    drains at shutdown): the group does not wait for the member's next poll."""
+    first, second = Listener(), Listener()
+    await two_members(cluster, first, second)
+    await asyncio.wait_for(first.in_revoke.wait(), WITHIN)
+    assert ("revoked", {0, 1}) in first.events
+    await eventually(lambda: bool(first.owned and second.owned), "both assigned")
+
+
+async def test_a_revoke_callback_holds_the_rebalance_until_it_returns(cluster: Cluster) -> None:
+    """While one member is still in its revoke callback, no member is assigned anything, and
+    that member's poll does not return (it waits for the next assignment, whatever its
+    timeout): a consumer loop must not count on its poll to notice a stop meanwhile."""
+    first, second = Listener(hold_revoke=asyncio.Event()), Listener()
+    source, _, _ = await two_members(cluster, first, second)
+    await asyncio.wait_for(first.in_revoke.wait(), WITHIN)
+    blocked = asyncio.create_task(source.poll(0.1))
+    await asyncio.sleep(REBALANCE_TIMEOUT / 3)
+    assert not second.owned, "assigned while a member was still revoking"
+    assert not blocked.done(), "a poll returned while its member was revoking"
+    assert first.hold_revoke is not None
+    first.hold_revoke.set()
+    await asyncio.wait_for(blocked, WITHIN)
+    await eventually(lambda: bool(first.owned and second.owned), "both assigned")
+    assert sorted([*first.owned, *second.owned]) == [0, 1]
+
+
+async def test_commits_inside_the_revoke_callback_are_accepted(cluster: Cluster) -> None:
+    """A member commits what it finished while it is being revoked; the next owner reads it."""
+    first, second = Listener(), Listener()
+
+    async def commit_both(partitions: set[int]) -> None:
+        assert first.source is not None
+        await first.source.commit({p: Committed(5 + p, f"m{p}") for p in partitions})
+
+    first.on_revoke = commit_both
+    _, other, _ = await two_members(cluster, first, second)
+    await eventually(lambda: bool(second.owned), "the new owner")
+    assert await other.committed({0, 1}) == {0: Committed(5, "m0"), 1: Committed(6, "m1")}
+
+
+async def test_a_member_past_the_rebalance_timeout_is_expelled(cluster: Cluster) -> None:
+    """A member still in its revoke callback after the rebalance timeout loses its partitions
+    to the others, and its commits are refused from then on; it rejoins once it returns."""
+    first, second = Listener(hold_revoke=asyncio.Event()), Listener()
+    source, _, _ = await two_members(cluster, first, second)
+    await asyncio.wait_for(first.in_revoke.wait(), WITHIN)
+    await eventually(
+        lambda: second.owned == {0, 1}, "the newcomer owning all", REBALANCE_TIMEOUT + WITHIN
+    )
+    with pytest.raises(CommitRejectedError):
+        await source.commit({0: Committed(1)})
+    assert first.hold_revoke is not None
+    first.hold_revoke.set()
+    await eventually(lambda: bool(first.owned and second.owned), "the expelled member back")

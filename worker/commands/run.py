@@ -1,15 +1,24 @@
 """`convoai-worker run`: the worker process.
 
 Signals only flip state: the first SIGTERM/SIGINT asks the worker to stop fetching and drain
-(within `CONVOAI_DRAIN_GRACE_SECONDS`), the second cancels the drain and exits at once. Records
-whose results were not published are not committed in either case, so Kafka redelivers them.
+(within `CONVOAI_DRAIN_GRACE_SECONDS`), the second kills the work in flight and exits at once,
+in whatever phase the worker is. Records whose results were not published are not committed in
+either case, so Kafka redelivers them.
+
+A watchdog thread holds the whole shutdown to its bound (`worker.deadlines`: the drain and the
+release phases, then each client's bounded stop), and a forced exit to a few seconds: should
+any step hang anyway, the process says which phase it was in and exits, so that no third
+signal (or the kubelet's SIGKILL) is needed and the pod's grace period is never the limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import sys
+import threading
 from collections.abc import Callable
 
 import structlog
@@ -23,6 +32,7 @@ from worker.commands.exit_codes import INVALID, NOT_SUCCEEDED, OK, UNREACHABLE
 from worker.errors import FatalError
 from worker.event_loop import run_async
 from worker.kafka.connection import diagnose
+from worker.kafka.timing import GroupTiming
 from worker.kafka.topics import MissingTopicsError
 from worker.logging import configure_logging
 from worker.metrics import Metrics
@@ -30,6 +40,9 @@ from worker.observability.server import ListenError
 from worker.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
+
+WATCHDOG_MARGIN_SECONDS = 2.0  # past the shutdown bound, for the loop's own scheduling
+FORCED_EXIT_SECONDS = 10.0  # a forced exit kills work (0.5 s) and closes each client (≤ 5 s)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -62,19 +75,55 @@ def run(args: argparse.Namespace) -> int:
     return run_async(_serve(worker))
 
 
+class Watchdog:
+    """Ends the process if shutdown overruns its bound, naming the phase it was stuck in."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._timer: threading.Timer | None = None
+
+    def arm(self, seconds: float, what: str) -> None:
+        """Exit the process `seconds` from now unless it exited before (re-arming replaces)."""
+        self.disarm()
+        self._timer = threading.Timer(seconds, self._expire, (seconds, what))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        """Shutdown finished in time."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, seconds: float, what: str) -> None:
+        log.error(
+            "shutdown_overran",
+            shutdown=what,
+            bound_seconds=round(seconds, 1),
+            phase=self._worker.phase,
+        )
+        sys.stdout.flush()
+        os._exit(NOT_SUCCEEDED)
+
+
 async def _serve(worker: Worker) -> int:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     signals_seen = 0
+    watchdog = Watchdog(worker)
+    bound = GroupTiming.from_settings(worker.settings).deadlines.shutdown_bound
 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen
         signals_seen += 1
+        name = signal.Signals(signum).name
         if signals_seen == 1:
-            log.info("shutdown_requested", signal=signal.Signals(signum).name)
+            log.info("shutdown_requested", signal=name, bound_seconds=round(bound, 1))
+            watchdog.arm(bound + WATCHDOG_MARGIN_SECONDS, "graceful")
             worker.request_stop()
         elif main is not None:
-            log.warning("shutdown_forced", signal=signal.Signals(signum).name)
+            log.warning("shutdown_forced", signal=name, phase=worker.phase)
+            watchdog.arm(FORCED_EXIT_SECONDS, "forced")
             main.cancel()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -86,6 +135,7 @@ async def _serve(worker: Worker) -> int:
     except Exception as error:  # noqa: BLE001 - every way of stopping gets its exit code
         return await _stopped_by(error, worker.settings)
     finally:
+        watchdog.disarm()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("worker_stopped")

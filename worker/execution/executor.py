@@ -140,12 +140,11 @@ class Executor:
     async def execute(
         self, decoded: DecodedCommand, *, received_at: datetime, progress: Progress | None = None
     ) -> Execution:
-        """Run the command to its one final outcome; never raises for a command-level problem.
+        """Run the command to its one final outcome; raises for no command-level problem.
 
         `progress` lets the caller see, if it has to interrupt the command, whether a request
         that must not be repeated may already have reached the API.
         """
-        command = decoded.command
         job = self._command(decoded, progress)
         data: Any = None
         outcome: Outcome = "succeeded"
@@ -154,10 +153,8 @@ class Executor:
             data = await self._run(job)
         except CommandEndedError as ended:
             outcome, error = ended.outcome, ended.error
-        except Exception as exc:  # a bug must not take the partition down with it
-            log.exception("command_execution_crashed", command_id=command.id)
-            outcome = "failed"
-            error = ErrorInfo(code="internal_error", message=f"{type(exc).__name__}: {exc}")
+        # any other exception is a bug: the pipeline contains it to this record
+        # (`worker.pipeline.processor`: an `internal_error` result and a dead letter)
         return Execution(self._result(job, received_at, outcome, data, error), job.events)
 
     def interrupted(

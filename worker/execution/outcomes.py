@@ -3,9 +3,9 @@
 Error codes are stable, machine-readable names: `retries_exhausted` (the pipeline also
 dead-letters these), `expired`, `agent_not_found`, `conflict_unresolved`, `name_still_held`
 (agent.start waited for the agent holding its name to stop, in vain), `missing_app_id`,
-`invalid_response`, `internal_error`, `ambiguous_<reason>` for `unknown` outcomes, and for
-requests the API refused a name for the HTTP status (`invalid_request`, `unauthorized`,
-`not_found`, ...; `http_<status>` for the rest).
+`invalid_response`, `internal_error` (from the pipeline: a bug met the command),
+`ambiguous_<reason>` for `unknown` outcomes, and for requests the API refused a name for the
+HTTP status (`invalid_request`, `unauthorized`, `not_found`, ...; `http_<status>` for the rest).
 """
 
 from __future__ import annotations

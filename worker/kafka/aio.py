@@ -2,7 +2,8 @@
 
 Group timing is explicit (see `worker.kafka.timing`): a member that is still finishing its
 revoked partitions' commands keeps heartbeating and must rejoin within the rebalance timeout,
-so the revoke grace is derived from that timeout and nothing else. Commands are read with
+so the revoke deadlines are derived from that timeout (`worker.deadlines`). Fetch sizes follow
+the byte budget, so that what aiokafka holds beyond it is a fraction of it. Commands are read with
 `isolation_level="read_committed"`: a transactional producer's aborted records never run, and
 lag is measured against the last stable offset.
 """
@@ -45,6 +46,9 @@ FETCH_MAX_WAIT_MS = 100
 PRODUCER_LINGER_MS = 5  # batch the results of commands that finish together
 PRODUCER_MAX_BATCH_BYTES = 262_144
 ASSIGNMENT_WAIT_SECONDS = 30.0
+MAX_FETCH_BYTES = 52_428_800  # aiokafka's and Kafka's default fetch.max.bytes
+MAX_PARTITION_FETCH_BYTES = 1_048_576  # the default; a larger first record still comes whole
+FETCHES_PER_BUDGET = 4
 
 # Failures that describe the record itself; sending it again can never succeed.
 _REJECTIONS = (
@@ -56,7 +60,7 @@ _REJECTIONS = (
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Adapts aiokafka's listener to the port's, adding the committed metadata."""
+    """Adapts aiokafka's listener to the port's: partition numbers, new ones paused."""
 
     def __init__(self, source: AioCommandSource, listener: PartitionListener) -> None:
         self._source = source
@@ -69,14 +73,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if not assigned:
             return
-        # aiokafka fetches for new partitions while this callback awaits; paused, they return
-        # nothing (the fetched records are dropped and fetched again) until the listener knows
-        # them, so no record arrives for a partition the pipeline is not tracking yet
+        # paused, aiokafka returns nothing of them (fetched records are dropped and fetched
+        # again later) until the pipeline has opened them and resumes them
         self._source.hold(assigned)
-        try:
-            await self._listener.assigned(await self._source.committed(assigned))
-        finally:
-            self._source.release(assigned)
+        await self._listener.assigned({tp.partition for tp in assigned})
 
 
 class AioCommandSource:
@@ -84,6 +84,7 @@ class AioCommandSource:
 
     def __init__(self, settings: Settings) -> None:
         timing = GroupTiming.from_settings(settings)
+        fetch_max = min(MAX_FETCH_BYTES, settings.buffer_max_bytes // FETCHES_PER_BUDGET)
         self.topic = settings.topic_commands
         self._group = settings.group_id
         self._options = client_options(settings)
@@ -96,6 +97,9 @@ class AioCommandSource:
             isolation_level="read_committed",
             max_poll_records=MAX_POLL_RECORDS,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            # one fetch is the most the worker buffers beyond its byte budget
+            fetch_max_bytes=fetch_max,
+            max_partition_fetch_bytes=min(MAX_PARTITION_FETCH_BYTES, fetch_max),
             session_timeout_ms=timing.session_timeout_ms,
             heartbeat_interval_ms=timing.heartbeat_interval_ms,
             rebalance_timeout_ms=timing.rebalance_timeout_ms,
@@ -117,20 +121,16 @@ class AioCommandSource:
         """Return no records of `partitions` for now."""
         self._consumer.pause(*partitions)
 
-    def release(self, partitions: set[TopicPartition]) -> None:
-        """Return records of `partitions` again (those still assigned)."""
-        self._consumer.resume(*(tp for tp in partitions if tp in self._consumer.assignment()))
-
-    async def committed(self, partitions: set[TopicPartition]) -> dict[int, Committed | None]:
+    async def committed(self, partitions: set[int]) -> dict[int, Committed | None]:
         """The group's committed position and metadata of each partition."""
         found = await self._admin.list_consumer_group_offsets(
-            self._group, partitions=sorted(partitions)
+            self._group, partitions=[TopicPartition(self.topic, p) for p in sorted(partitions)]
         )
         result: dict[int, Committed | None] = {}
-        for tp in partitions:
-            entry = found.get(tp)
+        for partition in partitions:
+            entry = found.get(TopicPartition(self.topic, partition))
             ok = entry is not None and entry.offset >= 0
-            result[tp.partition] = Committed(entry.offset, entry.metadata or "") if ok else None
+            result[partition] = Committed(entry.offset, entry.metadata or "") if ok else None
         return result
 
     async def poll(self, max_wait: float) -> Mapping[int, Sequence[Record]]:
@@ -139,12 +139,16 @@ class AioCommandSource:
         return {tp.partition: records for tp, records in batch.items()}
 
     def pause(self, partition: int) -> None:
-        """Stop fetching `partition`."""
-        self._consumer.pause(TopicPartition(self.topic, partition))
+        """Stop fetching `partition` (if it is still assigned)."""
+        tp = TopicPartition(self.topic, partition)
+        if tp in self._consumer.assignment():
+            self._consumer.pause(tp)
 
     def resume(self, partition: int) -> None:
-        """Fetch `partition` again."""
-        self._consumer.resume(TopicPartition(self.topic, partition))
+        """Fetch `partition` again (if it is still assigned)."""
+        tp = TopicPartition(self.topic, partition)
+        if tp in self._consumer.assignment():
+            self._consumer.resume(tp)
 
     async def position(self, partition: int) -> int | None:
         """Next offset to be returned, past transaction markers."""

@@ -20,11 +20,12 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
+from worker import deadlines
 from worker.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 
-STOP_SECONDS = 5.0
+STOP_SECONDS = deadlines.CLIENT_STOP_SECONDS  # shutdown_bound counts on it
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 

@@ -1,16 +1,26 @@
 """An in-memory Kafka: topics, consumer groups with eager rebalances, commits with metadata.
 
 It implements the ports of `worker.kafka.ports` so that the whole pipeline runs without a
-broker, deterministically: a test decides when members join, leave or crash, which sends fail
-and how, and reads back every record and commit. The behaviour suite in `tests/ports` runs on
-this broker and on the real one, so where they could differ a test says so.
+broker, deterministically: a test (or the simulator, `python -m simulation`) decides when members
+join, leave or crash, which calls are slow or fail and how, and reads back every record and
+commit. The behaviour suite in `tests/ports` runs on this broker and on the real one, so where
+they could differ a test says so.
 
-What it models: partitions as append-only lists; keyed records partitioned by a stable hash;
-a group's committed positions with metadata; the classic eager protocol (every member's
-partitions are revoked, its listener awaited, then everything is assigned again, round robin);
-commits refused for partitions a member no longer owns; records over `max_record_bytes` and
-commit metadata over `metadata_max_bytes` refused. What it leaves out: retention, compaction,
-transactions, timeouts (a crashed member is removed when the test says so).
+What it models of Kafka's classic group protocol as aiokafka speaks it:
+- a rebalance runs in the background (the coordinator's task), not in the caller: a member
+  learns of it while its main loop does something else, such as draining;
+- every member's revoke callback is awaited before anything is assigned again (eager protocol),
+  so a slow callback holds the whole group; one still running after the rebalance timeout is
+  expelled (its partitions go to others, its commits are refused) and rejoins when it returns;
+- members that join or leave during a rebalance are taken into account by the next round;
+- commits are accepted from owners, also during their revoke callback (Kafka accepts them while
+  the group prepares a rebalance), and refused from members that are expelled or no longer own
+  the partitions;
+- a crashed member stays in the group until its session times out (then it is expelled);
+- new partitions are paused until the member resumes them (the ports' contract);
+- records over `max_record_bytes` and commit metadata over `metadata_max_bytes` are refused.
+Latency and failure hooks make produce, commit, fetch and committed-offset lookups slow or
+failing. Left out: retention, compaction, transactions.
 """
 
 from __future__ import annotations
@@ -43,7 +53,11 @@ SendFault = Callable[[str, bytes | None, bytes | None, Headers], BaseException |
 CommitFault = Callable[[Mapping[int, Committed]], BaseException | None]
 """(offsets) → the error a commit fails with, or None."""
 PollFault = Callable[[str], BaseException | None]
-"""(topic) → the error a reader's poll fails with, or None."""
+"""(topic) → the error a reader's or member's poll fails with, or None."""
+LookupFault = Callable[[str], BaseException | None]
+"""(group) → the error a committed-offset lookup fails with, or None."""
+Latency = Callable[[str], float]
+"""(topic, or group for commits and lookups) → seconds the call takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +71,17 @@ class StoredRecord:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
     timestamp: int  # milliseconds since the epoch
+    sequence: int = 0  # order of appends over the whole broker (the order Kafka acknowledged)
 
 
 @dataclass
 class _Group:
     members: list[MemoryCommandSource] = field(default_factory=list)
     committed: dict[tuple[str, int], Committed] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     rebalances: int = 0
+    pending: bool = False  # membership changed since the last assignment
+    coordinator: asyncio.Task[None] | None = None  # runs rebalances while `pending`
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # no rebalance running
 
 
 class InMemoryBroker:
@@ -83,10 +100,17 @@ class InMemoryBroker:
         self._topics: dict[str, list[list[StoredRecord]]] = {}
         self._groups: dict[str, _Group] = {}
         self._round_robin = itertools.count()
+        self._appends = itertools.count()
         self._changed = asyncio.Event()
         self.send_fault: SendFault | None = None
         self.commit_fault: CommitFault | None = None
         self.poll_fault: PollFault | None = None
+        self.on_commit: Callable[[MemoryCommandSource, Mapping[int, Committed]], None] | None = None
+        self.fetch_fault: PollFault | None = None
+        self.lookup_fault: LookupFault | None = None
+        self.send_latency: Latency | None = None
+        self.commit_latency: Latency | None = None
+        self.lookup_latency: Latency | None = None
 
     # ---------------------------------------------------------------- topics and records
     def create_topic(self, name: str, partitions: int = 1) -> None:
@@ -109,8 +133,10 @@ class InMemoryBroker:
         key: bytes | None = None,
         headers: Headers = (),
         partition: int | None = None,
+        timestamp: int | None = None,
     ) -> StoredRecord:
-        """Append a record: to `partition`, else by key hash, else round robin."""
+        """Append a record: to `partition`, else by key hash, else round robin; stamped now
+        unless `timestamp` (milliseconds, the producer's to choose) is given."""
         partitions = self._partitions(topic)
         if partition is None:
             partition = (
@@ -126,7 +152,8 @@ class InMemoryBroker:
             key,
             value,
             tuple(headers),
-            int(self._clock() * 1000),
+            int(self._clock() * 1000) if timestamp is None else timestamp,
+            next(self._appends),
         )
         log.append(record)
         self._changed.set()
@@ -163,9 +190,11 @@ class InMemoryBroker:
                     await self._changed.wait()
 
     # ---------------------------------------------------------------- clients
-    def command_source(self, topic: str, group: str) -> MemoryCommandSource:
+    def command_source(
+        self, topic: str, group: str, *, rebalance_timeout: float = 30.0
+    ) -> MemoryCommandSource:
         """A new member of `group` reading `topic` (it joins on `start`)."""
-        return MemoryCommandSource(self, topic, group)
+        return MemoryCommandSource(self, topic, group, rebalance_timeout=rebalance_timeout)
 
     def output_sink(self) -> MemoryOutputSink:
         """A producer."""
@@ -184,43 +213,94 @@ class InMemoryBroker:
         """Members currently in `group`."""
         return len(self._group(group).members)
 
-    async def join(self, member: MemoryCommandSource) -> None:
-        """Add `member` to its group and rebalance."""
-        group = self._group(member.group)
-        group.members.append(member)
-        await self._rebalance(group, member.topic)
+    def rebalances(self, group: str) -> int:
+        """Rebalance rounds `group` has run."""
+        return self._group(group).rebalances
 
-    async def leave(self, member: MemoryCommandSource) -> None:
-        """Remove `member` gracefully (it already committed) and rebalance the others."""
+    async def settled(self, group: str) -> None:
+        """Wait until `group` runs no rebalance."""
+        await self._group(group).settled.wait()
+
+    def join(self, member: MemoryCommandSource) -> None:
+        """Add `member` to its group; the rebalance runs in the background."""
+        group = self._group(member.group)
+        if member not in group.members:
+            group.members.append(member)
+        self._request_rebalance(group)
+
+    def leave(self, member: MemoryCommandSource) -> None:
+        """Remove `member` (it committed what it finished); the others rebalance."""
         group = self._group(member.group)
         if member in group.members:
             group.members.remove(member)
             member.owned = set()
-            await self._rebalance(group, member.topic)
+            self._request_rebalance(group)
 
-    async def crash(self, member: MemoryCommandSource) -> None:
-        """Expel `member` as a session timeout would: no revoke, its commits refused."""
+    def crash(self, member: MemoryCommandSource, *, session_timeout: float = 0.0) -> None:
+        """The member's process died: it does nothing more, and is expelled once its session
+        times out (at once by default)."""
         member.dead = True
-        await self.leave(member)
+        if session_timeout <= 0:
+            self.leave(member)
+        else:
+            asyncio.get_running_loop().call_later(session_timeout, self.leave, member)
 
-    async def _rebalance(self, group: _Group, topic: str) -> None:
-        async with group.lock:
-            group.rebalances += 1
-            await asyncio.gather(*(m.revoke_all() for m in group.members))
-            members = list(group.members)
-            shares: dict[int, set[int]] = {i: set() for i in range(len(members))}
-            for partition in range(self.partitions(topic)):
-                if members:
-                    shares[partition % len(members)].add(partition)
-            await asyncio.gather(
-                *(
-                    m.assign({p: group.committed.get((topic, p)) for p in shares[i]})
-                    for i, m in enumerate(members)
-                )
+    def _request_rebalance(self, group: _Group) -> None:
+        group.pending = True
+        group.settled.clear()
+        if group.coordinator is None or group.coordinator.done():
+            group.coordinator = asyncio.create_task(self._coordinate(group), name="coordinator")
+
+    async def _coordinate(self, group: _Group) -> None:
+        while group.pending:
+            await self._rebalance(group)
+        group.settled.set()
+
+    async def _rebalance(self, group: _Group) -> None:
+        group.rebalances += 1
+        revoking = {m: asyncio.create_task(m.revoke_all()) for m in list(group.members)}
+        timeout = max((m.rebalance_timeout for m in revoking), default=0.0)
+        if revoking:
+            await asyncio.wait(revoking.values(), timeout=timeout)
+        for member, task in revoking.items():
+            if not task.done():
+                self._expel(group, member, task)
+        group.pending = False  # the assignment below reflects every change until now
+        members = list(group.members)
+        if not members:
+            return
+        topic = members[0].topic
+        shares: dict[int, set[int]] = {i: set() for i in range(len(members))}
+        for partition in range(self.partitions(topic)):
+            shares[partition % len(members)].add(partition)
+        await asyncio.gather(
+            *(
+                m.assign({p: group.committed.get((topic, p)) for p in shares[i]})
+                for i, m in enumerate(members)
             )
+        )
 
-    def commit(self, member: MemoryCommandSource, offsets: Mapping[int, Committed]) -> None:
-        """Store commits of partitions `member` owns."""
+    def _expel(
+        self, group: _Group, member: MemoryCommandSource, revoke: asyncio.Task[None]
+    ) -> None:
+        """Still in its revoke callback after the rebalance timeout: out of the group; it
+        rejoins as a new member when the callback returns, as aiokafka does."""
+        member.expelled += 1
+        member.owned = set()
+        if member in group.members:
+            group.members.remove(member)
+
+        def rejoin(_: asyncio.Task[None]) -> None:
+            if not member.dead and not member.closed:
+                self.join(member)
+
+        revoke.add_done_callback(rejoin)
+
+    async def commit(self, member: MemoryCommandSource, offsets: Mapping[int, Committed]) -> None:
+        """Store commits of partitions `member` owns (when the commit arrives)."""
+        latency = self.commit_latency(member.group) if self.commit_latency else 0.0
+        if latency > 0:
+            await asyncio.sleep(latency)
         fault = self.commit_fault(offsets) if self.commit_fault is not None else None
         if fault is not None:
             raise fault
@@ -234,44 +314,76 @@ class InMemoryBroker:
         group = self._group(member.group)
         for partition, committed in offsets.items():
             group.committed[(member.topic, partition)] = committed
+        if self.on_commit is not None:
+            self.on_commit(member, offsets)
+
+    async def lookup(
+        self, group: str, topic: str, partitions: set[int]
+    ) -> dict[int, Committed | None]:
+        """Committed positions, as the admin client's offset lookup returns them."""
+        latency = self.lookup_latency(group) if self.lookup_latency else 0.0
+        if latency > 0:
+            await asyncio.sleep(latency)
+        fault = self.lookup_fault(group) if self.lookup_fault is not None else None
+        if fault is not None:
+            raise fault
+        committed = self._group(group).committed
+        return {p: committed.get((topic, p)) for p in partitions}
 
 
 class MemoryCommandSource:
     """A group member; implements `CommandSource`."""
 
-    def __init__(self, broker: InMemoryBroker, topic: str, group: str) -> None:
+    def __init__(
+        self, broker: InMemoryBroker, topic: str, group: str, *, rebalance_timeout: float = 30.0
+    ) -> None:
         self.topic = topic
         self.group = group
+        self.rebalance_timeout = rebalance_timeout
         self.owned: set[int] = set()
         self.dead = False
+        self.closed = False
+        self.expelled = 0  # times the group expelled it for a revoke over the timeout
         self.commits = 0
         self._broker = broker
         self._listener: PartitionListener | None = None
         self._positions: dict[int, int] = {}
         self._paused: set[int] = set()
+        self._assignment = asyncio.Event()  # clear from a revoke until the next assignment
 
     async def start(self, listener: PartitionListener) -> None:
-        """Join the group."""
+        """Join the group (the rebalance runs in the background)."""
         self._listener = listener
-        await self._broker.join(self)
+        self._broker.join(self)
 
     async def revoke_all(self) -> None:
         """Called by the broker at the start of a rebalance."""
+        self._assignment.clear()
         owned, self._positions, self._paused = self.owned, {}, set()
         if owned and self._listener is not None and not self.dead:
             await self._listener.revoked(set(owned))
         self.owned = set()
 
     async def assign(self, partitions: dict[int, Committed | None]) -> None:
-        """Called by the broker once the rebalance assigned `partitions`."""
+        """Called by the broker once the rebalance assigned `partitions` (they start paused)."""
         self.owned = set(partitions)
-        if partitions and self._listener is not None:
-            await self._listener.assigned(partitions)
-        # only now: no record may arrive before the listener knows its partition
         self._positions = {p: c.offset if c else 0 for p, c in partitions.items()}
+        self._paused = set(partitions)
+        if self._listener is not None and not self.dead:
+            await self._listener.assigned(set(partitions))
+        self._assignment.set()
 
     async def poll(self, max_wait: float) -> Mapping[int, Sequence[Record]]:
-        """Unread records of owned, unpaused partitions (waits up to `max_wait` for some)."""
+        """Unread records of owned, unpaused partitions (waits up to `max_wait` for some).
+
+        Like aiokafka's `getmany`, it waits for the next assignment whatever `max_wait` says
+        while the member is joining or rebalancing.
+        """
+        await self._assignment.wait()
+        fault = self._broker.fetch_fault
+        error = fault(self.topic) if fault is not None else None
+        if error is not None:
+            raise error
         batch = self._take()
         if not batch:
             await self._broker._wait_for_records(max_wait)
@@ -306,6 +418,10 @@ class MemoryCommandSource:
         """Next offset `poll` returns."""
         return self._positions.get(partition)
 
+    async def committed(self, partitions: set[int]) -> dict[int, Committed | None]:
+        """The group's committed positions."""
+        return await self._broker.lookup(self.group, self.topic, partitions)
+
     def end_offset(self, partition: int) -> int | None:
         """The partition's end (there are no transactions here)."""
         if partition not in self.owned:
@@ -314,21 +430,29 @@ class MemoryCommandSource:
 
     async def commit(self, offsets: Mapping[int, Committed]) -> None:
         """Commit positions with metadata."""
-        self._broker.commit(self, offsets)
+        await self._broker.commit(self, offsets)
         self.commits += 1
 
     async def close(self) -> None:
         """Leave the group."""
-        await self._broker.leave(self)
+        self.closed = True
+        self._broker.leave(self)
+        self._assignment.set()  # a poll in progress returns (empty)
 
 
 class MemoryOutputSink:
-    """A producer; implements `OutputSink`. `closed` sinks refuse to send."""
+    """A producer; implements `OutputSink`. `closed` sinks refuse to send.
+
+    With `send_latency` set, records are appended when acknowledged, in the order they were
+    sent (as one idempotent producer's records are), and a sink closed meanwhile (a crash)
+    loses them.
+    """
 
     def __init__(self, broker: InMemoryBroker) -> None:
         self.max_record_bytes = broker.max_record_bytes
         self.closed = False
         self._broker = broker
+        self._tail: asyncio.Future[None] | None = None  # the last delayed record's delivery
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -337,18 +461,42 @@ class MemoryOutputSink:
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
     ) -> Awaitable[None]:
-        """Append now (unless a fault says otherwise); the acknowledgement is immediate."""
+        """Append now, or after the latency (unless a fault says otherwise)."""
         if self.closed:
             raise RuntimeError("send on a closed producer")
         size = RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"")
         size += sum(len(name) + len(data) for name, data in headers)
         if size > self.max_record_bytes:
             raise RecordRejectedError(f"record of {size} bytes over {self.max_record_bytes}")
-        fault = self._broker.send_fault
-        error = fault(topic, key, value, headers) if fault is not None else None
-        if error is None:
-            self._broker.produce(topic, value, key=key, headers=headers)
-        return _acknowledgement(error)
+        broker = self._broker
+        error = broker.send_fault(topic, key, value, headers) if broker.send_fault else None
+        latency = broker.send_latency(topic) if broker.send_latency else 0.0
+        if latency <= 0 and (self._tail is None or self._tail.done()):
+            if error is None:
+                broker.produce(topic, value, key=key, headers=headers)
+            return _acknowledgement(error)
+        loop = asyncio.get_running_loop()
+        self._tail = asyncio.ensure_future(
+            self._deliver(self._tail, loop.time() + latency, error, (topic, key, value, headers))
+        )
+        return self._tail
+
+    async def _deliver(
+        self,
+        previous: asyncio.Future[None] | None,
+        at: float,
+        error: BaseException | None,
+        record: tuple[str, bytes | None, bytes | None, Headers],
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # in order, whatever became of the previous one
+        await asyncio.sleep(max(0.0, at - asyncio.get_running_loop().time()))
+        if self.closed:
+            raise ConnectionError("the producer was closed before the broker acknowledged")
+        if error is not None:
+            raise error
+        topic, key, value, headers = record
+        self._broker.produce(topic, value, key=key, headers=headers)
 
     async def close(self) -> None:
         """Refuse further sends."""
@@ -422,7 +570,11 @@ class MemoryBackend:
 
     def command_source(self) -> MemoryCommandSource:
         """A new member of the settings' group."""
-        source = self.broker.command_source(self._settings.topic_commands, self._settings.group_id)
+        source = self.broker.command_source(
+            self._settings.topic_commands,
+            self._settings.group_id,
+            rebalance_timeout=self._settings.kafka_rebalance_timeout_seconds,
+        )
         self.sources.append(source)
         return source
 

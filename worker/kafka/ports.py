@@ -64,14 +64,16 @@ class MetadataTooLargeError(Exception):
 class PartitionListener(Protocol):
     """Told about assignment changes; the source awaits both calls before going on."""
 
-    async def assigned(self, partitions: Mapping[int, Committed | None]) -> None:
-        """New partitions with their committed positions (None when the group has none).
-
-        `poll` returns no record of these partitions before this call has returned.
-        """
+    async def assigned(self, partitions: set[int]) -> None:
+        """New partitions. They arrive paused: `poll` returns none of their records until
+        `resume`. Must not be slow: the real client sends no heartbeats meanwhile."""
 
     async def revoked(self, partitions: set[int]) -> None:
-        """Partitions about to be taken away; commit what is finished before returning."""
+        """Partitions about to be taken away; commit what is finished before returning.
+
+        The rebalance waits for this (up to the rebalance timeout, then the member is
+        expelled); heartbeats go on meanwhile.
+        """
 
 
 class CommandSource(Protocol):
@@ -93,6 +95,12 @@ class CommandSource(Protocol):
 
     async def position(self, partition: int) -> int | None:
         """The offset of the next record `poll` would return, when known."""
+
+    async def committed(self, partitions: set[int]) -> dict[int, Committed | None]:
+        """The group's committed position and metadata of each partition (None: none yet).
+
+        One attempt: raises when the lookup fails (the caller retries and bounds it).
+        """
 
     def end_offset(self, partition: int) -> int | None:
         """The last stable offset seen by the latest fetch (the lag reference), when known."""

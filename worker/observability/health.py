@@ -80,6 +80,11 @@ class Health:
         """Output records cannot be delivered right now (None: they can again)."""
         self._outputs_failing = reason
 
+    @property
+    def outputs_failed(self) -> bool:
+        """Whether the latest word on output delivery was a failure."""
+        return self._outputs_failing is not None
+
     def task_failed(self, name: str, reason: str | None) -> None:
         """A background task died (None: it runs again)."""
         if reason is None:

@@ -90,8 +90,8 @@ def remember_results(completed: CompletedCommands) -> Callable[[Record], bool]:
             return False
         try:
             command_id = _RESULT_ID.decode(record.value).command_id
-        except msgspec.DecodeError:
-            return False  # not a result event; nothing to remember
+        except (msgspec.DecodeError, RecursionError):
+            return False  # not a result event (or one nested past any result): nothing to learn
         if command_id:
             completed.add(dedupe_key(command_id, replay_marker(record.headers)))
         return True

@@ -12,7 +12,8 @@ finished). The position is repeated so that a map written for another position (
 reset the group's offsets) is recognised and ignored. Capacity within the broker's default
 `offset.metadata.max.bytes` of 4,096: any pattern over about 24,000 offsets, and far more when
 it compresses (a few gaps in a run of finished offsets takes a few dozen bytes). When a map
-does not fit, the plain position is committed and the caller counts it.
+does not fit, the lowest finished offsets that fit are committed (`encode_lowest`); the
+consumer pauses a partition well before that happens (`worker.pipeline.consumer`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 
 PREFIX = "om1:"
 MAX_BITMAP_BYTES = 1 << 17  # a map spans at most ~1M offsets; more is not a map of ours
+MAX_SPAN = MAX_BITMAP_BYTES * 8  # offsets above the position that a map can describe
 
 
 class OffsetMapError(ValueError):
@@ -31,19 +33,44 @@ class OffsetMapError(ValueError):
 
 
 def encode(position: int, finished: Iterable[int], budget: int) -> str | None:
-    """The metadata for `position` with `finished` offsets above it; None if over `budget`.
+    """The metadata for `position` with `finished` offsets above it; None if it does not fit
+    `budget` characters or spans more offsets than `decode` accepts.
 
     `finished` offsets at or below `position` are ignored (they are committed already).
     """
     above = [offset - position - 1 for offset in finished if offset > position]
+    return _encode(position, above, budget)
+
+
+def _encode(position: int, above: list[int], budget: int) -> str | None:
     if not above:
         return ""
-    bitmap = bytearray(max(above) // 8 + 1)
+    highest = max(above)
+    if highest >= MAX_SPAN:
+        return None
+    bitmap = bytearray(highest // 8 + 1)
     for bit in above:
         bitmap[bit >> 3] |= 1 << (bit & 7)
     data = base64.urlsafe_b64encode(zlib.compress(bytes(bitmap), 9)).decode("ascii")
     metadata = f"{PREFIX}{position}:{data}"
     return metadata if len(metadata) <= budget else None
+
+
+def encode_lowest(position: int, finished: Iterable[int], budget: int) -> str:
+    """The map of as many of the lowest finished offsets above `position` as fit `budget`.
+
+    For a map that does not fit whole: the offsets it leaves out may run again under a new
+    owner (the dedupe memory still knows most of them), but those it keeps do not.
+    """
+    above = sorted(offset - position - 1 for offset in finished if offset > position)
+    fits, misses = 0, len(above)  # `fits` offsets are known to fit, `misses` known not to
+    while misses - fits > 1:
+        middle = (fits + misses) // 2
+        if _encode(position, above[:middle], budget) is None:
+            misses = middle
+        else:
+            fits = middle
+    return _encode(position, above[:fits], budget) or ""
 
 
 def decode(position: int, metadata: str) -> set[int]:

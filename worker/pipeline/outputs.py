@@ -43,6 +43,7 @@ RECORD_OVERHEAD_BYTES = 512  # batch framing, timestamps and varints, generously
 HEADER_LIMITS = {DLQ_EXCEPTION_MESSAGE: 2048, DLQ_EXCEPTION_STACKTRACE: 8192}
 MAX_KEY_BYTES_WHEN_SHRUNK = 1024
 MAX_FIELD_CHARS_WHEN_SHRUNK = 1024
+EXECUTION_REASONS = frozenset({"retries_exhausted", "internal_error"})  # dead letters of a run
 
 
 class OutputRecord(NamedTuple):
@@ -174,7 +175,7 @@ class Outputs:
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
-                stage=STAGE_EXECUTE if reason == "retries_exhausted" else STAGE_DECODE,
+                stage=STAGE_EXECUTE if reason in EXECUTION_REASONS else STAGE_DECODE,
                 error=error,
                 class_name=f"worker.pipeline.{reason}",
                 connector_name=self._connector,

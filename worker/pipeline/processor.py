@@ -10,7 +10,16 @@ problems become the result's outcome, and outputs the broker refuses are replace
 ones (or the input is dead-lettered). Kafka being unreachable is waited out (see `Publisher`).
 When the record's partition is released while it runs (`abandoned`), a request that may have
 reached the API and must not be repeated gets the `unknown` outcome and is finished; anything
-else raises `AbandonedError` and stays unfinished for the next owner.
+else raises `AbandonedError` and stays unfinished for the next owner. Once the outputs of what
+ran are being published the work is no longer interruptible: they are finished, not dropped.
+A killed record (its release ran out of time) propagates the cancellation: nothing more of it
+happens, and it stays unfinished.
+
+An exception of any other kind while processing a record is a bug of the worker, and it is
+contained to that record, like Kafka Connect's `errors.tolerance=all`: the record gets a
+`failed` result with the code `internal_error` and a dead letter naming the exception, it is
+counted (`convoai_internal_errors_total`, alerted on), and the key goes on. One bug times one
+record must not become a partition that crash-loops every member of the group.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import structlog
 
@@ -36,7 +45,7 @@ from worker.execution import Execution
 from worker.execution.caller import Progress
 from worker.kafka.ports import Record
 from worker.metrics import Metrics
-from worker.pipeline.dedupe import CompletedCommands, dedupe_key, replay_marker
+from worker.pipeline.dedupe import CompletedCommands, DedupeKey, dedupe_key, replay_marker
 from worker.pipeline.outputs import OutputRecord, Outputs
 from worker.pipeline.publisher import Publisher, Rejected
 
@@ -45,6 +54,8 @@ log = structlog.get_logger(__name__)
 # Malformed bytes are a producer bug of a different kind than a well-formed but invalid command.
 DECODE_KINDS = frozenset({"malformed_json", "not_an_object"})
 EXHAUSTED = "retries_exhausted"
+INTERNAL_ERROR = "internal_error"
+MAX_INTERNAL_MESSAGE_CHARS = 1024
 
 
 class RetriesExhaustedError(Exception):
@@ -55,13 +66,25 @@ class OutputRejectedError(Exception):
     """The broker refused a command's result even cut short (DLQ header)."""
 
 
+class Done(NamedTuple):
+    """A record's final result, acknowledged by Kafka: what the dedupe memory and counters learn."""
+
+    key: DedupeKey
+    tag: str
+    result: ResultEvent
+
+
 class Work(Protocol):
-    """A record in the pipeline; `abandoned` is set when its partition is being released."""
+    """A record in the pipeline; `abandoned` and `killed` are set when its partition is being
+    released (`worker.pipeline.scheduler`); the processor clears `interruptible` once it
+    publishes."""
 
     @property
     def record(self) -> Record: ...
 
     abandoned: bool
+    killed: bool
+    interruptible: bool
 
 
 class CommandExecutor(Protocol):
@@ -97,20 +120,28 @@ class CommandProcessor:
         """Process `work.record` to the end; raises `AbandonedError` if abandoned half-way."""
         record = work.record
         self._metrics.record_size(record.topic).observe(len(record.value or b""))
+        decoded: DecodedCommand | None = None
         try:
             try:
                 decoded = _decode(record.value)
             except CommandDecodeError as error:
-                await self._reject(record, error)
+                done = await self._reject(work, error)
             else:
-                await self._execute(work, decoded)
+                done = await self._execute(work, decoded)
         except asyncio.CancelledError:
-            if not work.abandoned:
+            if not work.abandoned or work.killed:
                 raise
             _uncancel()
             raise AbandonedError(f"offset {record.offset} left for the next owner") from None
+        except AbandonedError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a bug of ours, contained to this record
+            done = await self._contain(work, decoded, error)
+        if done is not None:
+            self._completed.add(done.key)
+            self._count(done.tag, done.result, record)
 
-    async def _execute(self, work: Work, decoded: DecodedCommand) -> None:
+    async def _execute(self, work: Work, decoded: DecodedCommand) -> Done | None:
         command = decoded.command
         tag = command.tag()
         record = work.record
@@ -120,29 +151,64 @@ class CommandProcessor:
         if key in self._completed:
             self._metrics.deduplicated(tag).inc()
             log.info("command_deduplicated", replay=replay, **_where(record, command.id, tag))
-            return
-        received_at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+            return None
+        received_at = record_time(record)
         progress = Progress()
         try:
             execution = await self._executor.execute(
                 decoded, received_at=received_at, progress=progress
             )
         except asyncio.CancelledError:
-            if not (work.abandoned and progress.in_doubt):
+            if not (work.abandoned and progress.in_doubt) or work.killed:
                 raise
             _uncancel()
             execution = self._executor.interrupted(
                 decoded, received_at=received_at, progress=progress
             )
+        work.interruptible = False  # what ran is published, whatever happens to the partition
         result = execution.result
         dead_letter = None
         if result.error is not None and result.error.code == EXHAUSTED:
             dead_letter = RetriesExhaustedError(f"{tag}: {result.error.message}")
         await self._publish(record, result, execution.state_events, EXHAUSTED, dead_letter)
-        self._completed.add(key)
-        self._count(tag, result, record, command.id)
+        return Done(key, tag, result)
 
-    async def _reject(self, record: Record, error: CommandDecodeError) -> None:
+    async def _contain(
+        self, work: Work, decoded: DecodedCommand | None, error: Exception
+    ) -> Done | None:
+        """A bug met this record: a `failed` result and a dead letter naming the exception."""
+        work.interruptible = False
+        record = work.record
+        command = decoded.command if decoded is not None else None
+        tag = command.tag() if command is not None else "invalid"
+        command_id = command.id if command is not None else None
+        self._metrics.internal_error(tag).inc()
+        log.error("command_internal_error", exc_info=error, **_where(record, command_id, tag))
+        result = None
+        if command is not None:
+            result = ResultEvent(
+                command_id=command.id,
+                command=tag,
+                outcome="failed",
+                error=ErrorInfo(
+                    code=INTERNAL_ERROR,
+                    message=f"{type(error).__name__}: {error}"[:MAX_INTERNAL_MESSAGE_CHARS],
+                ),
+                attempts=0,
+                received_at=record_time(record),
+                completed_at=datetime.now(UTC),
+                duration_ms=0.0,
+                app_id=command.app_id,
+                correlation_id=command.correlation_id,
+            )
+        await self._publish(record, result, [], INTERNAL_ERROR, error)
+        if result is None:
+            return None
+        return Done(dedupe_key(result.command_id, replay_marker(record.headers)), tag, result)
+
+    async def _reject(self, work: Work, error: CommandDecodeError) -> Done | None:
+        work.interruptible = False  # nothing ran; what is left is publishing the rejection
+        record = work.record
         # Only known command names become label values: producers' typos must not create series.
         tag = error.command if error.kind == "invalid_field" and error.command else "invalid"
         self._metrics.received("invalid").inc()
@@ -150,27 +216,26 @@ class CommandProcessor:
         key = None if command_id is None else dedupe_key(command_id, replay_marker(record.headers))
         if key is not None and key in self._completed:
             self._metrics.deduplicated(tag).inc()
-            return  # redelivered: its rejection and dead letter are already on Kafka
+            return None  # redelivered: its rejection and dead letter are already on Kafka
         reason = "decode_error" if error.kind in DECODE_KINDS else "invalid_command"
         where = _where(record, command_id, error.command)
         log.warning("command_rejected", reason=reason, error=str(error), **where)
         rejected = None
         if command_id is not None:
-            now = datetime.now(UTC)
             rejected = ResultEvent(
                 command_id=command_id,
                 command=error.command,
                 outcome="rejected",
                 error=ErrorInfo(code=reason, message=str(error)),
                 attempts=0,
-                received_at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
-                completed_at=now,
+                received_at=record_time(record),
+                completed_at=datetime.now(UTC),
                 duration_ms=0.0,
             )
         await self._publish(record, rejected, [], reason, error)
-        if rejected is not None and key is not None:
-            self._completed.add(key)
-            self._count(tag, rejected, record, rejected.command_id)
+        if rejected is None or key is None:
+            return None
+        return Done(key, tag, rejected)
 
     async def _publish(
         self,
@@ -226,7 +291,7 @@ class CommandProcessor:
                 await self._refused(record, lost, "output_rejected", error)
             self._metrics.dead_lettered("output_rejected").inc()
 
-    def _count(self, tag: str, result: ResultEvent, record: Record, command_id: str) -> None:
+    def _count(self, tag: str, result: ResultEvent, record: Record) -> None:
         metrics = self._metrics
         metrics.completed(tag, result.outcome).inc()
         metrics.e2e(tag).observe(max(0.0, time.time() - record.timestamp / 1000))
@@ -238,10 +303,25 @@ class CommandProcessor:
                 outcome=result.outcome,
                 attempts=result.attempts,
                 error=result.error.code if result.error else None,
-                **_where(record, command_id, tag),
+                **_where(record, result.command_id, tag),
             )
         elif log.is_enabled_for(logging.DEBUG):  # a success is one line only when debugging
-            log.debug("command_processed", outcome="succeeded", **_where(record, command_id, tag))
+            log.debug(
+                "command_processed", outcome="succeeded", **_where(record, result.command_id, tag)
+            )
+
+
+def record_time(record: Record) -> datetime:
+    """When the record was produced; now, when its timestamp is none (-1) or out of range.
+
+    The timestamp is the producer's to set: a year-10000 value must not raise here.
+    """
+    try:
+        if record.timestamp >= 0:
+            return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    return datetime.now(UTC)
 
 
 def _where(

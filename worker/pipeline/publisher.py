@@ -62,7 +62,9 @@ class Publisher:
         while pending:
             failed = await self._send(pending, rejected)
             if not failed:
-                if attempt:
+                if self._health.outputs_failed:
+                    # any delivery that succeeds shows Kafka takes records again, also when the
+                    # delivery that failed was given up (its command interrupted or killed)
                     self._health.outputs_failing(None)
                     log.info("outputs_delivered_again", attempts=attempt + 1)
                 return rejected

@@ -1,25 +1,36 @@
-"""Per-key FIFO execution with cross-key concurrency and a global bound.
+"""Per-key FIFO execution with cross-key concurrency, a global bound and fair turns.
 
 Commands with the same record key must reach the API in order (speak after start, stop last);
 commands with different keys are independent. A pool of long-lived worker tasks, at most `limit`
-of them, takes keys that have work from a ready queue and runs each key's jobs in order; the pool
-size is the bound on jobs running at once, and a slow or failing key holds one worker. Workers
-are started as work arrives and then park when there is none, so a busy pipeline creates no task
-per command.
+of them, takes keys that have work and runs each key's jobs in order; the pool size is the bound
+on jobs running at once. Workers are started as work arrives and park when there is none, so a
+busy pipeline creates no task per command.
 
-Three ways a key's work ends early:
+Fairness: every job gets a sequence number when submitted, and a key waits for a worker under
+the number of its oldest job, so when more keys are ready than workers, the oldest waiting record
+goes next. A key whose queue keeps filling gives its worker up between two jobs whenever an older
+record of another key is waiting, so it cannot hold a slot while others starve (and pin their
+partitions' commit positions).
+
+How a key's work ends early:
 - `discard_queued`: work not started is dropped (its partition is being released; the next
   owner reads those records again);
-- `abandon`: running work is cancelled with its abandon mark set, so that `run` can decide what
-  the interruption means (it raises `AbandonedError` to leave the record unfinished);
+- `abandon`: running work is marked abandoned and, while it is still interruptible, cancelled,
+  so that `run` decides what the interruption means (`AbandonedError` leaves the record
+  unfinished; a call that may have reached the API gets its `unknown` result instead). Work that
+  is no longer interruptible (publishing the outputs of what it did) is only marked: it finishes;
+- `kill`: running work is cancelled for good and its worker task ends; a killed job cannot turn
+  the cancellation into anything else, so nothing parks after a kill;
 - a failure: anything else `run` raises blocks the key. Its remaining and later work stays
   queued and never runs in this process, so no later command of the key can overtake the one
-  that failed; `on_error` is told, and the owner decides what happens to the process.
+  that failed; `on_error` is told, and the owner decides what happens next.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, Protocol, TypeVar
@@ -29,13 +40,15 @@ from worker.errors import AbandonedError
 Key = tuple[int, Hashable]  # (partition, record key): ordering never spans partitions
 
 
-class Abandonable(Protocol):
-    """A unit of work that can be told it is being abandoned."""
+class Interruptible(Protocol):
+    """A unit of work that can be told it is being abandoned or killed."""
 
     abandoned: bool
+    killed: bool
+    interruptible: bool
 
 
-JobT = TypeVar("JobT", bound=Abandonable)
+JobT = TypeVar("JobT", bound=Interruptible)
 
 
 class KeyedScheduler(Generic[JobT]):
@@ -50,13 +63,18 @@ class KeyedScheduler(Generic[JobT]):
         self._limit = limit
         self._run = run
         self._on_error = on_error
-        self._queues: dict[Key, deque[JobT]] = {}
-        self._ready: deque[Key] = deque()  # keys with work and no worker (stale entries skipped)
+        self._sequence = itertools.count()
+        self._queues: dict[Key, deque[tuple[int, JobT]]] = {}
+        # (sequence of the key's oldest job, key): keys waiting for a worker; stale entries of
+        # keys that were dropped, taken or re-queued are skipped when popped
+        self._ready: list[tuple[int, Key]] = []
         self._running: dict[Key, asyncio.Task[None]] = {}  # key -> the worker on it
-        self._drained: dict[Key, asyncio.Future[None]] = {}  # for `wait`, made on demand
+        self._drained: dict[Key, asyncio.Future[None]] = {}  # for `ended`, made on demand
         self._blocked: set[Key] = set()
         self._workers: set[asyncio.Task[None]] = set()
+        self._doomed: set[asyncio.Task[None]] = set()  # killed: end even if a job swallowed it
         self._parked: deque[asyncio.Future[None]] = deque()
+        self._closing = False
 
     @property
     def running(self) -> int:
@@ -75,49 +93,72 @@ class KeyedScheduler(Generic[JobT]):
 
     def submit(self, key: Key, job: JobT) -> None:
         """Queue `job` behind earlier jobs of the same key."""
+        entry = (next(self._sequence), job)
         queue = self._queues.get(key)
         if queue is not None:
-            queue.append(job)
+            queue.append(entry)
             return
-        self._queues[key] = deque((job,))
-        self._ready.append(key)
-        while self._parked:
+        self._queues[key] = deque((entry,))
+        heapq.heappush(self._ready, (entry[0], key))
+        self._wake(1)
+
+    def _wake(self, wanted: int) -> None:
+        """Get up to `wanted` more workers going: parked ones first, new ones up to the limit."""
+        while wanted > 0 and self._parked:
             parked = self._parked.popleft()
             if not parked.done():  # a worker cancelled while parked left a cancelled future
                 parked.set_result(None)
-                return
-        if len(self._workers) < self._limit:
+                wanted -= 1
+        while wanted > 0 and len(self._workers) < self._limit:
             worker = asyncio.create_task(self._work(), name="key-worker")
             self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
+            worker.add_done_callback(self._worker_ended)
+            wanted -= 1
+
+    def _worker_ended(self, worker: asyncio.Task[None]) -> None:
+        """A killed worker ended: another one takes over the keys still waiting."""
+        self._workers.discard(worker)
+        self._doomed.discard(worker)
+        if self._ready and not self._closing:
+            self._wake(1)
+
+    def _next_key(self) -> Key | None:
+        """The waiting key with the oldest job, skipping stale entries."""
+        while self._ready:
+            sequence, key = heapq.heappop(self._ready)
+            queue = self._queues.get(key)
+            fresh = queue and queue[0][0] == sequence
+            if fresh and key not in self._running and key not in self._blocked:
+                return key
+        return None
 
     async def _work(self) -> None:
         """Take ready keys and run their jobs until cancelled."""
         worker = asyncio.current_task()
         assert worker is not None  # noqa: S101 - always inside a task
         loop = asyncio.get_running_loop()
-        while True:
-            if not self._ready:
+        while worker not in self._doomed:
+            key = self._next_key()
+            if key is None:
                 parked = loop.create_future()
                 self._parked.append(parked)
                 await parked
                 continue
-            key = self._ready.popleft()
-            queue = self._queues.get(key)
-            if queue is None or key in self._running or key in self._blocked:
-                continue  # dropped, or another worker has it
             self._running[key] = worker
             try:
-                await self._drain(key, queue)
+                await self._drain(key, self._queues[key])
             finally:
                 del self._running[key]
                 self._settle(key)
 
-    async def _drain(self, key: Key, queue: deque[JobT]) -> None:
+    async def _drain(self, key: Key, queue: deque[tuple[int, JobT]]) -> None:
         try:
             while queue:
-                await self._run(queue[0])
+                await self._run(queue[0][1])
                 queue.popleft()
+                if queue and self._ready and self._ready[0][0] < queue[0][0]:
+                    # an older record of another key waits: take turns (`_settle` re-queues us)
+                    return
         except AbandonedError:
             pass  # the record stays unfinished; its partition is being released
         except asyncio.CancelledError:
@@ -125,7 +166,7 @@ class KeyedScheduler(Generic[JobT]):
             raise
         except Exception as exc:  # noqa: BLE001 - handed to the owner; the key stays blocked
             self._blocked.add(key)
-            self._on_error(exc, queue[0])
+            self._on_error(exc, queue[0][1])
             return
         self._forget(key)
 
@@ -133,7 +174,12 @@ class KeyedScheduler(Generic[JobT]):
         self._queues.pop(key, None)
 
     def _settle(self, key: Key) -> None:
-        """Tell `wait` that `key` has no running work any more."""
+        """The worker left `key`: queue it again if it has work, else tell `ended`."""
+        queue = self._queues.get(key)
+        if queue and key not in self._blocked:  # it took turns, or its worker was doomed
+            heapq.heappush(self._ready, (queue[0][0], key))
+            self._wake(1)
+            return
         drained = self._drained.pop(key, None)
         if drained is not None and not drained.done():
             drained.set_result(None)
@@ -155,8 +201,8 @@ class KeyedScheduler(Generic[JobT]):
                 self._settle(key)
         return dropped
 
-    async def wait(self, partitions: set[int] | None, seconds: float) -> bool:
-        """Wait until the work of `partitions` (all when None) has ended; False on timeout.
+    def ended(self, partitions: set[int] | None) -> asyncio.Future[list[None]] | None:
+        """A future done once no work of `partitions` (all when None) runs; None if none does.
 
         Blocked keys are not waited for: nothing of theirs runs any more.
         """
@@ -166,31 +212,40 @@ class KeyedScheduler(Generic[JobT]):
             for key in self._queues
             if key not in self._blocked and (partitions is None or key[0] in partitions)
         ]
-        if not waiting:
-            return True
-        _, pending = await asyncio.wait(waiting, timeout=seconds)
-        return not pending
+        return asyncio.gather(*waiting) if waiting else None
 
     def abandon(self, partitions: set[int] | None) -> int:
-        """Interrupt the running work of `partitions`, marked as abandoned; return how many."""
-        interrupted = 0
+        """Mark the running work of `partitions` abandoned, interrupting what still can be;
+        return how many jobs were marked."""
+        marked = 0
         for key, worker in self._running.items():
             if partitions is None or key[0] in partitions:
-                self._queues[key][0].abandoned = True
+                job = self._queues[key][0][1]
+                if not job.abandoned:
+                    job.abandoned = True
+                    marked += 1
+                    if job.interruptible:
+                        worker.cancel()
+        return marked
+
+    def kill(self, partitions: set[int] | None) -> list[asyncio.Task[None]]:
+        """Cancel the running work of `partitions` (all when None) for good; the workers on it
+        end. Returns those workers, to wait for."""
+        workers = []
+        for key, worker in self._running.items():
+            if partitions is None or key[0] in partitions:
+                self._queues[key][0][1].killed = True
+                self._doomed.add(worker)
                 worker.cancel()
-                interrupted += 1
-        return interrupted
+                workers.append(worker)
+        return workers
 
-    async def cancel(self, partitions: set[int] | None) -> None:
-        """Cancel the work of `partitions` (all, and every worker, when None) and wait.
-
-        A worker cancelled this way ends; the pool starts another when work arrives.
-        """
-        if partitions is None:
-            workers = list(self._workers)
-            self._parked.clear()
-        else:
-            workers = [w for k, w in self._running.items() if k[0] in partitions]
+    async def close(self) -> None:
+        """Kill all work, end every worker (parked ones too) and wait for them."""
+        self._closing = True
+        self.kill(None)
+        workers = list(self._workers)
+        self._parked.clear()
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
