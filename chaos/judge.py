@@ -22,17 +22,25 @@ Definitions (the README's table uses them):
   group has recovered from the one before.
 - *longest stall*: the longest time any results partition went without a new result between
   the run's first result and that partition's last one (the downtime a fault causes).
+- *succeeded without a call*: a `succeeded` result, not `reconciled`, of a command none of
+  whose requests executed at the API (a 2xx, or a connection closed after the operation ran).
+  Must be 0.
+- *calls out of order*: requests that reached the API before a request of an earlier command
+  of the same key (agent), in the order of the emulator's log, against the order of the
+  commands topic. Going back is allowed only to repeat, after a SIGKILL, a command whose first
+  request came before that SIGKILL. Must be 0.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from aiokafka import ConsumerRecord
 
+from chaos.calls import Call
 from chaos.workload import Sent
 from contracts import ResultEvent
 from contracts.headers import DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION
@@ -70,6 +78,8 @@ class Figures:
     dead_letters: int = 0
     dead_letters_ok: int = 0
     dead_letters_expected: int = 0
+    succeeded_without_call: int = 0
+    out_of_order: int = 0
     recovery_s: float | None = None
     longest_stall_s: float = 0.0
     drain_s: float = 0.0
@@ -93,10 +103,16 @@ class Observed:
     originals: Records  # the commands topic
     results: list[ResultEvent]
     dead: Records
-    calls: dict[str, list[float]]  # when each command's non-idempotent request reached the API
+    calls: list[Call]  # the emulator's request log, attributed to the commands, in its order
 
 
-def judge(figures: Figures, seen: Observed, faults: list[Fault], in_flight: int) -> None:
+def judge(
+    figures: Figures,
+    seen: Observed,
+    faults: list[Fault],
+    *,
+    in_flight: int,
+) -> None:
     """Fill in `figures` from `seen` and record every broken guarantee."""
     per_command = Counter(result.command_id for result in seen.results)
     ids = [s.command_id for s in seen.sent if s.command_id is not None]
@@ -106,8 +122,12 @@ def judge(figures: Figures, seen: Observed, faults: list[Fault], in_flight: int)
     figures.without_result = sum(1 for cid in ids if cid not in per_command)
     figures.duplicate_results = sum(per_command[cid] - 1 for cid in set(ids) if per_command[cid])
     figures.outcomes = dict(Counter(result.outcome for result in seen.results))
-    calls = [s.command_id for s in seen.sent if s.call and s.command_id]
-    repeats = [t for cid in calls for t in sorted(seen.calls.get(cid, []))[1:]]
+    reached: dict[str, list[float]] = defaultdict(list)
+    for call in seen.calls:
+        if call.reached:
+            reached[call.command_id].append(call.timestamp)
+    calls = [s.command_id for s in seen.sent if s.non_idempotent and s.command_id]
+    repeats = [t for cid in calls for t in sorted(reached[cid])[1:]]
     figures.non_idempotent = len(calls)
     figures.repeated_calls = len(repeats)
     figures.repeat_bound = sum(fault.killed for fault in faults) * in_flight
@@ -129,6 +149,8 @@ def judge(figures: Figures, seen: Observed, faults: list[Fault], in_flight: int)
         figures.dead_letters_ok == figures.dead_letters,
         f"{figures.dead_letters - figures.dead_letters_ok} dead letters with wrong headers",
     )
+    _judge_executions(figures, seen)
+    _judge_order(figures, seen, faults)
 
 
 def _judge_repeats(
@@ -146,6 +168,48 @@ def _judge_repeats(
             charged[fault.name] <= bound,
             f"{charged[fault.name]} repeated calls after {fault.name} (bound {bound})",
         )
+
+
+def _judge_executions(figures: Figures, seen: Observed) -> None:
+    """Every `succeeded` result stands on a request that executed, or on a reconcile."""
+    executed = {call.command_id for call in seen.calls if call.executed}
+    ours = {s.command_id for s in seen.sent if s.operation}
+    figures.succeeded_without_call = sum(
+        1
+        for result in seen.results
+        if result.outcome == "succeeded"
+        and not result.reconciled
+        and result.command_id in ours
+        and result.command_id not in executed
+    )
+    figures.require(
+        figures.succeeded_without_call == 0,
+        f"{figures.succeeded_without_call} succeeded without an executed API call",
+    )
+
+
+def _judge_order(figures: Figures, seen: Observed, faults: list[Fault]) -> None:
+    """Per key, the requests that reached the API follow its commands' offsets; a step back
+    only repeats, after a SIGKILL, a command that had reached the API before it."""
+    where = {
+        s.command_id: (s.key, offset)
+        for s, (_, offset) in zip(seen.sent, seen.places, strict=True)
+        if s.operation and s.command_id
+    }
+    kills = [fault.end for fault in faults if fault.killed]
+    highest: dict[bytes, int] = {}
+    first: dict[str, float] = {}
+    broken = 0
+    for call in seen.calls:
+        if not call.reached or call.command_id not in where:
+            continue
+        key, offset = where[call.command_id]
+        since = first.setdefault(call.command_id, call.timestamp)
+        if offset < highest.get(key, offset):
+            broken += not any(since < end <= call.timestamp for end in kills)
+        highest[key] = max(highest.get(key, offset), offset)
+    figures.out_of_order = broken
+    figures.require(broken == 0, f"{broken} calls out of order")
 
 
 def _judge_dead_letters(figures: Figures, seen: Observed, per_command: Counter[str]) -> None:

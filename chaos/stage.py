@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from chaos.calls import attribute
 from chaos.infra import EmulatorProcess, OwnBroker
 from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
 from chaos.leaks import SecretScan
@@ -236,7 +237,12 @@ class Stage:
         await self.results.catch_up()
         await self.dlq.catch_up()
         seen = await self._observe(places)
-        judge(figures, seen, self.faults, self.settings.max_in_flight)
+        judge(
+            figures,
+            seen,
+            self.faults,
+            in_flight=self.settings.max_in_flight,
+        )
         ends = [fault.end for fault in self.faults]
         waits = recoveries(self.results.records, ends)
         figures.recovery_s = max(waits, default=None)
@@ -252,9 +258,7 @@ class Stage:
         return figures
 
     async def _observe(self, places: list[tuple[int, int]]) -> Observed:
-        calls: dict[str, list[float]] = {}
-        for operation, body_field in {s.call for s in self.sent if s.call}:
-            calls |= await self.run.emulator.executed_calls(operation, body_field)
+        calls = attribute(await self.run.emulator.request_log(), self.sent, self.results.results)
         bootstrap = self.run.broker.bootstrap
         state = await read_topic(bootstrap, self.topics["state"])
         for where, records in (

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 
+from chaos.calls import Call
 from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
-from chaos.workload import SPEAK, Sent
+from chaos.workload import Sent
 from contracts import ErrorInfo, ResultEvent
 from contracts.headers import STAGE_DECODE, dlq_headers
 
@@ -29,13 +30,14 @@ def record(
     )
 
 
-def result(command_id: str, code: str | None = None) -> ResultEvent:
+def result(command_id: str, code: str | None = None, *, reconciled: bool = False) -> ResultEvent:
     error = ErrorInfo(code=code, message=code) if code else None
     return ResultEvent(
         command_id=command_id,
         command="agent.speak",
         outcome="failed" if code else "succeeded",
         error=error,
+        reconciled=reconciled,
         attempts=1,
         received_at=NOW,
         completed_at=NOW,
@@ -55,24 +57,30 @@ def dead_letter(original: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes,
 
 
 SENT = [
-    Sent(b"k", b"v0", "a"),
-    Sent(b"k", b"v1", "b", call=SPEAK),
+    Sent(b"k", b"v0", "a", "agent.start"),
+    Sent(b"k", b"v1", "b", "agent.speak"),
     Sent(b"k", b"v2", None, poison="invalid JSON"),
 ]
 ORIGINALS = [record(0, n, value=sent.value) for n, sent in enumerate(SENT)]
 
 
+def speaks(count: int) -> list[Call]:
+    """The start `a` ran at t = 0.5, then `count` requests of the speak `b` reached the API,
+    one a second from t = 1."""
+    return [Call("a", 0.5, 200)] + [Call("b", float(n), 200) for n in range(1, count + 1)]
+
+
 def judged(
     results: list[ResultEvent],
     dead: list[ConsumerRecord[bytes, bytes]],
-    calls: int,
+    calls: int | list[Call],
     *,
     faults: list[Fault] | None = None,
 ) -> Figures:
-    """`calls` requests of `b` reached the API, one a second from t = 1."""
+    """Judge a hand-made run: `calls` is the attributed request log, or a count for `speaks`."""
     figures = Figures("test", {})
-    times = {"b": [float(n) for n in range(1, calls + 1)]}
-    seen = Observed(SENT, [(0, n) for n in range(3)], ORIGINALS, results, dead, times)
+    log = speaks(calls) if isinstance(calls, int) else calls
+    seen = Observed(SENT, [(0, n) for n in range(3)], ORIGINALS, results, dead, log)
     judge(figures, seen, faults or [], in_flight=2)
     return figures
 
@@ -120,6 +128,41 @@ def test_a_dead_letter_must_locate_its_original_and_exhausted_commands_need_one(
     assert figures.dead_letters_ok == 0
     assert figures.lost == 1  # the poison record: no result, no dead letter
     assert len(figures.violations) == 3
+
+
+def test_a_success_needs_a_request_that_executed_or_a_reconcile() -> None:
+    letters = [dead_letter(ORIGINALS[2])]
+    results = [result("a"), result("b")]
+    refused = [Call("a", 0.5, 200), Call("b", 1.0, 503), Call("b", 2.0, 429), Call("b", 3.0, 409)]
+    assert judged(results, letters, refused).violations == [
+        "1 succeeded without an executed API call"
+    ]
+    dropped = [Call("a", 0.5, 200), Call("b", 1.0, 0)]  # closed after the operation ran
+    assert judged(results, letters, dropped).violations == []
+    held = [Call("a", 0.5, 409), Call("b", 1.0, 200)]  # the start found its name taken
+    assert judged([result("a", reconciled=True), result("b")], letters, held).violations == []
+    assert judged(results, letters, held).succeeded_without_call == 1
+
+
+def test_calls_must_reach_the_api_in_the_order_of_their_key_s_commands() -> None:
+    letters = [dead_letter(ORIGINALS[2])]
+    results = [result("a"), result("b")]
+    swapped = [Call("b", 1.0, 200), Call("a", 2.0, 200)]
+    assert judged(results, letters, swapped).violations == ["1 calls out of order"]
+    refused_first = [Call("b", 1.0, 503), Call("a", 2.0, 200), Call("b", 3.0, 200)]
+    assert judged(results, letters, refused_first).violations == []  # a 503 did nothing
+
+
+def test_only_a_sigkill_allows_a_command_to_reach_the_api_again_after_a_later_one() -> None:
+    letters = [dead_letter(ORIGINALS[2])]
+    results = [result("a"), result("b")]
+    again = [Call("a", 1.0, 200), Call("b", 2.0, 200), Call("a", 4.0, 200)]
+    killed = [Fault("1. SIGKILL", 3.0, killed=True)]
+    assert judged(results, letters, again, faults=killed).violations == []
+    leave = [Fault("1. SIGTERM", 3.0)]
+    assert judged(results, letters, again, faults=leave).violations == ["1 calls out of order"]
+    late = [Call("b", 2.0, 200), Call("a", 4.0, 200)]  # not a repeat: `a` never ran before
+    assert judged(results, letters, late, faults=killed).violations == ["1 calls out of order"]
 
 
 def test_recovery_is_measured_per_partition_and_the_longest_stall_over_the_run() -> None:

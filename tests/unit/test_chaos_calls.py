@@ -1,0 +1,67 @@
+"""The chaos suite attributes each request of the emulator's log to the command it served."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from chaos.calls import Call, attribute
+from chaos.workload import lifecycles
+from contracts import ResultEvent
+
+PROJECT = "/api/conversational-ai-agent/v2/projects/app"
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+# two agents, x-0 and x-1: start, speak, call, speak, stop each (ids x-K-STEP)
+SENT = lifecycles("x", 2, 5)
+
+
+def logged(operation: str, path: str, body: Any, status: int = 200) -> dict[str, Any]:
+    """One entry as `GET /_emulator/requests` returns it (`timed` sets its time)."""
+    return {
+        "operation": operation,
+        "method": "POST",
+        "path": PROJECT + path,
+        "query": "",
+        "body": body,
+        "status": status,
+    }
+
+
+def timed(*entries: dict[str, Any]) -> list[dict[str, Any]]:
+    """The log of `entries`, the n-th logged at t = n."""
+    return [entry | {"timestamp": float(n)} for n, entry in enumerate(entries, start=1)]
+
+
+def stopped(command_id: str, agent_id: str, name: str) -> ResultEvent:
+    return ResultEvent(
+        command_id=command_id,
+        command="agent.stop",
+        outcome="succeeded",
+        agent_id=agent_id,
+        name=name,
+        attempts=1,
+        received_at=NOW,
+        completed_at=NOW,
+        duration_ms=0.0,
+    )
+
+
+def test_each_request_is_charged_to_its_command_by_id_or_by_its_agent_and_reads_to_none() -> None:
+    log = timed(
+        logged("agent.start", "/join", {"name": "x-1", "properties": {}}),
+        logged("agent.speak", "/agents/A1/speak", {"text": "x-1-1"}, 503),
+        logged("agent.get", "/agents/A1", None),  # a read serves no command
+        logged("call.start", "/call", {"name": "x-1-2", "sip": {}}),
+        logged("agent.speak", "/agents/A1/speak", {"text": "someone else's"}),
+        logged("agent.stop", "/agents/A0/leave", None, 0),
+        logged("agent.stop", "/agents/A1/leave", None, 404),
+        logged("agent.stop", "/agents/A9/leave", None),  # an agent no result names
+    )
+    results = [stopped("x-0-4", "A0", "x-0"), stopped("x-1-4", "A1", "x-1")]
+    assert attribute(log, SENT, results) == [
+        Call("x-1-0", 1.0, 200),
+        Call("x-1-1", 2.0, 503),
+        Call("x-1-2", 4.0, 200),
+        Call("x-0-4", 6.0, 0),
+        Call("x-1-4", 7.0, 404),
+    ]
