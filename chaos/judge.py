@@ -22,6 +22,9 @@ Definitions (the README's table uses them):
   group has recovered from the one before.
 - *longest stall*: the longest time any results partition went without a new result between
   the run's first result and that partition's last one (the downtime a fault causes).
+- *outcomes*: each scenario states the outcomes it allows (`allowed`; a failure counts by its
+  code, e.g. `failed (retries_exhausted)`); a poison record's result must be `rejected`, and
+  no other result may be. Any other outcome is a violation.
 - *succeeded without a call*: a `succeeded` result, not `reconciled`, of a command none of
   whose requests executed at the API (a 2xx, or a connection closed after the operation ran).
   Must be 0.
@@ -78,6 +81,7 @@ class Figures:
     dead_letters: int = 0
     dead_letters_ok: int = 0
     dead_letters_expected: int = 0
+    unexpected_outcomes: int = 0
     succeeded_without_call: int = 0
     out_of_order: int = 0
     recovery_s: float | None = None
@@ -112,8 +116,10 @@ def judge(
     faults: list[Fault],
     *,
     in_flight: int,
+    allowed: frozenset[str],
 ) -> None:
-    """Fill in `figures` from `seen` and record every broken guarantee."""
+    """Fill in `figures` from `seen` and record every broken guarantee (`allowed`: the outcomes
+    the scenario allows)."""
     per_command = Counter(result.command_id for result in seen.results)
     ids = [s.command_id for s in seen.sent if s.command_id is not None]
     figures.commands = len(seen.sent) - sum(1 for s in seen.sent if s.poison)
@@ -149,6 +155,7 @@ def judge(
         figures.dead_letters_ok == figures.dead_letters,
         f"{figures.dead_letters - figures.dead_letters_ok} dead letters with wrong headers",
     )
+    _judge_outcomes(figures, seen, allowed)
     _judge_executions(figures, seen)
     _judge_order(figures, seen, faults)
 
@@ -168,6 +175,26 @@ def _judge_repeats(
             charged[fault.name] <= bound,
             f"{charged[fault.name]} repeated calls after {fault.name} (bound {bound})",
         )
+
+
+def outcome_of(result: ResultEvent) -> str:
+    """A result's outcome as scenarios allow it: a failure with its code."""
+    if result.outcome == "failed" and result.error is not None:
+        return f"failed ({result.error.code})"
+    return result.outcome
+
+
+def _judge_outcomes(figures: Figures, seen: Observed, allowed: frozenset[str]) -> None:
+    """Only `allowed` outcomes, and `rejected` exactly for the poison records."""
+    poison = {s.command_id for s in seen.sent if s.poison and s.command_id}
+    unexpected = Counter(
+        outcome
+        for result in seen.results
+        if (outcome := outcome_of(result))
+        not in ({"rejected"} if result.command_id in poison else allowed - {"rejected"})
+    )
+    figures.unexpected_outcomes = unexpected.total()
+    figures.require(not unexpected, f"outcomes this scenario does not allow: {dict(unexpected)}")
 
 
 def _judge_executions(figures: Figures, seen: Observed) -> None:

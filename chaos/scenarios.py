@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos.judge import Figures
+from chaos.judge import EXHAUSTED, Figures
 from chaos.stage import Run, Stage, setup_of, slug
 from chaos.workload import lifecycles, with_poison
 from devtools.measure import cpu_seconds
@@ -19,6 +19,9 @@ from worker.settings import Settings
 
 RSS_BOUND_MIB = 512  # the Helm chart's memory limit (helm/convoai-worker/values.yaml)
 KILLS = 3  # scenario 1
+# the outcomes a scenario allows (`chaos.judge`); a poison record's is always `rejected`
+SUCCEEDED = frozenset({"succeeded"})
+OR_UNKNOWN = SUCCEEDED | {"unknown"}  # speaks and calls whose fate the worker cannot know
 
 
 @dataclass(frozen=True)
@@ -74,21 +77,31 @@ def live(
     *,
     rate: float | None = None,
     latency_ms: float = 40,
+    allowed: frozenset[str],
     **settings: Any,
 ) -> Stage:
     """A stage whose `size.keys` agent lifecycles come as live traffic (`size.rate` a second
-    unless `rate`), run by workers with an in-flight limit of 20 unless `settings` say else."""
+    unless `rate`), run by workers with an in-flight limit of 20 unless `settings` say else;
+    `allowed`: the outcomes the scenario allows."""
     sent = lifecycles(f"s{slug(name)}", size.keys, size.per_key)
     settings = {"max_in_flight": 20, **settings}
-    rate = rate or size.rate
-    return Stage(run, name, sent, rate=rate, latency_ms=latency_ms, settings=settings, within=180)
+    return Stage(
+        run,
+        name,
+        sent,
+        rate=rate or size.rate,
+        latency_ms=latency_ms,
+        settings=settings,
+        within=180,
+        allowed=allowed,
+    )
 
 
 async def sigkill(run: Run, size: Size) -> Figures:
     """One worker SIGKILLed three times at seeded moments (at the earliest once the group has
     recovered from the previous one), restarted at once each time."""
     fractions = moments(random.Random(run.seed + 1), KILLS)
-    stage = live(run, size, f"1: worker SIGKILLed {KILLS} times")
+    stage = live(run, size, f"1: worker SIGKILLed {KILLS} times", allowed=SUCCEEDED)
     async with stage:
         await stage.join()
         for fraction in fractions:
@@ -105,7 +118,7 @@ async def sigkill(run: Run, size: Size) -> Figures:
 async def broker_outage(run: Run, size: Size) -> Figures:
     """The broker stopped for `outage_s` mid-run and started again on the same data; the worker
     keeps running (same pid) and recovers on its own. The producer buffers meanwhile."""
-    stage = live(run, size, f"2: broker down {size.outage_s:g} s")
+    stage = live(run, size, f"2: broker down {size.outage_s:g} s", allowed=SUCCEEDED)
     async with stage:
         worker = await stage.join()
         pid = worker.process.pid
@@ -143,7 +156,15 @@ async def membership(run: Run, size: Size) -> Figures:
     rng = random.Random(run.seed + 3)
     fractions = moments(rng, size.changes)
     name = f"3: group of 3, {size.changes} joins and leaves"
-    stage = live(run, size, name, rate=size.churn_rate, latency_ms=60, max_in_flight=10)
+    stage = live(
+        run,
+        size,
+        name,
+        rate=size.churn_rate,
+        latency_ms=60,
+        allowed=OR_UNKNOWN,  # a speak or call still running when a leave's grace runs out
+        max_in_flight=10,
+    )
     plan: list[str] = []
     async with stage:
         group = stage.group
@@ -175,7 +196,17 @@ async def api_storm(run: Run, size: Size) -> Figures:
     delayed past the client timeout."""
     api_timeout, in_flight = 2.0, 20
     name = f"4: API storm for {size.storm_s:g} s"
-    stage = live(run, size, name, max_in_flight=in_flight, api_timeout_seconds=api_timeout)
+    # a speak or call met by a 5xx, a dropped connection or a timeout ends `unknown`; an unlucky
+    # idempotent command can meet refusals until it runs out of attempts
+    allowed = OR_UNKNOWN | {f"failed ({EXHAUSTED})"}
+    stage = live(
+        run,
+        size,
+        name,
+        allowed=allowed,
+        max_in_flight=in_flight,
+        api_timeout_seconds=api_timeout,
+    )
     rules: list[dict[str, Any]] = [
         {"status": 429, "count": 3 * in_flight, "retry_after": 1},  # renewed every 5 s
         {"status": 503, "rate": 0.10},
@@ -206,6 +237,7 @@ async def poison(run: Run, size: Size) -> Figures:
         latency_ms=20,
         settings={"max_in_flight": 50},
         within=120,
+        allowed=SUCCEEDED,
     )
     async with stage:
         await stage.join()
@@ -227,6 +259,7 @@ async def backlog(run: Run, size: Size) -> Figures:
         jitter_ms=0,
         settings=settings,
         within=600,
+        allowed=SUCCEEDED,
     )
     async with stage:
         worker = await stage.join()

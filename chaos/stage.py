@@ -59,9 +59,11 @@ class Stage:
         jitter_ms: float | None = None,
         settings: dict[str, Any],
         within: float,
+        allowed: frozenset[str],
     ) -> None:
         """`rate`: records per second from the moment the stage begins (None: all of them
-        before); `within`: seconds after the last fault for every command to complete."""
+        before); `within`: seconds after the last fault for every command to complete;
+        `allowed`: the outcomes the scenario allows (see `chaos.judge`)."""
         self.run = run
         self.name = name
         self.sent = sent
@@ -70,6 +72,7 @@ class Stage:
         self.latency_ms = latency_ms
         self.jitter_ms = latency_ms / 2 if jitter_ms is None else jitter_ms
         self.within = within
+        self.allowed = allowed
         kinds = ("commands", "results", "state", "dlq")
         self.topics = {kind: f"chaos.{slug(name)}.{kind}" for kind in kinds}
         bootstrap = run.broker.bootstrap
@@ -242,6 +245,7 @@ class Stage:
             seen,
             self.faults,
             in_flight=self.settings.max_in_flight,
+            allowed=self.allowed,
         )
         ends = [fault.end for fault in self.faults]
         waits = recoveries(self.results.records, ends)
@@ -312,5 +316,6 @@ def setup_of(stage: Stage, **extra: Any) -> dict[str, Any]:
         "max_in_flight": settings.max_in_flight,
         "session_timeout_s": settings.kafka_session_timeout_seconds,
         "api_timeout_s": settings.api_timeout_seconds,
+        "allowed_outcomes": sorted(stage.allowed),
         **extra,
     }

@@ -9,7 +9,7 @@ from aiokafka import ConsumerRecord
 from chaos.calls import Call
 from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
 from chaos.workload import Sent
-from contracts import ErrorInfo, ResultEvent
+from contracts import ErrorInfo, Outcome, ResultEvent
 from contracts.headers import STAGE_DECODE, dlq_headers
 
 TOPIC = "chaos.commands"
@@ -30,12 +30,18 @@ def record(
     )
 
 
-def result(command_id: str, code: str | None = None, *, reconciled: bool = False) -> ResultEvent:
+def result(
+    command_id: str,
+    code: str | None = None,
+    *,
+    outcome: Outcome | None = None,
+    reconciled: bool = False,
+) -> ResultEvent:
     error = ErrorInfo(code=code, message=code) if code else None
     return ResultEvent(
         command_id=command_id,
         command="agent.speak",
-        outcome="failed" if code else "succeeded",
+        outcome=outcome or ("failed" if code else "succeeded"),
         error=error,
         reconciled=reconciled,
         attempts=1,
@@ -76,12 +82,13 @@ def judged(
     calls: int | list[Call],
     *,
     faults: list[Fault] | None = None,
+    allowed: frozenset[str] = frozenset({"succeeded", "failed (retries_exhausted)"}),
 ) -> Figures:
     """Judge a hand-made run: `calls` is the attributed request log, or a count for `speaks`."""
     figures = Figures("test", {})
     log = speaks(calls) if isinstance(calls, int) else calls
     seen = Observed(SENT, [(0, n) for n in range(3)], ORIGINALS, results, dead, log)
-    judge(figures, seen, faults or [], in_flight=2)
+    judge(figures, seen, faults or [], in_flight=2, allowed=allowed)
     return figures
 
 
@@ -128,6 +135,38 @@ def test_a_dead_letter_must_locate_its_original_and_exhausted_commands_need_one(
     assert figures.dead_letters_ok == 0
     assert figures.lost == 1  # the poison record: no result, no dead letter
     assert len(figures.violations) == 3
+
+
+def test_outcomes_the_scenario_does_not_allow_are_violations() -> None:
+    letters = [dead_letter(ORIGINALS[2])]
+    unknown = [result("a"), result("b", "ambiguous_interrupted", outcome="unknown")]
+    assert judged(unknown, letters, 1).violations == [
+        "outcomes this scenario does not allow: {'unknown': 1}"
+    ]
+    assert judged(unknown, letters, 1, allowed=frozenset({"succeeded", "unknown"})).violations == []
+    conflict = [result("a", "conflict"), result("b")]  # failed, but not out of retries
+    assert judged(conflict, letters, 1).violations == [
+        "outcomes this scenario does not allow: {'failed (conflict)': 1}"
+    ]
+
+
+def test_rejected_is_the_outcome_of_poison_records_and_of_nothing_else() -> None:
+    sent = [*SENT, Sent(b"k", b"{}", "p", poison="wrong types")]
+    originals = [*ORIGINALS, record(0, 3, value=b"{}")]
+    letters = [dead_letter(originals[2]), dead_letter(originals[3])]
+
+    def judge_poison(results: list[ResultEvent]) -> list[str]:
+        figures = Figures("test", {})
+        seen = Observed(sent, [(0, n) for n in range(4)], originals, results, letters, speaks(1))
+        judge(figures, seen, [], in_flight=2, allowed=frozenset({"succeeded", "rejected"}))
+        return figures.violations
+
+    rejected = result("p", "invalid", outcome="rejected")
+    assert judge_poison([result("a"), result("b"), rejected]) == []
+    swapped = [result("a"), result("b", "invalid", outcome="rejected"), result("p")]
+    assert judge_poison(swapped) == [
+        "outcomes this scenario does not allow: {'rejected': 1, 'succeeded': 1}"
+    ]
 
 
 def test_a_success_needs_a_request_that_executed_or_a_reconcile() -> None:
