@@ -193,8 +193,9 @@ class Stage:
     async def recovered(self, within: float = 120.0) -> None:
         """Follow the outputs until every results partition has a result appended after the
         last fault ended (or every command has one): the next fault then meets a recovered
-        group, and each fault's recovery is its own."""
-        since = self.faults[-1].end * 1000 if self.faults else 0.0
+        group, and each fault's recovery is its own. Not within `within` s is a violation."""
+        last = self.faults[-1] if self.faults else None
+        since = last.end * 1000 if last else 0.0
 
         def done() -> bool:
             latest: dict[int, float] = {}
@@ -202,7 +203,9 @@ class Stage:
                 latest[record.partition] = max(latest.get(record.partition, 0), record.timestamp)
             return min(latest.values(), default=0) > since or self.done >= len(self.ids)
 
-        await self._until(done, within)
+        after = last.name if last else "the start"
+        held = await self._until(done, within)
+        self.figures.require(held, f"not recovered {within:g} s after {after}")
 
     async def reach(self, fraction: float, within: float = 300.0) -> None:
         """Follow the outputs until `fraction` of the commands have a result."""
