@@ -1,4 +1,4 @@
-"""The six failure scenarios. Each produces its backlog, runs workers, injects its faults at
+"""The seven failure scenarios. Each produces its backlog, runs workers, injects its faults at
 seeded moments, and returns its judged figures (see `chaos.judge` for the definitions)."""
 
 from __future__ import annotations
@@ -19,6 +19,12 @@ from worker.settings import Settings
 
 RSS_BOUND_MIB = 512  # the Helm chart's memory limit (helm/convoai-worker/values.yaml)
 KILLS = 3  # scenario 1
+# scenario 7: a new member starts SURGE_AFTER_S after the old one's SIGTERM; speaks take the
+# API SPEAK_S to answer (about 50 in flight); short lifecycles (start, speak, call, speak, stop)
+SURGE_AFTER_S = 0.3
+SPEAK_S = 6.0
+DEPLOY_PER_KEY = 5
+DEPLOY_RATE = 20.0
 # the outcomes a scenario allows (`chaos.judge`); a poison record's is always `rejected`
 SUCCEEDED = frozenset({"succeeded"})
 OR_UNKNOWN = SUCCEEDED | {"unknown"}  # speaks and calls whose fate the worker cannot know
@@ -37,6 +43,8 @@ class Size:
     outage_s: float  # scenario 2
     storm_s: float  # scenario 4
     changes: int  # scenario 3: joins and leaves
+    deploys: int  # scenario 7: rolling deploys
+    deploy_keys: int  # its agents
 
 
 FULL = Size(
@@ -49,6 +57,8 @@ FULL = Size(
     outage_s=20,
     storm_s=30,
     changes=10,
+    deploys=10,
+    deploy_keys=400,
 )
 QUICK = Size(
     keys=200,
@@ -60,6 +70,8 @@ QUICK = Size(
     outage_s=10,
     storm_s=10,
     changes=10,
+    deploys=4,
+    deploy_keys=120,
 )
 
 
@@ -75,15 +87,17 @@ def live(
     size: Size,
     name: str,
     *,
+    keys: int | None = None,
+    per_key: int | None = None,
     rate: float | None = None,
     latency_ms: float = 40,
     allowed: frozenset[str],
     **settings: Any,
 ) -> Stage:
-    """A stage whose `size.keys` agent lifecycles come as live traffic (`size.rate` a second
-    unless `rate`), run by workers with an in-flight limit of 20 unless `settings` say else;
-    `allowed`: the outcomes the scenario allows."""
-    sent = lifecycles(f"s{slug(name)}", size.keys, size.per_key)
+    """A stage whose `size.keys` agent lifecycles of `size.per_key` commands (or `keys`,
+    `per_key`) come as live traffic (`size.rate` a second unless `rate`), run by workers with an
+    in-flight limit of 20 unless `settings` say else; `allowed`: the outcomes it allows."""
+    sent = lifecycles(f"s{slug(name)}", keys or size.keys, per_key or size.per_key)
     settings = {"max_in_flight": 20, **settings}
     return Stage(
         run,
@@ -277,6 +291,44 @@ async def backlog(run: Run, size: Size) -> Figures:
     return figures
 
 
+async def rolling_deploys(run: Run, size: Size) -> Figures:
+    """One worker, replaced `deploys` times over live traffic as a rolling deploy replaces a
+    pod: SIGTERM, and a new member starts `SURGE_AFTER_S` later, so the rebalance of its join
+    meets the leaver's drain. A new worker starts and joins in 1.5-2.5 s, and the leaver hears
+    of the rebalance at its next heartbeat (2-3 s), hence speaks that take the API `SPEAK_S`:
+    at 2 s every drain was over before the join, at 4 s one deploy in four overlapped. Each
+    deploy comes at a seeded moment, at the earliest once the previous one's member is ready:
+    a rollout does not wait for the traffic to recover."""
+    fractions = moments(random.Random(run.seed + 7), size.deploys)
+    name = f"7: {size.deploys} rolling deploys, speaks at {SPEAK_S:g} s"
+    stage = live(
+        run,
+        size,
+        name,
+        keys=size.deploy_keys,
+        per_key=DEPLOY_PER_KEY,
+        rate=DEPLOY_RATE,
+        allowed=OR_UNKNOWN,  # a speak still running when a drain's or a revocation's grace ends
+        max_in_flight=100,
+    )
+    slow_speaks = [{"action": "delay", "operation": "agent.speak", "delay_ms": SPEAK_S * 1000}]
+    plan: list[str] = []
+    async with stage:
+        await stage.api_faults(slow_speaks)
+        member = await stage.join()
+        for fraction in fractions:
+            await stage.at(fraction)
+            await stage.mid_stream(f"the deploy replacing {member.name}")
+            new = await stage.replace(member, after=SURGE_AFTER_S)
+            stage.fault_ended(f"{member.name} replaced by {new.name}")
+            plan.append(f"{member.name} → {new.name}")
+            member = new
+        stage.figures.setup = setup_of(
+            stage, speak_s=SPEAK_S, surge_after_s=SURGE_AFTER_S, deploys=plan, at=fractions
+        )
+        return await stage.finish()
+
+
 def vm_hwm_mib(pid: int) -> float:
     """Peak resident set size of a process, from /proc/<pid>/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -293,4 +345,5 @@ SCENARIOS: list[Scenario] = [
     api_storm,
     poison,
     backlog,
+    rolling_deploys,
 ]

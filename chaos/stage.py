@@ -174,6 +174,20 @@ class Stage:
         leave = self.group.kill if how == "SIGKILL" else self.group.terminate
         await self.meanwhile(leave(member))
 
+    async def replace(self, old: Member, *, after: float) -> Member:
+        """A rolling deploy's step: SIGTERM `old` and start a new member `after` seconds later;
+        the new member, once it is ready and `old` has exited."""
+
+        async def deploy() -> Member:
+            leaving = asyncio.ensure_future(self.group.terminate(old))
+            try:
+                await asyncio.sleep(after)
+                return await self.group.join()
+            finally:
+                await leaving
+
+        return await self.meanwhile(deploy())
+
     async def poll(self) -> None:
         """Read new results and dead letters; fail when a worker exited on its own."""
         self.group.check()
