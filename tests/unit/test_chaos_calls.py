@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from chaos.calls import Call, attribute
 from chaos.workload import lifecycles
-from contracts import ResultEvent
+from tests.unit.chaos_records import result
 
 PROJECT = "/api/conversational-ai-agent/v2/projects/app"
-NOW = datetime(2030, 1, 1, tzinfo=UTC)
 # two agents, x-0 and x-1: start, speak, call, speak, stop each (ids x-K-STEP)
 SENT = lifecycles("x", 2, 5)
 
@@ -32,20 +30,6 @@ def timed(*entries: dict[str, Any]) -> list[dict[str, Any]]:
     return [entry | {"timestamp": float(n)} for n, entry in enumerate(entries, start=1)]
 
 
-def stopped(command_id: str, agent_id: str, name: str) -> ResultEvent:
-    return ResultEvent(
-        command_id=command_id,
-        command="agent.stop",
-        outcome="succeeded",
-        agent_id=agent_id,
-        name=name,
-        attempts=1,
-        received_at=NOW,
-        completed_at=NOW,
-        duration_ms=0.0,
-    )
-
-
 def test_each_request_is_charged_to_its_command_by_id_or_by_its_agent_and_reads_to_none() -> None:
     log = timed(
         logged("agent.start", "/join", {"name": "x-1", "properties": {}}),
@@ -57,7 +41,10 @@ def test_each_request_is_charged_to_its_command_by_id_or_by_its_agent_and_reads_
         logged("agent.stop", "/agents/A1/leave", None, 404),
         logged("agent.stop", "/agents/A9/leave", None),  # an agent no result names
     )
-    results = [stopped("x-0-4", "A0", "x-0"), stopped("x-1-4", "A1", "x-1")]
+    results = [
+        result("x-0-4", agent_id="A0", name="x-0"),
+        result("x-1-4", agent_id="A1", name="x-1"),
+    ]
     assert attribute(log, SENT, results) == [
         Call("x-1-0", 1.0, 200),
         Call("x-1-1", 2.0, 503),

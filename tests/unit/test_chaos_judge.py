@@ -2,65 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiokafka import ConsumerRecord
 
 from chaos.calls import Call
 from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
 from chaos.workload import Sent
-from contracts import ErrorInfo, Outcome, ResultEvent
-from contracts.headers import STAGE_DECODE, dlq_headers
-
-TOPIC = "chaos.commands"
-NOW = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-def record(
-    partition: int,
-    offset: int,
-    *,
-    seconds: float = 0.0,
-    key: bytes | None = b"k",
-    value: bytes | None = b"v",
-    headers: list[tuple[str, bytes]] | None = None,
-) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(
-        TOPIC, partition, offset, int(seconds * 1000), 0, key, value, None, 0, 0, headers or []
-    )
-
-
-def result(
-    command_id: str,
-    code: str | None = None,
-    *,
-    outcome: Outcome | None = None,
-    reconciled: bool = False,
-) -> ResultEvent:
-    error = ErrorInfo(code=code, message=code) if code else None
-    return ResultEvent(
-        command_id=command_id,
-        command="agent.speak",
-        outcome=outcome or ("failed" if code else "succeeded"),
-        error=error,
-        reconciled=reconciled,
-        attempts=1,
-        received_at=NOW,
-        completed_at=NOW,
-        duration_ms=0.0,
-    )
-
-
-def dead_letter(original: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
-    headers = dlq_headers(
-        topic=original.topic,
-        partition=original.partition,
-        offset=original.offset,
-        stage=STAGE_DECODE,
-        error=ValueError("bad"),
-    )
-    return record(0, 0, key=original.key, value=original.value, headers=headers)
-
+from contracts import ResultEvent
+from tests.unit.chaos_records import dead_letter, record, result
 
 SENT = [
     Sent(b"k", b"v0", "a", "agent.start"),

@@ -15,7 +15,7 @@ from chaos.leaks import SecretScan
 from chaos.stage import Run, Stage
 from chaos.workload import lifecycles
 from tests.pipeline.group import ResultsTail, TopicTail
-from tests.unit.test_chaos_judge import record
+from tests.unit.chaos_records import record
 
 
 class Tail:
