@@ -21,8 +21,8 @@ BY_AGENT = frozenset({"agent.start", "agent.stop"})  # named by their agent, not
 
 
 class Call(NamedTuple):
-    """A request that served a command: when the emulator logged it (once it answered) and the
-    status it answered (0: the connection was closed without an answer)."""
+    """A request that served a command: when it reached the emulator and the status it
+    answered (0: the connection was closed without an answer)."""
 
     command_id: str
     timestamp: float
@@ -42,8 +42,8 @@ class Call(NamedTuple):
 def attribute(
     log: Iterable[dict[str, Any]], sent: Iterable[Sent], results: Iterable[ResultEvent]
 ) -> list[Call]:
-    """The requests of `log` (the emulator's `GET /_emulator/requests`, oldest first) that
-    served a command of `sent`, in the log's order."""
+    """The requests of `log` (the emulator's `GET /_emulator/requests`) that served a command
+    of `sent`, in the order they arrived (the log takes a request once it is answered)."""
     commands: dict[tuple[str, str | None], str] = {
         (s.operation, s.key.decode() if s.operation in BY_AGENT else s.command_id): s.command_id
         for s in sent
@@ -56,7 +56,7 @@ def attribute(
         command_id = commands.get((operation, _naming(request, agents)))
         if command_id is not None:
             calls.append(Call(command_id, request["timestamp"], request["status"]))
-    return calls
+    return sorted(calls, key=lambda call: call.timestamp)
 
 
 def _naming(request: dict[str, Any], agents: dict[str, str]) -> str | None:

@@ -29,7 +29,7 @@ Definitions (the README's table uses them):
   whose requests executed at the API (a 2xx, or a connection closed after the operation ran).
   Must be 0.
 - *calls out of order*: requests that reached the API before a request of an earlier command
-  of the same key (agent), in the order of the emulator's log, against the order of the
+  of the same key (agent), in the order they arrived at the emulator, against the order of the
   commands topic. Going back is allowed only to repeat, after a SIGKILL, a command whose first
   request came before that SIGKILL. Must be 0.
 """
@@ -107,7 +107,7 @@ class Observed:
     originals: Records  # the commands topic
     results: list[ResultEvent]
     dead: Records
-    calls: list[Call]  # the emulator's request log, attributed to the commands, in its order
+    calls: list[Call]  # the emulator's request log, attributed to the commands, as they arrived
 
 
 def judge(

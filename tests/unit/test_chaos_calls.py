@@ -52,3 +52,9 @@ def test_each_request_is_charged_to_its_command_by_id_or_by_its_agent_and_reads_
         Call("x-0-4", 6.0, 0),
         Call("x-1-4", 7.0, 404),
     ]
+
+
+def test_requests_come_in_the_order_they_arrived_not_the_order_they_were_answered() -> None:
+    late = logged("agent.start", "/join", {"name": "x-0"}) | {"timestamp": 1.0}  # answered late
+    sooner = logged("agent.speak", "/agents/A0/speak", {"text": "x-0-1"}) | {"timestamp": 2.0}
+    assert attribute([sooner, late], SENT, []) == [Call("x-0-0", 1.0, 200), Call("x-0-1", 2.0, 200)]
