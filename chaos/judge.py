@@ -177,7 +177,7 @@ def _judge_repeats(
         )
 
 
-def outcome_of(result: ResultEvent) -> str:
+def _outcome_of(result: ResultEvent) -> str:
     """A result's outcome as scenarios allow it: a failure with its code."""
     if result.outcome == "failed" and result.error is not None:
         return f"failed ({result.error.code})"
@@ -190,7 +190,7 @@ def _judge_outcomes(figures: Figures, seen: Observed, allowed: frozenset[str]) -
     unexpected = Counter(
         outcome
         for result in seen.results
-        if (outcome := outcome_of(result))
+        if (outcome := _outcome_of(result))
         not in ({"rejected"} if result.command_id in poison else allowed - {"rejected"})
     )
     figures.unexpected_outcomes = unexpected.total()
