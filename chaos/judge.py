@@ -9,8 +9,9 @@ Definitions (the README's table uses them):
 - *repeated calls*: requests of non-idempotent commands (speak, call.start) beyond one per
   command that reached the API (the emulator's request log, attributed by the command id in the
   body; an injected 429 or 5xx did nothing and does not count). Each repeat is charged to the
-  last fault that ended before it: at most `CONVOAI_MAX_IN_FLIGHT` per SIGKILL, none for any
-  other fault or before the first. Duplicate results: at most `CONVOAI_MAX_IN_FLIGHT` per
+  last fault that began before it reached the API (a fault that lasts, a rolling deploy, from
+  its beginning; the others at their end): at most `CONVOAI_MAX_IN_FLIGHT` per SIGKILL, none
+  for any other fault or before the first. Duplicate results: at most `CONVOAI_MAX_IN_FLIGHT` per
   SIGKILL in all.
 - *dead letters*: each must locate its original record through its Connect headers and carry
   its key and value (`dead_letter_problems`); every poison record and every command that ran
@@ -51,16 +52,23 @@ from tests.pipeline.group import dead_letter_problems
 
 Records = Sequence[ConsumerRecord[bytes, bytes]]
 EXHAUSTED = "retries_exhausted"
-BEFORE_ANY_FAULT = "before any fault"
+BEFORE_ANY_FAULT = "the start"
 
 
 class Fault(NamedTuple):
     """A fault a scenario injected: its name, when it ended (Unix seconds), whether it was a
-    SIGKILL (the only fault allowed to repeat non-idempotent calls)."""
+    SIGKILL (the only fault allowed to repeat non-idempotent calls), and when it began if it
+    lasted (a rolling deploy: the calls it repeats reach the API before it ends)."""
 
     name: str
     end: float
     killed: bool = False
+    began: float | None = None
+
+    @property
+    def since(self) -> float:
+        """From when the calls it repeats are charged to it."""
+        return self.end if self.began is None else self.began
 
 
 @dataclass
@@ -163,10 +171,10 @@ def judge(
 def _judge_repeats(
     figures: Figures, repeats: list[float], faults: list[Fault], in_flight: int
 ) -> None:
-    """Charge each repeated call to the last fault that ended before it."""
+    """Charge each repeated call to the last fault that began before it."""
     charged: Counter[str] = Counter()
     for moment in repeats:
-        earlier = [fault.name for fault in faults if fault.end <= moment]
+        earlier = [fault.name for fault in faults if fault.since <= moment]
         charged[earlier[-1] if earlier else BEFORE_ANY_FAULT] += 1
     figures.notes["repeated calls per fault"] = dict(charged)
     for fault in [*faults, Fault(BEFORE_ANY_FAULT, 0.0)]:

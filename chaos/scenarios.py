@@ -319,8 +319,9 @@ async def rolling_deploys(run: Run, size: Size) -> Figures:
         for fraction in fractions:
             await stage.at(fraction)
             await stage.mid_stream(f"the deploy replacing {member.name}")
+            began = time.time()
             new = await stage.replace(member, after=SURGE_AFTER_S)
-            stage.fault_ended(f"{member.name} replaced by {new.name}")
+            stage.fault_ended(f"{member.name} replaced by {new.name}", began=began)
             plan.append(f"{member.name} → {new.name}")
             member = new
         stage.figures.setup = setup_of(

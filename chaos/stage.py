@@ -233,9 +233,11 @@ class Stage:
             await self.poll()
         return True
 
-    def fault_ended(self, fault: str, *, killed: bool = False) -> None:
-        """Mark the end of `fault` (`killed`: a SIGKILL): its recovery is measured from here."""
-        self.faults.append(Fault(f"{len(self.faults) + 1}. {fault}", time.time(), killed))
+    def fault_ended(self, fault: str, *, killed: bool = False, began: float | None = None) -> None:
+        """Mark the end of `fault` (`killed`: a SIGKILL; `began`: when a fault that lasts
+        began): its recovery is measured from here."""
+        name = f"{len(self.faults) + 1}. {fault}"
+        self.faults.append(Fault(name, time.time(), killed, began))
 
     # ------------------------------------------------------------------ the end
     async def finish(self) -> Figures:

@@ -68,6 +68,14 @@ def test_each_sigkill_allows_repeats_up_to_the_in_flight_limit_other_faults_none
     assert judged(results, letters, 3, faults=leave).violations == [
         "1 repeated calls after 2. SIGTERM (bound 0)"
     ]
+    deploy = [*killed, Fault("2. deploy", 4.0, began=2.5)]  # the repeat at t = 3 came during it
+    assert judged(results, letters, 3, faults=deploy).violations == [
+        "1 repeated calls after 2. deploy (bound 0)"
+    ]
+    assert judged(results, letters, 2).violations == [
+        "1 repeated calls after the start (bound 0)",
+        "1 repeated non-idempotent calls (bound 0)",
+    ]
 
 
 def test_a_dead_letter_must_locate_its_original_and_exhausted_commands_need_one() -> None:
