@@ -27,7 +27,7 @@ test: setup  ## lint, deployment checks, all tests (they start their own broker)
 test-only: setup  ## the test suite alone (args: PYTEST_ARGS=...; CONVOAI_TEST_BOOTSTRAP=host:port reuses a broker)
 	$(UV) run --locked pytest $(PYTEST_ARGS)
 
-chaos: setup  ## six failure scenarios on a broker of its own (< 10 min); chaos/results/latest.json
+chaos: setup  ## seven failure scenarios on a broker of its own (about 10 min); chaos/results/latest.json
 	$(UV) run --locked python -m chaos
 
 chaos-quick: setup  ## the chaos scenarios in short form (a few minutes; CI runs it)

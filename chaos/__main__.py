@@ -1,7 +1,7 @@
 """`python -m chaos [--quick] [--seed N] [--only 1,4]`: the chaos suite (`make chaos`).
 
 Starts its own broker (free ports, temporary data) and the API emulator in its own process,
-runs the six scenarios of `chaos.scenarios` with worker processes, scans everything they
+runs the seven scenarios of `chaos.scenarios` with worker processes, scans everything they
 emitted for the configured secrets, writes the figures as JSON and prints them as a Markdown
 table with their setup. Exits 1 when a guarantee was broken or a secret leaked.
 """

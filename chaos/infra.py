@@ -111,21 +111,13 @@ class EmulatorProcess:
         """Put fault settings in force (`FaultSettings` as JSON)."""
         await self._admin("PUT", "faults", settings)
 
-    async def executed_calls(self, operation: str, field: str) -> dict[str, list[float]]:
-        """When each command's `operation` request was performed (Unix seconds), by the body's
-        `field` (a unique value per command, e.g. a speak's `text`).
-
-        A request answered with an injected 429 or 5xx was refused before doing anything; every
-        other logged request (2xx, an API error, or status 0: a connection the suite's `drop`
-        rules close after the operation ran) reached the API. Fails when the ring buffer has
-        dropped requests.
-        """
-        answer = await self._admin("GET", f"requests?operation={operation}")
+    async def request_log(self) -> list[dict[str, Any]]:
+        """Every request the emulator logged since its reset, oldest first (`LoggedRequest`
+        as JSON: operation, path, body, status, timestamp). Fails when the ring buffer has
+        dropped requests."""
+        answer = await self._admin("GET", "requests")
         total, kept = answer["total"], self.request_log_size
         if total > kept:
             raise RuntimeError(f"the emulator logged {total} requests but keeps only {kept}")
-        calls: dict[str, list[float]] = {}
-        for request in answer["requests"]:
-            if request["status"] < 500 and request["status"] != 429:
-                calls.setdefault(request["body"][field], []).append(request["timestamp"])
-        return calls
+        requests: list[dict[str, Any]] = answer["requests"]
+        return requests

@@ -9,8 +9,9 @@ Definitions (the README's table uses them):
 - *repeated calls*: requests of non-idempotent commands (speak, call.start) beyond one per
   command that reached the API (the emulator's request log, attributed by the command id in the
   body; an injected 429 or 5xx did nothing and does not count). Each repeat is charged to the
-  last fault that ended before it: at most `CONVOAI_MAX_IN_FLIGHT` per SIGKILL, none for any
-  other fault or before the first. Duplicate results: at most `CONVOAI_MAX_IN_FLIGHT` per
+  last fault that began before it reached the API (a fault that lasts, a rolling deploy, from
+  its beginning; the others at their end): at most `CONVOAI_MAX_IN_FLIGHT` per SIGKILL, none
+  for any other fault or before the first. Duplicate results: at most `CONVOAI_MAX_IN_FLIGHT` per
   SIGKILL in all.
 - *dead letters*: each must locate its original record through its Connect headers and carry
   its key and value (`dead_letter_problems`); every poison record and every command that ran
@@ -22,17 +23,28 @@ Definitions (the README's table uses them):
   group has recovered from the one before.
 - *longest stall*: the longest time any results partition went without a new result between
   the run's first result and that partition's last one (the downtime a fault causes).
+- *outcomes*: each scenario states the outcomes it allows (`allowed`; a failure counts by its
+  code, e.g. `failed (retries_exhausted)`); a poison record's result must be `rejected`, and
+  no other result may be. Any other outcome is a violation.
+- *succeeded without a call*: a `succeeded` result, not `reconciled`, of a command none of
+  whose requests executed at the API (a 2xx, or a connection closed after the operation ran).
+  Must be 0.
+- *calls out of order*: requests that reached the API before a request of an earlier command
+  of the same key (agent), in the order they arrived at the emulator, against the order of the
+  commands topic. Going back is allowed only to repeat, after a SIGKILL, a command whose first
+  request came before that SIGKILL. Must be 0.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from aiokafka import ConsumerRecord
 
+from chaos.calls import Call
 from chaos.workload import Sent
 from contracts import ResultEvent
 from contracts.headers import DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION
@@ -40,16 +52,23 @@ from tests.pipeline.group import dead_letter_problems
 
 Records = Sequence[ConsumerRecord[bytes, bytes]]
 EXHAUSTED = "retries_exhausted"
-BEFORE_ANY_FAULT = "before any fault"
+BEFORE_ANY_FAULT = "the start"
 
 
 class Fault(NamedTuple):
     """A fault a scenario injected: its name, when it ended (Unix seconds), whether it was a
-    SIGKILL (the only fault allowed to repeat non-idempotent calls)."""
+    SIGKILL (the only fault allowed to repeat non-idempotent calls), and when it began if it
+    lasted (a rolling deploy: the calls it repeats reach the API before it ends)."""
 
     name: str
     end: float
     killed: bool = False
+    began: float | None = None
+
+    @property
+    def since(self) -> float:
+        """From when the calls it repeats are charged to it."""
+        return self.end if self.began is None else self.began
 
 
 @dataclass
@@ -70,6 +89,9 @@ class Figures:
     dead_letters: int = 0
     dead_letters_ok: int = 0
     dead_letters_expected: int = 0
+    unexpected_outcomes: int = 0
+    succeeded_without_call: int = 0
+    out_of_order: int = 0
     recovery_s: float | None = None
     longest_stall_s: float = 0.0
     drain_s: float = 0.0
@@ -93,11 +115,19 @@ class Observed:
     originals: Records  # the commands topic
     results: list[ResultEvent]
     dead: Records
-    calls: dict[str, list[float]]  # when each command's non-idempotent request reached the API
+    calls: list[Call]  # the emulator's request log, attributed to the commands, as they arrived
 
 
-def judge(figures: Figures, seen: Observed, faults: list[Fault], in_flight: int) -> None:
-    """Fill in `figures` from `seen` and record every broken guarantee."""
+def judge(
+    figures: Figures,
+    seen: Observed,
+    faults: list[Fault],
+    *,
+    in_flight: int,
+    allowed: frozenset[str],
+) -> None:
+    """Fill in `figures` from `seen` and record every broken guarantee (`allowed`: the outcomes
+    the scenario allows)."""
     per_command = Counter(result.command_id for result in seen.results)
     ids = [s.command_id for s in seen.sent if s.command_id is not None]
     figures.commands = len(seen.sent) - sum(1 for s in seen.sent if s.poison)
@@ -106,8 +136,12 @@ def judge(figures: Figures, seen: Observed, faults: list[Fault], in_flight: int)
     figures.without_result = sum(1 for cid in ids if cid not in per_command)
     figures.duplicate_results = sum(per_command[cid] - 1 for cid in set(ids) if per_command[cid])
     figures.outcomes = dict(Counter(result.outcome for result in seen.results))
-    calls = [s.command_id for s in seen.sent if s.call and s.command_id]
-    repeats = [t for cid in calls for t in sorted(seen.calls.get(cid, []))[1:]]
+    reached: dict[str, list[float]] = defaultdict(list)
+    for call in seen.calls:
+        if call.reached:
+            reached[call.command_id].append(call.timestamp)
+    calls = [s.command_id for s in seen.sent if s.non_idempotent and s.command_id]
+    repeats = [t for cid in calls for t in sorted(reached[cid])[1:]]
     figures.non_idempotent = len(calls)
     figures.repeated_calls = len(repeats)
     figures.repeat_bound = sum(fault.killed for fault in faults) * in_flight
@@ -129,15 +163,18 @@ def judge(figures: Figures, seen: Observed, faults: list[Fault], in_flight: int)
         figures.dead_letters_ok == figures.dead_letters,
         f"{figures.dead_letters - figures.dead_letters_ok} dead letters with wrong headers",
     )
+    _judge_outcomes(figures, seen, allowed)
+    _judge_executions(figures, seen)
+    _judge_order(figures, seen, faults)
 
 
 def _judge_repeats(
     figures: Figures, repeats: list[float], faults: list[Fault], in_flight: int
 ) -> None:
-    """Charge each repeated call to the last fault that ended before it."""
+    """Charge each repeated call to the last fault that began before it."""
     charged: Counter[str] = Counter()
     for moment in repeats:
-        earlier = [fault.name for fault in faults if fault.end <= moment]
+        earlier = [fault.name for fault in faults if fault.since <= moment]
         charged[earlier[-1] if earlier else BEFORE_ANY_FAULT] += 1
     figures.notes["repeated calls per fault"] = dict(charged)
     for fault in [*faults, Fault(BEFORE_ANY_FAULT, 0.0)]:
@@ -146,6 +183,68 @@ def _judge_repeats(
             charged[fault.name] <= bound,
             f"{charged[fault.name]} repeated calls after {fault.name} (bound {bound})",
         )
+
+
+def _outcome_of(result: ResultEvent) -> str:
+    """A result's outcome as scenarios allow it: a failure with its code."""
+    if result.outcome == "failed" and result.error is not None:
+        return f"failed ({result.error.code})"
+    return result.outcome
+
+
+def _judge_outcomes(figures: Figures, seen: Observed, allowed: frozenset[str]) -> None:
+    """Only `allowed` outcomes, and `rejected` exactly for the poison records."""
+    poison = {s.command_id for s in seen.sent if s.poison and s.command_id}
+    unexpected = Counter(
+        outcome
+        for result in seen.results
+        if (outcome := _outcome_of(result))
+        not in ({"rejected"} if result.command_id in poison else allowed - {"rejected"})
+    )
+    figures.unexpected_outcomes = unexpected.total()
+    figures.require(not unexpected, f"outcomes this scenario does not allow: {dict(unexpected)}")
+
+
+def _judge_executions(figures: Figures, seen: Observed) -> None:
+    """Every `succeeded` result stands on a request that executed, or on a reconcile."""
+    executed = {call.command_id for call in seen.calls if call.executed}
+    ours = {s.command_id for s in seen.sent if s.operation}
+    figures.succeeded_without_call = sum(
+        1
+        for result in seen.results
+        if result.outcome == "succeeded"
+        and not result.reconciled
+        and result.command_id in ours
+        and result.command_id not in executed
+    )
+    figures.require(
+        figures.succeeded_without_call == 0,
+        f"{figures.succeeded_without_call} succeeded without an executed API call",
+    )
+
+
+def _judge_order(figures: Figures, seen: Observed, faults: list[Fault]) -> None:
+    """Per key, the requests that reached the API follow its commands' offsets; a step back
+    only repeats, after a SIGKILL, a command that had reached the API before it."""
+    where = {
+        s.command_id: (s.key, offset)
+        for s, (_, offset) in zip(seen.sent, seen.places, strict=True)
+        if s.operation and s.command_id
+    }
+    kills = [fault.end for fault in faults if fault.killed]
+    highest: dict[bytes, int] = {}
+    first: dict[str, float] = {}
+    broken = 0
+    for call in seen.calls:
+        if not call.reached or call.command_id not in where:
+            continue
+        key, offset = where[call.command_id]
+        since = first.setdefault(call.command_id, call.timestamp)
+        if offset < highest.get(key, offset):
+            broken += not any(since < end <= call.timestamp for end in kills)
+        highest[key] = max(highest.get(key, offset), offset)
+    figures.out_of_order = broken
+    figures.require(broken == 0, f"{broken} calls out of order")
 
 
 def _judge_dead_letters(figures: Figures, seen: Observed, per_command: Counter[str]) -> None:

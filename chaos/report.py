@@ -44,16 +44,17 @@ def table(all_figures: list[Figures]) -> str:
     """One row per scenario (the judge's definitions; `—` where a figure does not apply)."""
     head = (
         "| scenario | commands + poison | without result | lost | duplicate results "
-        "| repeated non-idempotent calls (bound) | dead letters: headers ok / expected "
-        "| recovery s | longest stall s | outcomes, notes |"
+        "| repeated non-idempotent calls (bound) | calls out of order | succeeded without a call "
+        "| dead letters: headers ok / expected | recovery s | longest stall s | outcomes, notes |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 12]
     for f in all_figures:
         recovery = "—" if f.recovery_s is None else f"{f.recovery_s:.1f}"
         lines.append(
             f"| {f.scenario} | {f.commands:,} + {f.poison:,} | {f.without_result} | {f.lost} "
             f"| {f.duplicate_results} | {f.repeated_calls} of {f.non_idempotent:,} "
-            f"({f.repeat_bound}) | {f.dead_letters_ok} / {f.dead_letters_expected} "
+            f"({f.repeat_bound}) | {f.out_of_order} | {f.succeeded_without_call} "
+            f"| {f.dead_letters_ok} / {f.dead_letters_expected} "
             f"| {recovery} | {f.longest_stall_s:.1f} | {_remark(f)} |"
         )
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The six failure scenarios. Each produces its backlog, runs workers, injects its faults at
+"""The seven failure scenarios. Each produces its backlog, runs workers, injects its faults at
 seeded moments, and returns its judged figures (see `chaos.judge` for the definitions)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos.judge import Figures
+from chaos.judge import EXHAUSTED, Figures
 from chaos.stage import Run, Stage, setup_of, slug
 from chaos.workload import lifecycles, with_poison
 from devtools.measure import cpu_seconds
@@ -19,6 +19,15 @@ from worker.settings import Settings
 
 RSS_BOUND_MIB = 512  # the Helm chart's memory limit (helm/convoai-worker/values.yaml)
 KILLS = 3  # scenario 1
+# scenario 7: a new member starts SURGE_AFTER_S after the old one's SIGTERM; speaks take the
+# API SPEAK_S to answer (about 50 in flight); short lifecycles (start, speak, call, speak, stop)
+SURGE_AFTER_S = 0.3
+SPEAK_S = 6.0
+DEPLOY_PER_KEY = 5
+DEPLOY_RATE = 20.0
+# the outcomes a scenario allows (`chaos.judge`); a poison record's is always `rejected`
+SUCCEEDED = frozenset({"succeeded"})
+OR_UNKNOWN = SUCCEEDED | {"unknown"}  # speaks and calls whose fate the worker cannot know
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,8 @@ class Size:
     outage_s: float  # scenario 2
     storm_s: float  # scenario 4
     changes: int  # scenario 3: joins and leaves
+    deploys: int  # scenario 7: rolling deploys
+    deploy_keys: int  # its agents
 
 
 FULL = Size(
@@ -46,6 +57,8 @@ FULL = Size(
     outage_s=20,
     storm_s=30,
     changes=10,
+    deploys=10,
+    deploy_keys=400,
 )
 QUICK = Size(
     keys=200,
@@ -57,6 +70,8 @@ QUICK = Size(
     outage_s=10,
     storm_s=10,
     changes=10,
+    deploys=4,
+    deploy_keys=120,
 )
 
 
@@ -72,23 +87,35 @@ def live(
     size: Size,
     name: str,
     *,
+    keys: int | None = None,
+    per_key: int | None = None,
     rate: float | None = None,
     latency_ms: float = 40,
+    allowed: frozenset[str],
     **settings: Any,
 ) -> Stage:
-    """A stage whose `size.keys` agent lifecycles come as live traffic (`size.rate` a second
-    unless `rate`), run by workers with an in-flight limit of 20 unless `settings` say else."""
-    sent = lifecycles(f"s{slug(name)}", size.keys, size.per_key)
+    """A stage whose `size.keys` agent lifecycles of `size.per_key` commands (or `keys`,
+    `per_key`) come as live traffic (`size.rate` a second unless `rate`), run by workers with an
+    in-flight limit of 20 unless `settings` say else; `allowed`: the outcomes it allows."""
+    sent = lifecycles(f"s{slug(name)}", keys or size.keys, per_key or size.per_key)
     settings = {"max_in_flight": 20, **settings}
-    rate = rate or size.rate
-    return Stage(run, name, sent, rate=rate, latency_ms=latency_ms, settings=settings, within=180)
+    return Stage(
+        run,
+        name,
+        sent,
+        rate=rate or size.rate,
+        latency_ms=latency_ms,
+        settings=settings,
+        within=180,
+        allowed=allowed,
+    )
 
 
 async def sigkill(run: Run, size: Size) -> Figures:
     """One worker SIGKILLed three times at seeded moments (at the earliest once the group has
     recovered from the previous one), restarted at once each time."""
     fractions = moments(random.Random(run.seed + 1), KILLS)
-    stage = live(run, size, f"1: worker SIGKILLed {KILLS} times")
+    stage = live(run, size, f"1: worker SIGKILLed {KILLS} times", allowed=SUCCEEDED)
     async with stage:
         await stage.join()
         for fraction in fractions:
@@ -105,7 +132,7 @@ async def sigkill(run: Run, size: Size) -> Figures:
 async def broker_outage(run: Run, size: Size) -> Figures:
     """The broker stopped for `outage_s` mid-run and started again on the same data; the worker
     keeps running (same pid) and recovers on its own. The producer buffers meanwhile."""
-    stage = live(run, size, f"2: broker down {size.outage_s:g} s")
+    stage = live(run, size, f"2: broker down {size.outage_s:g} s", allowed=SUCCEEDED)
     async with stage:
         worker = await stage.join()
         pid = worker.process.pid
@@ -143,7 +170,15 @@ async def membership(run: Run, size: Size) -> Figures:
     rng = random.Random(run.seed + 3)
     fractions = moments(rng, size.changes)
     name = f"3: group of 3, {size.changes} joins and leaves"
-    stage = live(run, size, name, rate=size.churn_rate, latency_ms=60, max_in_flight=10)
+    stage = live(
+        run,
+        size,
+        name,
+        rate=size.churn_rate,
+        latency_ms=60,
+        allowed=OR_UNKNOWN,  # a speak or call still running when a leave's grace runs out
+        max_in_flight=10,
+    )
     plan: list[str] = []
     async with stage:
         group = stage.group
@@ -175,7 +210,17 @@ async def api_storm(run: Run, size: Size) -> Figures:
     delayed past the client timeout."""
     api_timeout, in_flight = 2.0, 20
     name = f"4: API storm for {size.storm_s:g} s"
-    stage = live(run, size, name, max_in_flight=in_flight, api_timeout_seconds=api_timeout)
+    # a speak or call met by a 5xx, a dropped connection or a timeout ends `unknown`; an unlucky
+    # idempotent command can meet refusals until it runs out of attempts
+    allowed = OR_UNKNOWN | {f"failed ({EXHAUSTED})"}
+    stage = live(
+        run,
+        size,
+        name,
+        allowed=allowed,
+        max_in_flight=in_flight,
+        api_timeout_seconds=api_timeout,
+    )
     rules: list[dict[str, Any]] = [
         {"status": 429, "count": 3 * in_flight, "retry_after": 1},  # renewed every 5 s
         {"status": 503, "rate": 0.10},
@@ -206,6 +251,7 @@ async def poison(run: Run, size: Size) -> Figures:
         latency_ms=20,
         settings={"max_in_flight": 50},
         within=120,
+        allowed=SUCCEEDED,
     )
     async with stage:
         await stage.join()
@@ -227,6 +273,7 @@ async def backlog(run: Run, size: Size) -> Figures:
         jitter_ms=0,
         settings=settings,
         within=600,
+        allowed=SUCCEEDED,
     )
     async with stage:
         worker = await stage.join()
@@ -242,6 +289,45 @@ async def backlog(run: Run, size: Size) -> Figures:
         rss_bound_mib=RSS_BOUND_MIB,
     )
     return figures
+
+
+async def rolling_deploys(run: Run, size: Size) -> Figures:
+    """One worker, replaced `deploys` times over live traffic as a rolling deploy replaces a
+    pod: SIGTERM, and a new member starts `SURGE_AFTER_S` later, so the rebalance of its join
+    meets the leaver's drain. A new worker starts and joins in 1.5-2.5 s, and the leaver hears
+    of the rebalance at its next heartbeat (2-3 s), hence speaks that take the API `SPEAK_S`:
+    at 2 s every drain was over before the join, at 4 s one deploy in four overlapped. Each
+    deploy comes at a seeded moment, at the earliest once the previous one's member is ready:
+    a rollout does not wait for the traffic to recover."""
+    fractions = moments(random.Random(run.seed + 7), size.deploys)
+    name = f"7: {size.deploys} rolling deploys, speaks at {SPEAK_S:g} s"
+    stage = live(
+        run,
+        size,
+        name,
+        keys=size.deploy_keys,
+        per_key=DEPLOY_PER_KEY,
+        rate=DEPLOY_RATE,
+        allowed=OR_UNKNOWN,  # a speak still running when a drain's or a revocation's grace ends
+        max_in_flight=100,
+    )
+    slow_speaks = [{"action": "delay", "operation": "agent.speak", "delay_ms": SPEAK_S * 1000}]
+    plan: list[str] = []
+    async with stage:
+        await stage.api_faults(slow_speaks)
+        member = await stage.join()
+        for fraction in fractions:
+            await stage.at(fraction)
+            await stage.mid_stream(f"the deploy replacing {member.name}")
+            began = time.time()
+            new = await stage.replace(member, after=SURGE_AFTER_S)
+            stage.fault_ended(f"{member.name} replaced by {new.name}", began=began)
+            plan.append(f"{member.name} → {new.name}")
+            member = new
+        stage.figures.setup = setup_of(
+            stage, speak_s=SPEAK_S, surge_after_s=SURGE_AFTER_S, deploys=plan, at=fractions
+        )
+        return await stage.finish()
 
 
 def vm_hwm_mib(pid: int) -> float:
@@ -260,4 +346,5 @@ SCENARIOS: list[Scenario] = [
     api_storm,
     poison,
     backlog,
+    rolling_deploys,
 ]

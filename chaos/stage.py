@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from chaos.calls import attribute
 from chaos.infra import EmulatorProcess, OwnBroker
 from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
 from chaos.leaks import SecretScan
@@ -58,9 +59,11 @@ class Stage:
         jitter_ms: float | None = None,
         settings: dict[str, Any],
         within: float,
+        allowed: frozenset[str],
     ) -> None:
         """`rate`: records per second from the moment the stage begins (None: all of them
-        before); `within`: seconds after the last fault for every command to complete."""
+        before); `within`: seconds after the last fault for every command to complete;
+        `allowed`: the outcomes the scenario allows (see `chaos.judge`)."""
         self.run = run
         self.name = name
         self.sent = sent
@@ -69,6 +72,7 @@ class Stage:
         self.latency_ms = latency_ms
         self.jitter_ms = latency_ms / 2 if jitter_ms is None else jitter_ms
         self.within = within
+        self.allowed = allowed
         kinds = ("commands", "results", "state", "dlq")
         self.topics = {kind: f"chaos.{slug(name)}.{kind}" for kind in kinds}
         bootstrap = run.broker.bootstrap
@@ -170,6 +174,20 @@ class Stage:
         leave = self.group.kill if how == "SIGKILL" else self.group.terminate
         await self.meanwhile(leave(member))
 
+    async def replace(self, old: Member, *, after: float) -> Member:
+        """A rolling deploy's step: SIGTERM `old` and start a new member `after` seconds later;
+        the new member, once it is ready and `old` has exited."""
+
+        async def deploy() -> Member:
+            leaving = asyncio.ensure_future(self.group.terminate(old))
+            try:
+                await asyncio.sleep(after)
+                return await self.group.join()
+            finally:
+                await leaving
+
+        return await self.meanwhile(deploy())
+
     async def poll(self) -> None:
         """Read new results and dead letters; fail when a worker exited on its own."""
         self.group.check()
@@ -189,8 +207,9 @@ class Stage:
     async def recovered(self, within: float = 120.0) -> None:
         """Follow the outputs until every results partition has a result appended after the
         last fault ended (or every command has one): the next fault then meets a recovered
-        group, and each fault's recovery is its own."""
-        since = self.faults[-1].end * 1000 if self.faults else 0.0
+        group, and each fault's recovery is its own. Not within `within` s is a violation."""
+        last = self.faults[-1] if self.faults else None
+        since = last.end * 1000 if last else 0.0
 
         def done() -> bool:
             latest: dict[int, float] = {}
@@ -198,7 +217,9 @@ class Stage:
                 latest[record.partition] = max(latest.get(record.partition, 0), record.timestamp)
             return min(latest.values(), default=0) > since or self.done >= len(self.ids)
 
-        await self._until(done, within)
+        after = last.name if last else "the start"
+        held = await self._until(done, within)
+        self.figures.require(held, f"not recovered {within:g} s after {after}")
 
     async def reach(self, fraction: float, within: float = 300.0) -> None:
         """Follow the outputs until `fraction` of the commands have a result."""
@@ -212,9 +233,11 @@ class Stage:
             await self.poll()
         return True
 
-    def fault_ended(self, fault: str, *, killed: bool = False) -> None:
-        """Mark the end of `fault` (`killed`: a SIGKILL): its recovery is measured from here."""
-        self.faults.append(Fault(f"{len(self.faults) + 1}. {fault}", time.time(), killed))
+    def fault_ended(self, fault: str, *, killed: bool = False, began: float | None = None) -> None:
+        """Mark the end of `fault` (`killed`: a SIGKILL; `began`: when a fault that lasts
+        began): its recovery is measured from here."""
+        name = f"{len(self.faults) + 1}. {fault}"
+        self.faults.append(Fault(name, time.time(), killed, began))
 
     # ------------------------------------------------------------------ the end
     async def finish(self) -> Figures:
@@ -236,7 +259,13 @@ class Stage:
         await self.results.catch_up()
         await self.dlq.catch_up()
         seen = await self._observe(places)
-        judge(figures, seen, self.faults, self.settings.max_in_flight)
+        judge(
+            figures,
+            seen,
+            self.faults,
+            in_flight=self.settings.max_in_flight,
+            allowed=self.allowed,
+        )
         ends = [fault.end for fault in self.faults]
         waits = recoveries(self.results.records, ends)
         figures.recovery_s = max(waits, default=None)
@@ -252,9 +281,7 @@ class Stage:
         return figures
 
     async def _observe(self, places: list[tuple[int, int]]) -> Observed:
-        calls: dict[str, list[float]] = {}
-        for operation, body_field in {s.call for s in self.sent if s.call}:
-            calls |= await self.run.emulator.executed_calls(operation, body_field)
+        calls = attribute(await self.run.emulator.request_log(), self.sent, self.results.results)
         bootstrap = self.run.broker.bootstrap
         state = await read_topic(bootstrap, self.topics["state"])
         for where, records in (
@@ -308,5 +335,6 @@ def setup_of(stage: Stage, **extra: Any) -> dict[str, Any]:
         "max_in_flight": settings.max_in_flight,
         "session_timeout_s": settings.kafka_session_timeout_seconds,
         "api_timeout_s": settings.api_timeout_seconds,
+        "allowed_outcomes": sorted(stage.allowed),
         **extra,
     }

@@ -2,7 +2,7 @@
 
 Every non-idempotent command carries a value unique to it in its request body (a speak's
 `text` and a call's `name` are the command id), so the emulator's request log shows how often
-each one reached the API.
+each one reached the API; `chaos.calls` attributes the log's requests to their commands.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import msgspec
 
 from tests.pipeline.scenarios import agent_properties
 
-# (operation, body field holding the command id) of the non-idempotent commands produced here
-SPEAK = ("agent.speak", "text")
-CALL = ("call.start", "name")
+# the non-idempotent operations produced here: not re-sent once they may have reached the API
+NON_IDEMPOTENT = frozenset({"agent.speak", "call.start"})
 HUGE_BYTES = 1_000_000  # ~1 MiB: the broker takes it, its dead letter (with headers) is cut
 
 
@@ -29,12 +28,16 @@ class Sent:
     key: bytes
     value: bytes | None
     command_id: str | None  # the id its result carries; None when it has no usable id
-    call: tuple[str, str] | None = None  # (operation, field) of a non-idempotent API call
+    operation: str | None = None  # the API operation it performs; None for poison records
     poison: str | None = None  # the kind of poison record
 
     @property
     def record(self) -> tuple[bytes, bytes | None]:
         return self.key, self.value
+
+    @property
+    def non_idempotent(self) -> bool:
+        return self.operation in NON_IDEMPOTENT
 
 
 def lifecycles(prefix: str, keys: int, per_key: int) -> list[Sent]:
@@ -55,18 +58,15 @@ def lifecycles(prefix: str, keys: int, per_key: int) -> list[Sent]:
 def _step(kind: str, name: str, command_id: str, k: int) -> Sent:
     """One command of agent `name` (the `k`-th); non-idempotent ones carry their id in the body."""
     command: dict[str, Any] = {"command": kind, "id": command_id, "name": name}
-    call = None
     if kind == "agent.start":
         command["properties"] = agent_properties(name)
     elif kind == "agent.speak":
         command["text"] = command_id
-        call = SPEAK
     elif kind == "call.start":
         sip = {"to_number": f"+1415{k:07d}", "from_number": "+14155550100"}
         sip |= {"rtc_uid": "100", "rtc_token": "rtc-token"}
         command |= {"name": command_id, "sip": sip, "properties": agent_properties(command_id)}
-        call = CALL
-    return Sent(name.encode(), msgspec.json.encode(command), command_id, call)
+    return Sent(name.encode(), msgspec.json.encode(command), command_id, kind)
 
 
 def poison(kind: str, poison_id: str, name: str) -> tuple[bytes | None, str | None]:

@@ -128,6 +128,20 @@ async def test_request_log_records_and_filters(emulator: RunningEmulator) -> Non
     assert (await admin(emulator, "GET", "requests"))[1] == {"total": 0, "requests": []}
 
 
+async def test_a_request_answered_late_keeps_the_time_it_arrived(emulator: RunningEmulator) -> None:
+    """The log takes a request once answered but stamps it with its arrival, so a late answer
+    is logged after a request that came later and stamped before it."""
+    slow = {"action": "delay", "operation": "agent.start", "delay_ms": 300, "count": 1}
+    await put_faults(emulator, {"rules": [slow]})
+    started = asyncio.create_task(emulator.call("POST", f"{PROJECT}/join", json=start_body()))
+    await asyncio.sleep(0.1)
+    await emulator.call("GET", "/v2/phone-numbers")
+    await started
+    listing, join = emulator.log.entries()
+    assert (listing.operation, join.operation) == ("number.list", "agent.start")
+    assert join.timestamp < listing.timestamp - 0.05
+
+
 async def test_request_log_is_a_bounded_ring_buffer() -> None:
     """Past its capacity the log drops the oldest entries but keeps counting."""
     async with running_emulator(EmulatorConfig(request_log_size=3)) as emulator:

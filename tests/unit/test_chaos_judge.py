@@ -2,78 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiokafka import ConsumerRecord
 
+from chaos.calls import Call
 from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
-from chaos.workload import SPEAK, Sent
-from contracts import ErrorInfo, ResultEvent
-from contracts.headers import STAGE_DECODE, dlq_headers
-
-TOPIC = "chaos.commands"
-NOW = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-def record(
-    partition: int,
-    offset: int,
-    *,
-    seconds: float = 0.0,
-    key: bytes | None = b"k",
-    value: bytes | None = b"v",
-    headers: list[tuple[str, bytes]] | None = None,
-) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(
-        TOPIC, partition, offset, int(seconds * 1000), 0, key, value, None, 0, 0, headers or []
-    )
-
-
-def result(command_id: str, code: str | None = None) -> ResultEvent:
-    error = ErrorInfo(code=code, message=code) if code else None
-    return ResultEvent(
-        command_id=command_id,
-        command="agent.speak",
-        outcome="failed" if code else "succeeded",
-        error=error,
-        attempts=1,
-        received_at=NOW,
-        completed_at=NOW,
-        duration_ms=0.0,
-    )
-
-
-def dead_letter(original: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
-    headers = dlq_headers(
-        topic=original.topic,
-        partition=original.partition,
-        offset=original.offset,
-        stage=STAGE_DECODE,
-        error=ValueError("bad"),
-    )
-    return record(0, 0, key=original.key, value=original.value, headers=headers)
-
+from chaos.workload import Sent
+from contracts import ResultEvent
+from tests.unit.chaos_records import dead_letter, record, result
 
 SENT = [
-    Sent(b"k", b"v0", "a"),
-    Sent(b"k", b"v1", "b", call=SPEAK),
+    Sent(b"k", b"v0", "a", "agent.start"),
+    Sent(b"k", b"v1", "b", "agent.speak"),
     Sent(b"k", b"v2", None, poison="invalid JSON"),
 ]
 ORIGINALS = [record(0, n, value=sent.value) for n, sent in enumerate(SENT)]
 
 
+def speaks(count: int) -> list[Call]:
+    """The start `a` ran at t = 0.5, then `count` requests of the speak `b` reached the API,
+    one a second from t = 1."""
+    return [Call("a", 0.5, 200)] + [Call("b", float(n), 200) for n in range(1, count + 1)]
+
+
 def judged(
     results: list[ResultEvent],
     dead: list[ConsumerRecord[bytes, bytes]],
-    calls: int,
+    calls: int | list[Call],
     *,
     faults: list[Fault] | None = None,
+    allowed: frozenset[str] = frozenset({"succeeded", "failed (retries_exhausted)"}),
 ) -> Figures:
-    """`calls` requests of `b` reached the API, one a second from t = 1."""
+    """Judge a hand-made run: `calls` is the attributed request log, or a count for `speaks`."""
     figures = Figures("test", {})
-    times = {"b": [float(n) for n in range(1, calls + 1)]}
-    seen = Observed(SENT, [(0, n) for n in range(3)], ORIGINALS, results, dead, times)
-    judge(figures, seen, faults or [], in_flight=2)
+    log = speaks(calls) if isinstance(calls, int) else calls
+    seen = Observed(SENT, [(0, n) for n in range(3)], ORIGINALS, results, dead, log)
+    judge(figures, seen, faults or [], in_flight=2, allowed=allowed)
     return figures
 
 
@@ -105,6 +68,14 @@ def test_each_sigkill_allows_repeats_up_to_the_in_flight_limit_other_faults_none
     assert judged(results, letters, 3, faults=leave).violations == [
         "1 repeated calls after 2. SIGTERM (bound 0)"
     ]
+    deploy = [*killed, Fault("2. deploy", 4.0, began=2.5)]  # the repeat at t = 3 came during it
+    assert judged(results, letters, 3, faults=deploy).violations == [
+        "1 repeated calls after 2. deploy (bound 0)"
+    ]
+    assert judged(results, letters, 2).violations == [
+        "1 repeated calls after the start (bound 0)",
+        "1 repeated non-idempotent calls (bound 0)",
+    ]
 
 
 def test_a_dead_letter_must_locate_its_original_and_exhausted_commands_need_one() -> None:
@@ -120,6 +91,73 @@ def test_a_dead_letter_must_locate_its_original_and_exhausted_commands_need_one(
     assert figures.dead_letters_ok == 0
     assert figures.lost == 1  # the poison record: no result, no dead letter
     assert len(figures.violations) == 3
+
+
+def test_outcomes_the_scenario_does_not_allow_are_violations() -> None:
+    letters = [dead_letter(ORIGINALS[2])]
+    unknown = [result("a"), result("b", "ambiguous_interrupted", outcome="unknown")]
+    assert judged(unknown, letters, 1).violations == [
+        "outcomes this scenario does not allow: {'unknown': 1}"
+    ]
+    assert judged(unknown, letters, 1, allowed=frozenset({"succeeded", "unknown"})).violations == []
+    conflict = [result("a", "conflict"), result("b")]  # failed, but not out of retries
+    assert judged(conflict, letters, 1).violations == [
+        "outcomes this scenario does not allow: {'failed (conflict)': 1}"
+    ]
+
+
+def test_rejected_is_the_outcome_of_poison_records_and_of_nothing_else() -> None:
+    sent = [*SENT, Sent(b"k", b"{}", "p", poison="wrong types")]
+    originals = [*ORIGINALS, record(0, 3, value=b"{}")]
+    letters = [dead_letter(originals[2]), dead_letter(originals[3])]
+
+    def judge_poison(results: list[ResultEvent]) -> list[str]:
+        figures = Figures("test", {})
+        seen = Observed(sent, [(0, n) for n in range(4)], originals, results, letters, speaks(1))
+        judge(figures, seen, [], in_flight=2, allowed=frozenset({"succeeded", "rejected"}))
+        return figures.violations
+
+    rejected = result("p", "invalid", outcome="rejected")
+    assert judge_poison([result("a"), result("b"), rejected]) == []
+    swapped = [result("a"), result("b", "invalid", outcome="rejected"), result("p")]
+    assert judge_poison(swapped) == [
+        "outcomes this scenario does not allow: {'rejected': 1, 'succeeded': 1}"
+    ]
+
+
+def test_a_success_needs_a_request_that_executed_or_a_reconcile() -> None:
+    letters = [dead_letter(ORIGINALS[2])]
+    results = [result("a"), result("b")]
+    refused = [Call("a", 0.5, 200), Call("b", 1.0, 503), Call("b", 2.0, 429), Call("b", 3.0, 409)]
+    assert judged(results, letters, refused).violations == [
+        "1 succeeded without an executed API call"
+    ]
+    dropped = [Call("a", 0.5, 200), Call("b", 1.0, 0)]  # closed after the operation ran
+    assert judged(results, letters, dropped).violations == []
+    held = [Call("a", 0.5, 409), Call("b", 1.0, 200)]  # the start found its name taken
+    assert judged([result("a", reconciled=True), result("b")], letters, held).violations == []
+    assert judged(results, letters, held).succeeded_without_call == 1
+
+
+def test_calls_must_reach_the_api_in_the_order_of_their_key_s_commands() -> None:
+    letters = [dead_letter(ORIGINALS[2])]
+    results = [result("a"), result("b")]
+    swapped = [Call("b", 1.0, 200), Call("a", 2.0, 200)]
+    assert judged(results, letters, swapped).violations == ["1 calls out of order"]
+    refused_first = [Call("b", 1.0, 503), Call("a", 2.0, 200), Call("b", 3.0, 200)]
+    assert judged(results, letters, refused_first).violations == []  # a 503 did nothing
+
+
+def test_only_a_sigkill_allows_a_command_to_reach_the_api_again_after_a_later_one() -> None:
+    letters = [dead_letter(ORIGINALS[2])]
+    results = [result("a"), result("b")]
+    again = [Call("a", 1.0, 200), Call("b", 2.0, 200), Call("a", 4.0, 200)]
+    killed = [Fault("1. SIGKILL", 3.0, killed=True)]
+    assert judged(results, letters, again, faults=killed).violations == []
+    leave = [Fault("1. SIGTERM", 3.0)]
+    assert judged(results, letters, again, faults=leave).violations == ["1 calls out of order"]
+    late = [Call("b", 2.0, 200), Call("a", 4.0, 200)]  # not a repeat: `a` never ran before
+    assert judged(results, letters, late, faults=killed).violations == ["1 calls out of order"]
 
 
 def test_recovery_is_measured_per_partition_and_the_longest_stall_over_the_run() -> None:

@@ -130,11 +130,12 @@ class _EndpointFactory:
 
         async def handle(request: web.Request) -> web.StreamResponse:
             raw = await request.read() if reads_body and request.body_exists else b""
+            received = time.time()  # what the log's order of arrival rests on
 
             def record(status: int) -> None:
                 log.record(
                     LoggedRequest(
-                        time.time(), route.operation, request.method, request.path,
+                        received, route.operation, request.method, request.path,
                         request.query_string, raw, status,
                     )
                 )  # fmt: skip

@@ -13,7 +13,9 @@ import msgspec
 
 
 class LoggedRequest(NamedTuple):
-    """One request as the emulator received it, and the status it answered."""
+    """One request as the emulator received it, and the status it answered. It is logged once
+    answered, so a late answer (latency, a `delay` rule) comes after requests that arrived
+    later: `timestamp` is when it arrived."""
 
     timestamp: float
     operation: str
