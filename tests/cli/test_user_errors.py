@@ -50,6 +50,10 @@ class TestUsage:
             ),
             (["emulator", "--drop-rate", "2"], "argument --drop-rate: expected a fraction"),
             (["emulator", "--fault", '{"status": 99}'], "argument --fault: invalid fault rule"),
+            (
+                ["emulator", "--fault", '{"operation": "agent.strat"}'],
+                "unknown operation 'agent.strat'; did you mean 'agent.start'?",
+            ),
             (["run", "--http-port", "-1"], "argument --http-port: expected a port"),
             (["tail", "--max-results", "-3"], "argument --max-results: expected an integer >= 0"),
             (["send", "--raw", "--dry-run"], "argument --dry-run: not allowed with argument --raw"),
