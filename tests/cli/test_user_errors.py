@@ -104,6 +104,20 @@ class TestInput:
             assert f"file {path}: " in one_line(result.stderr)
             assert reason in result.stderr
 
+    def test_exec_names_a_json_lines_file_as_one(self, tmp_path: Path) -> None:
+        """Several commands are `send`'s job; a command pretty-printed over lines is still one
+        (it gets as far as the API, nowhere here: exit 3)."""
+        path = tmp_path / "c.jsonl"
+        path.write_bytes(LIST + LIST.replace(b"l-1", b"l-2"))
+        result = console("exec", "--file", str(path))
+        assert result.returncode == 2
+        assert one_line(result.stderr) == (
+            f"convoai-worker exec: {path}: 2 lines of JSON, but exec runs one command; "
+            "`convoai-worker send` produces a JSON-lines file (`validate` checks it)"
+        )
+        path.write_bytes(b'{\n  "command": "agent.list",\n  "id": "l-1"\n}\n')
+        assert console("exec", "--file", str(path), env=API_NOWHERE).returncode == 3
+
     def test_exec_says_the_input_is_empty(self) -> None:
         result = console("exec", "-", stdin=b"\n")
         assert result.returncode == 2
