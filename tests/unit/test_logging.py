@@ -61,6 +61,17 @@ def test_secret_keys_are_masked_recursively(stream: io.StringIO) -> None:
     }
 
 
+def test_the_startup_line_tells_set_secrets_from_unset_ones(stream: io.StringIO) -> None:
+    """Settings as `run` logs them: a set secret is masked, an unset one shows empty, the same
+    view `convoai-worker config` prints."""
+    settings = Settings(customer_secret=SECRET, log_format="json")
+    structlog.get_logger("t").info("worker_configuring", settings=settings.redacted())
+    logged = lines(stream)[0]["settings"]
+    assert isinstance(logged, dict)
+    assert (logged["customer_secret"], logged["webhook_secret"]) == ("***", "")
+    assert logged == json.loads(json.dumps(settings.redacted()))
+
+
 def test_configured_secret_values_are_scrubbed_everywhere(stream: io.StringIO) -> None:
     """A secret value inside free text, also from stdlib loggers, is replaced."""
     structlog.get_logger("t").warning("oops", detail=f"auth failed for {SECRET}")
