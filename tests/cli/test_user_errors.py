@@ -7,6 +7,7 @@ address nothing listens on stands for an unreachable one).
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,10 +178,20 @@ class TestUnreachable:
             "convoai-worker tail: cannot follow 127.0.0.1:1: cannot connect to the broker"
         )
 
-    def test_run_exits_3_when_kafka_is_unreachable(self) -> None:
-        env = clean_environment(CONVOAI_LOG_FORMAT="console", CONVOAI_LOG_LEVEL="ERROR")
+    def test_run_exits_3_when_kafka_stays_unreachable(self) -> None:
+        """It waits `CONVOAI_STARTUP_TIMEOUT_SECONDS` with one line per attempt, then gives up."""
+        env = clean_environment(
+            CONVOAI_LOG_FORMAT="console",
+            CONVOAI_LOG_LEVEL="WARNING",
+            CONVOAI_STARTUP_TIMEOUT_SECONDS="1.2",
+        )
+        started = time.monotonic()
         result = console("run", "--bootstrap", NOWHERE, "--http-port", "0", env=env)
+        assert time.monotonic() - started >= 1.2
         assert result.returncode == 3
+        attempts = [line for line in result.stderr.splitlines() if "kafka_unreachable" in line]
+        assert len(attempts) >= 2, result.stderr  # at 0 and 0.5 s, then 1.5 s is past it
+        assert all("attempt=" in line and "retry_in_seconds=" in line for line in attempts)
         # aiokafka's own log line may precede it; the worker's verdict is the last line
         assert "worker_cannot_start" in result.stderr.splitlines()[-1]
         assert "cannot connect to Kafka at 127.0.0.1:1 (PLAINTEXT)" in result.stderr

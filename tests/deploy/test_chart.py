@@ -178,6 +178,13 @@ class TestChartInvariants:
         assert drain == Settings().drain_grace_seconds
         assert values["terminationGracePeriodSeconds"] >= drain + 10
 
+    def test_the_worker_waits_for_kafka_as_long_as_the_startup_probe_allows(self, values):
+        """A broker restart during a deploy: the wait and the probe's window end together."""
+        probe = values["startupProbe"]
+        window = probe["periodSeconds"] * probe["failureThreshold"]
+        assert values["config"]["startupTimeoutSeconds"] == window
+        assert Settings().startup_timeout_seconds == window
+
     def test_pod_runs_as_the_image_user_on_the_image_port(self, values):
         """runAsUser/runAsGroup and the container port match the Dockerfile's USER and EXPOSE."""
         dockerfile = (REPO / "Dockerfile").read_text()

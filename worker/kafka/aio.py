@@ -36,6 +36,7 @@ from worker.kafka.ports import (
     Record,
     RecordRejectedError,
 )
+from worker.kafka.startup import wait_for_cluster
 from worker.kafka.timing import GroupTiming
 from worker.kafka.topics import ensure_topics
 from worker.settings import Settings
@@ -303,6 +304,10 @@ class AioKafkaBackend:
     def topic_reader(self, topic: str, purpose: str) -> AioTopicReader:
         """A group-less reader of `topic`."""
         return AioTopicReader(self._settings, topic, purpose)
+
+    async def wait_for_cluster(self, stop: asyncio.Event) -> bool:
+        """Wait up to `CONVOAI_STARTUP_TIMEOUT_SECONDS` for the cluster (`worker.kafka.startup`)."""
+        return await wait_for_cluster(self._settings, stop)
 
     async def ensure_topics(self) -> list[str]:
         """Create the missing topics (when allowed); return the names created."""
