@@ -149,7 +149,7 @@ SECRET_FIELDS = (
 OTHER_VARIABLES = frozenset(
     {
         ENV_FILE_VARIABLE,
-        "CONVOAI_TOOLS_CACHE",  # scripts/check-deploy: where helm and promtool are cached
+        "CONVOAI_TOOLS_CACHE",  # scripts/go-tool: where helm and promtool are cached
     }
 )
 REAL_API_DOMAIN = "agora.io"

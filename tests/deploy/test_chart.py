@@ -1,7 +1,8 @@
-"""Helm chart invariants that need no helm binary: values schema, settings parity, hardening.
+"""Helm chart invariants: values schema, settings parity, hardening, and what helm renders.
 
-Rendering, `helm lint` and the Kubernetes schema validation of the manifests run in
-scripts/check-deploy.
+`helm lint` and the Kubernetes schema validation of every values file's manifests run in
+scripts/check-deploy; the tests here render with the same helm (`tests/deploy/helm.py`) where
+a promise is about what the chart produces.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from worker.settings import SECRET_FIELDS, Settings
 
 from .artifacts import CHART, CI_VALUES, REPO, load
+from .helm import kinds, render
 
 # Settings the chart does not take in `config`, and why.
 NOT_IN_CONFIG = {
@@ -235,6 +237,16 @@ class TestChartInvariants:
 
         assert {p for p in paths if not any(covers(r, p) for r in rows)} == set()
         assert {r for r in rows if not any(covers(r, p) for p in paths)} == set()
+
+    def test_uninstall_keeps_the_topics(self):
+        """Strimzi deletes a topic with its KafkaTopic: the resources outlive the release, and
+        the README says how to remove them on purpose."""
+        topics = kinds(render(CHART / "ci" / "keda-strimzi-values.yaml"), "KafkaTopic")
+        assert len(topics) == 4
+        for topic in topics:
+            assert topic["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        readme = (CHART / "README.md").read_text()
+        assert "kubectl --namespace <kafkaTopics.namespace> delete kafkatopics" in readme
 
     def test_the_helm_test_hook_asks_the_service_for_readyz(self, values):
         """`helm test` fails unless the release's Service answers /readyz with 200."""
