@@ -60,6 +60,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kafka_bootstrap: str = "127.0.0.1:9092"
     group_id: str = "convoai-worker"
     group_instance_id: str = ""  # static membership when set
+    # how partitions are spread over the group's members (worker.kafka.aio explains the choice)
+    kafka_partition_assignor: Literal["sticky", "roundrobin", "range"] = "sticky"
     topic_commands: str = COMMANDS_TOPIC
     topic_results: str = RESULTS_TOPIC
     topic_state: str = AGENT_STATE_TOPIC

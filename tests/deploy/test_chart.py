@@ -31,7 +31,7 @@ NOT_IN_CONFIG = {
     "kafka_sasl_password": "read from kafkaSasl.existingSecret",
     "kafka_ssl_key_password": "PEM keys are mounted unencrypted from kafkaTls.existingSecret",
     "http_host": "probes and the Service need the pod address, i.e. the default 0.0.0.0",
-    "group_instance_id": "static membership needs a distinct id per pod, a ConfigMap has one",
+    "group_instance_id": "the pod's own name, with staticMembership (a ConfigMap has one value)",
 }
 # values.yaml `config` defaults that deliberately differ from the worker's defaults.
 CHART_DEFAULTS = {
@@ -161,9 +161,11 @@ class TestConfigMatchesSettings:
 
     def test_every_secret_setting_is_read_from_the_existing_secret(self):
         """The Deployment maps each secret setting (and the customer id) to a Secret key."""
-        template = (CHART / "templates" / "deployment.yaml").read_text()
+        template = (CHART / "templates" / "_pod.tpl").read_text()
         referenced = set(re.findall(r'"CONVOAI_([A-Z_]+)" \$credentials\.\w+Key', template))
-        referenced |= set(re.findall(r"- name: CONVOAI_([A-Z_]+)\n\s+valueFrom:", template))
+        referenced |= set(
+            re.findall(r"- name: CONVOAI_([A-Z_]+)\n\s+valueFrom:\n\s+secretKeyRef:", template)
+        )
         expected = {*SECRET_FIELDS, "customer_id"} - {"kafka_ssl_key_password"}
         assert referenced == {name.upper() for name in expected}
 
@@ -237,6 +239,30 @@ class TestChartInvariants:
 
         assert {p for p in paths if not any(covers(r, p) for r in rows)} == set()
         assert {r for r in rows if not any(covers(r, p) for p in paths)} == set()
+
+    def test_static_membership_is_a_statefulset_whose_pod_names_are_the_instance_ids(self):
+        """Stable names, the session timeout for a restart, KEDA scaling the StatefulSet."""
+        manifests = render(CHART / "ci" / "static-membership-values.yaml")
+        assert kinds(manifests, "Deployment") == []
+        [workload] = kinds(manifests, "StatefulSet")
+        [container] = workload["spec"]["template"]["spec"]["containers"]
+        [instance_id] = [e for e in container["env"] if e["name"] == "CONVOAI_GROUP_INSTANCE_ID"]
+        assert instance_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        [config] = kinds(manifests, "ConfigMap")
+        assert config["data"]["CONVOAI_KAFKA_SESSION_TIMEOUT_SECONDS"] == "180"
+        [scaled] = kinds(manifests, "ScaledObject")
+        assert scaled["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+        assert "replicas" not in workload["spec"]
+
+    def test_a_deployment_has_no_instance_ids_and_the_sticky_assignor(self):
+        """Pod names change with every rollout: no static membership, sticky assignment."""
+        manifests = render(**{"config.kafkaBootstrap": "kafka:9092"})
+        [workload] = kinds(manifests, "Deployment")
+        [container] = workload["spec"]["template"]["spec"]["containers"]
+        assert "CONVOAI_GROUP_INSTANCE_ID" not in str(container)
+        [config] = kinds(manifests, "ConfigMap")
+        assert config["data"]["CONVOAI_KAFKA_PARTITION_ASSIGNOR"] == "sticky"
+        assert config["data"]["CONVOAI_KAFKA_SESSION_TIMEOUT_SECONDS"] == "15"
 
     def test_uninstall_keeps_the_topics(self):
         """Strimzi deletes a topic with its KafkaTopic: the resources outlive the release, and

@@ -276,3 +276,33 @@ class SlowListener(Listener):
         await asyncio.sleep(1.0)
         await super().assigned(partitions)
         self.returned_at = time.monotonic()
+
+
+@pytest.mark.kafka
+async def test_members_that_stay_keep_their_partitions_when_one_joins(kafka_bootstrap: str) -> None:
+    """The sticky assignor (the default): with 6 partitions, a third member takes 2, one from
+    each of the others, who keep the other 2 of their 3. Round robin would deal all six anew,
+    leaving each of them only 1 of its 3."""
+    cluster = Cluster("kafka", kafka_bootstrap)
+    try:
+        topic = await cluster.topic(6)
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        first, second, third = Listener(), Listener(), Listener()
+        members = [await cluster.source(topic, group, first)]
+        members.append(await cluster.source(topic, group, second))
+        await settled(members, [first, second], each=3)
+        before = [set(first.owned), set(second.owned)]
+        members.append(await cluster.source(topic, group, third))
+        await settled(members, [first, second, third], each=2)
+    finally:
+        await cluster.close()
+    assert set(first.owned) < before[0]
+    assert set(second.owned) < before[1]
+
+
+async def settled(members: list[CommandSource], listeners: list[Listener], each: int) -> None:
+    """Poll every member until each owns `each` partitions (the group has rebalanced)."""
+    deadline = time.monotonic() + WITHIN
+    while sorted(len(listener.owned) for listener in listeners) != [each] * len(listeners):
+        assert time.monotonic() < deadline, [listener.owned for listener in listeners]
+        await asyncio.gather(*(member.poll(0.1) for member in members))

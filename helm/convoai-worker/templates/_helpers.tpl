@@ -56,14 +56,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 Worker settings as rendered into the ConfigMap. Strimzi owns the topics when KafkaTopic resources
-are enabled, so the worker must not create them itself.
+are enabled, so the worker must not create them itself; static members get a session timeout
+that outlasts a pod's replacement.
 */}}
 {{- define "convoai-worker.config" -}}
 {{- $config := deepCopy .Values.config }}
 {{- if .Values.kafkaTopics.enabled }}
 {{- $_ := set $config "createTopics" false }}
 {{- end }}
+{{- if .Values.staticMembership.enabled }}
+{{- $_ := set $config "kafkaSessionTimeoutSeconds" .Values.staticMembership.sessionTimeoutSeconds }}
+{{- end }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* The workload's kind as kubectl names it (NOTES.txt) and as KEDA's scaleTargetRef does. */}}
+{{- define "convoai-worker.workloadKind" -}}
+{{- ternary "StatefulSet" "Deployment" .Values.staticMembership.enabled }}
 {{- end }}
 
 {{/*
