@@ -20,7 +20,7 @@ import pytest
 from worker.settings import SECRET_FIELDS, Settings
 
 from .artifacts import CHART, CI_VALUES, REPO, load
-from .helm import kinds, render
+from .helm import RenderError, kinds, render
 
 # Settings the chart does not take in `config`, and why.
 NOT_IN_CONFIG = {
@@ -116,7 +116,7 @@ class TestValuesSchema:
             pytest.param({"ingress": {"enabled": "yes"}}, id="a string for ingress.enabled"),
             pytest.param({"ingress": {"path": "/"}}, id="an ingress path (only the webhook)"),
             pytest.param(
-                {"keda": {"authentication": {"sasl": "kerberos"}}}, id="an unknown SASL mechanism"
+                {"config": {"kafkaSaslMechanism": "GSSAPI"}}, id="an unknown SASL mechanism"
             ),
             pytest.param({"extraContainers": [{"name": "proxy"}]}, id="a sidecar without image"),
             pytest.param({"extraVolumeMounts": [{"name": "v"}]}, id="a mount without a path"),
@@ -283,3 +283,114 @@ class TestChartInvariants:
             in template
         )
         assert values["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+STRIMZI_USER = {"existingSecret": "convoai-worker", "passwordKey": "password"}
+STRIMZI_CA = {"caSecret": "events-cluster-ca-cert", "caKey": "ca.crt"}
+STRIMZI_CLIENT = {"clientSecret": "convoai-worker", "certKey": "user.crt", "keyKey": "user.key"}
+USERNAME = {"parameter": "username", "name": "test-convoai-worker"}
+PASSWORD = {"parameter": "password", "name": "convoai-worker", "key": "password"}
+CA = {"parameter": "ca", "name": "events-cluster-ca-cert", "key": "ca.crt"}
+CERT = {"parameter": "cert", "name": "convoai-worker", "key": "user.crt"}
+KEY = {"parameter": "key", "name": "convoai-worker", "key": "user.key"}
+
+
+@pytest.mark.parametrize(
+    ("protocol", "mechanism", "tls", "metadata", "secrets"),
+    [
+        pytest.param("PLAINTEXT", "PLAIN", {}, {"tls": "disable"}, None, id="plaintext"),
+        pytest.param("SSL", "PLAIN", {}, {"tls": "enable"}, None, id="tls-system-cas"),
+        pytest.param("SSL", "PLAIN", STRIMZI_CA, {"tls": "enable"}, [CA], id="tls-own-ca"),
+        pytest.param(
+            "SSL",
+            "PLAIN",
+            {**STRIMZI_CA, **STRIMZI_CLIENT},
+            {"tls": "enable"},
+            [CA, CERT, KEY],
+            id="mutual-tls",
+        ),
+        pytest.param(
+            "SASL_PLAINTEXT",
+            "PLAIN",
+            {},
+            {"sasl": "plaintext", "tls": "disable"},
+            [PASSWORD],
+            id="sasl-plain",
+        ),
+        pytest.param(
+            "SASL_SSL",
+            "SCRAM-SHA-256",
+            {},
+            {"sasl": "scram_sha256", "tls": "enable"},
+            [PASSWORD],
+            id="scram-256-system-cas",
+        ),
+        pytest.param(
+            "SASL_SSL",
+            "SCRAM-SHA-512",
+            STRIMZI_CA,
+            {"sasl": "scram_sha512", "tls": "enable"},
+            [PASSWORD, CA],
+            id="scram-512-own-ca",
+        ),
+        pytest.param(
+            "SASL_SSL",
+            "SCRAM-SHA-512",
+            {**STRIMZI_CA, **STRIMZI_CLIENT},
+            {"sasl": "scram_sha512", "tls": "enable"},
+            [PASSWORD, CA, CERT, KEY],
+            id="scram-512-mutual-tls",
+        ),
+    ],
+)
+def test_keda_connects_to_kafka_as_the_worker_does(
+    protocol: str,
+    mechanism: str,
+    tls: dict[str, str],
+    metadata: dict[str, str],
+    secrets: list[dict[str, str]] | None,
+) -> None:
+    """Every security combination: the scaler's SASL and TLS come from the worker's settings,
+    the user name from the worker's ConfigMap, the password and TLS files from the same Secrets
+    the worker mounts (Strimzi's layout)."""
+    sasl = protocol.startswith("SASL_")
+    manifests = render(
+        **{
+            "config.kafkaBootstrap": "events-kafka-bootstrap.kafka:9093",
+            "config.kafkaSecurityProtocol": protocol,
+            "config.kafkaSaslMechanism": mechanism,
+            "config.kafkaSaslUsername": "convoai-worker" if sasl else "",
+            "kafkaSasl": STRIMZI_USER if sasl else {"existingSecret": ""},
+            "kafkaTls": tls,
+            "keda.enabled": True,
+        }
+    )
+    [scaled] = kinds(manifests, "ScaledObject")
+    [trigger] = scaled["spec"]["triggers"]
+    assert {k: v for k, v in trigger["metadata"].items() if k in {"sasl", "tls"}} == metadata
+    authentications = kinds(manifests, "TriggerAuthentication")
+    if secrets is None:
+        assert (authentications, "authenticationRef" in trigger) == ([], False)
+        return
+    [authentication] = authentications
+    assert trigger["authenticationRef"] == {"name": authentication["metadata"]["name"]}
+    assert authentication["spec"]["secretTargetRef"] == secrets
+    [config] = kinds(manifests, "ConfigMap")
+    usernames = authentication["spec"].get("configMapTargetRef", [])
+    assert usernames == ([{**USERNAME, "key": "CONVOAI_KAFKA_SASL_USERNAME"}] if sasl else [])
+    for reference in usernames:
+        assert config["metadata"]["name"] == reference["name"]
+        assert config["data"][reference["key"]] == "convoai-worker"
+
+
+def test_keda_on_sasl_needs_the_workers_password_secret() -> None:
+    """Without it KEDA could not read the lag: rendering fails and says why."""
+    with pytest.raises(RenderError, match=r"needs kafkaSasl\.existingSecret"):
+        render(
+            **{
+                "config.kafkaBootstrap": "kafka:9093",
+                "config.kafkaSecurityProtocol": "SASL_SSL",
+                "config.kafkaSaslUsername": "convoai-worker",
+                "keda.enabled": True,
+            }
+        )
