@@ -182,6 +182,13 @@ class TestChartInvariants:
         assert drain == Settings().drain_grace_seconds
         assert values["terminationGracePeriodSeconds"] >= drain + 10
 
+    def test_the_chart_names_its_repository(self):
+        """`home` and `sources` lead to the code; the alerts' runbook links are derived from it
+        (tests/deploy/test_observability.py)."""
+        chart = load(CHART / "Chart.yaml")
+        assert chart["home"].startswith("https://")
+        assert chart["sources"] == [chart["home"]]
+
     def test_the_worker_waits_for_kafka_as_long_as_the_startup_probe_allows(self, values):
         """A broker restart during a deploy: the wait and the probe's window end together."""
         probe = values["startupProbe"]
