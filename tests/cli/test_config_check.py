@@ -47,6 +47,17 @@ async def check(**variables: str) -> tuple[int, list[str]]:
     return result.returncode, result.stdout.splitlines()
 
 
+def worker_env(bootstrap: str, topics: list[str], api_url: str) -> dict[str, str]:
+    """The broker, the four topics (commands, results, state, DLQ; not created) and the API."""
+    names = ("COMMANDS", "RESULTS", "STATE", "DLQ")
+    return {
+        "CONVOAI_KAFKA_BOOTSTRAP": bootstrap,
+        **{f"CONVOAI_TOPIC_{name}": topic for name, topic in zip(names, topics, strict=True)},
+        "CONVOAI_CREATE_TOPICS": "false",
+        "CONVOAI_API_BASE_URL": api_url,
+    }
+
+
 def masked(lines: list[str]) -> list[str]:
     """The lines with the API's answer time left out."""
     return [line.split(" in ")[0] if line.startswith("api ") else line for line in lines]
@@ -61,13 +72,7 @@ async def test_a_good_setup_passes_every_check(
     dlq = await topic_factory("dlq")
     async with running_emulator(EMULATOR) as emulator:
         code, lines = await check(
-            CONVOAI_KAFKA_BOOTSTRAP=kafka_bootstrap,
-            CONVOAI_TOPIC_COMMANDS=commands,
-            CONVOAI_TOPIC_RESULTS=results,
-            CONVOAI_TOPIC_STATE=state,
-            CONVOAI_TOPIC_DLQ=dlq,
-            CONVOAI_CREATE_TOPICS="false",
-            CONVOAI_API_BASE_URL=emulator.api_url,
+            **worker_env(kafka_bootstrap, [commands, results, state, dlq], emulator.api_url),
             CONVOAI_API_CREDENTIALS_FILE=str(credentials_file(tmp_path / "tenants.json")),
             CONVOAI_WEBHOOK_SECRET="ncs-secret-0123",
         )
@@ -99,13 +104,7 @@ async def test_a_broken_setup_names_each_failure(
     missing = unique_name("dlq")
     async with running_emulator(EMULATOR) as emulator:
         code, lines = await check(
-            CONVOAI_KAFKA_BOOTSTRAP=kafka_bootstrap,
-            CONVOAI_TOPIC_COMMANDS=commands,
-            CONVOAI_TOPIC_RESULTS=results,
-            CONVOAI_TOPIC_STATE=state,
-            CONVOAI_TOPIC_DLQ=missing,
-            CONVOAI_CREATE_TOPICS="false",
-            CONVOAI_API_BASE_URL=emulator.api_url,
+            **worker_env(kafka_bootstrap, [commands, results, state, missing], emulator.api_url),
             CONVOAI_API_CREDENTIALS_FILE=str(credentials_file(tmp_path / "t.json", "app-two")),
         )
     assert code == 1
