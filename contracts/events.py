@@ -94,7 +94,9 @@ class ResultEvent(msgspec.Struct, frozen=True, kw_only=True):
     one of `data` (when `outcome` is `succeeded`) or `error` (any other outcome) describes it.
     A `data` body larger than the worker's budget (`CONVOAI_MAX_RESULT_BYTES`) is replaced by a
     `TruncatedData` object; the outcome stays what it was.
-    `attempts` counts API calls made (0 when rejected or expired before running).
+    `attempts` counts the sends of the command's own request, retries included (0 when
+    rejected or expired before running); reads that resolve a name or settle a conflict are not
+    counted.
     `received_at` is the command record's timestamp, `completed_at` when the outcome was
     decided, `duration_ms` the time between them.
 

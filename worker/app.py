@@ -1,7 +1,8 @@
 """The worker process: builds the parts, and owns the order of startup and shutdown.
 
 Startup: producer sink → ops server (so probes answer while starting) → topics → agent
-directory from the state topic → dedupe memory from the results topic → API client → consumer.
+directory from the state topic → dedupe memory from the results topic → API client → consumer;
+before the topics, the worker waits for Kafka (`CONVOAI_STARTUP_TIMEOUT_SECONDS`).
 Background tasks (committer, followers, state housekeeping, reconciler, loop monitor) run under
 a `Supervisor`.
 
@@ -123,6 +124,8 @@ class Worker:
             stack.push_async_callback(supervisor.close)
             supervisor.start("loop-monitor", lambda: monitor_loop(metrics, health))
 
+            if not await kafka.wait_for_cluster(self._stop_requested):
+                return  # stopped while waiting for Kafka: nothing started that needs draining
             created = await kafka.ensure_topics()
             if created:
                 log.info("topics_created", topics=created)

@@ -43,10 +43,16 @@ SECRET_KEYS = frozenset(
 
 
 def _mask_secret_keys(value: Any) -> Any:
-    """Return `value` with every secret-named key masked, recursively."""
+    """Return `value` with every secret-named key masked, recursively.
+
+    An empty or null value stays as it is: it reveals nothing, and the line then shows that the
+    secret is not set, as `convoai-worker config` does.
+    """
     if isinstance(value, Mapping):
         return {
-            k: MASK if str(k).lower() in SECRET_KEYS else _mask_secret_keys(v)
+            k: MASK
+            if str(k).lower() in SECRET_KEYS and v not in ("", None)
+            else _mask_secret_keys(v)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

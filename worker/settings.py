@@ -30,6 +30,7 @@ PREFIX = "CONVOAI_"
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#\s]+")]
 
 
 class SettingsError(ValueError):
@@ -40,7 +41,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Worker configuration; field `x` is read from `CONVOAI_X`."""
 
     # Agora ConvoAI REST API
-    api_base_url: str = "https://api.agora.io/api/conversational-ai-agent"
+    api_base_url: HttpUrl = "https://api.agora.io/api/conversational-ai-agent"
     customer_id: str = ""
     customer_secret: str = ""
     auth_token: str = ""  # "agora token=<...>" scheme; used instead of Basic when set
@@ -60,11 +61,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kafka_bootstrap: str = "127.0.0.1:9092"
     group_id: str = "convoai-worker"
     group_instance_id: str = ""  # static membership when set
+    # how partitions are spread over the group's members (worker.kafka.aio explains the choice)
+    kafka_partition_assignor: Literal["sticky", "roundrobin", "range"] = "sticky"
     topic_commands: str = COMMANDS_TOPIC
     topic_results: str = RESULTS_TOPIC
     topic_state: str = AGENT_STATE_TOPIC
     topic_dlq: str = DLQ_TOPIC
     create_topics: bool = True
+    # `run` waits this long for the cluster to answer at start (the chart's startup probe)
+    startup_timeout_seconds: Seconds = 60.0
     topic_partitions: Positive = 12
     topic_replication_factor: Positive = 1
     # Kafka security (worker.kafka.connection)
@@ -113,6 +118,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         """Reject combinations no single field's constraint can express."""
+        if bool(self.customer_id) != bool(self.customer_secret):
+            raise ValueError(
+                "CONVOAI_CUSTOMER_ID and CONVOAI_CUSTOMER_SECRET go together (HTTP Basic): "
+                "set both, or neither"
+            )
         if self.kafka_heartbeat_interval_seconds * 3 > self.kafka_session_timeout_seconds:
             raise ValueError(
                 "CONVOAI_KAFKA_HEARTBEAT_INTERVAL_SECONDS must be at most a third of "
@@ -151,7 +161,7 @@ SECRET_FIELDS = (
 OTHER_VARIABLES = frozenset(
     {
         ENV_FILE_VARIABLE,
-        "CONVOAI_TOOLS_CACHE",  # scripts/check-deploy: where helm and promtool are cached
+        "CONVOAI_TOOLS_CACHE",  # scripts/go-tool: where helm and promtool are cached
     }
 )
 REAL_API_DOMAIN = "agora.io"
@@ -206,8 +216,8 @@ def credentials_warning(settings: Settings) -> str | None:
     """A warning when the real ConvoAI API would be called without any credentials."""
     host = urlsplit(settings.api_base_url).hostname or ""
     real = host == REAL_API_DOMAIN or host.endswith("." + REAL_API_DOMAIN)
-    has_basic = bool(settings.customer_id and settings.customer_secret)
-    if not real or has_basic or settings.auth_token:
+    signed = settings.customer_id or settings.auth_token or settings.api_credentials_file
+    if not real or signed:
         return None
     return (
         f"{variable_name('api_base_url')} is the real API ({host}) but no credentials are set: "
@@ -220,6 +230,9 @@ _FIELDS = msgspec.structs.fields(Settings)
 _TYPES = {
     field.name: field.type
     for field in cast(msgspec.inspect.StructType, msgspec.inspect.type_info(Settings)).fields
+}
+_DESCRIBED = {
+    "api_base_url": "an http(s) URL such as https://api.agora.io/api/conversational-ai-agent",
 }
 _CHOICES = {
     name: get_args(hint)
@@ -256,6 +269,8 @@ def _explain(message: str, raw: Mapping[str, object], origins: Mapping[str, str]
 
 def _allowed(name: str) -> str:
     """What a field accepts, in words."""
+    if name in _DESCRIBED:
+        return _DESCRIBED[name]
     if name in _CHOICES:
         return "one of " + ", ".join(str(v) for v in _CHOICES[name]) + " (any case)"
     kind = _TYPES[name]

@@ -71,5 +71,8 @@ def test_a_bad_credentials_file_is_named_at_startup(
 def test_authorization_is_what_the_sdk_sends() -> None:
     """Token wins over Basic; no credentials, no header."""
     assert authorization(Settings(customer_id="a-id", customer_secret="a-secret")) == BASIC_A
-    assert authorization(Settings(auth_token="t", customer_id="x")) == "agora token=t"
+    assert (
+        authorization(Settings(auth_token="t", customer_id="x", customer_secret="y"))
+        == "agora token=t"
+    )
     assert authorization(Settings()) is None

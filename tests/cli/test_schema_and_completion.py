@@ -19,6 +19,7 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "contracts" / "schema"
     [
         ([], "commands.schema.json"),
         (["--document", "events"], "events.schema.json"),
+        (["--document", "commands"], "commands.schema.json"),
         (["--format", "asyncapi"], "asyncapi.yaml"),
     ],
 )
@@ -28,8 +29,10 @@ def test_schema_prints_the_published_document(args: list[str], name: str) -> Non
     assert result.stdout == (SCHEMAS / name).read_text()
 
 
-def test_schema_refuses_a_document_asyncapi_does_not_split() -> None:
-    result = console("schema", "--format", "asyncapi", "--document", "events")
+@pytest.mark.parametrize("document", ["events", "commands"])
+def test_schema_refuses_a_document_asyncapi_does_not_split(document: str) -> None:
+    """Any --document with asyncapi is refused, the default's name too: never ignored."""
+    result = console("schema", "--format", "asyncapi", "--document", document)
     assert result.returncode == 2
     assert "--document applies to --format jsonschema only" in one_line(result.stderr)
 

@@ -7,6 +7,7 @@ address nothing listens on stands for an unreachable one).
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,10 @@ class TestUsage:
             ),
             (["emulator", "--drop-rate", "2"], "argument --drop-rate: expected a fraction"),
             (["emulator", "--fault", '{"status": 99}'], "argument --fault: invalid fault rule"),
+            (
+                ["emulator", "--fault", '{"operation": "agent.strat"}'],
+                "unknown operation 'agent.strat'; did you mean 'agent.start'?",
+            ),
             (["run", "--http-port", "-1"], "argument --http-port: expected a port"),
             (["tail", "--max-results", "-3"], "argument --max-results: expected an integer >= 0"),
             (["send", "--raw", "--dry-run"], "argument --dry-run: not allowed with argument --raw"),
@@ -99,6 +104,20 @@ class TestInput:
             assert result.returncode == 2
             assert f"file {path}: " in one_line(result.stderr)
             assert reason in result.stderr
+
+    def test_exec_names_a_json_lines_file_as_one(self, tmp_path: Path) -> None:
+        """Several commands are `send`'s job; a command pretty-printed over lines is still one
+        (it gets as far as the API, nowhere here: exit 3)."""
+        path = tmp_path / "c.jsonl"
+        path.write_bytes(LIST + LIST.replace(b"l-1", b"l-2"))
+        result = console("exec", "--file", str(path))
+        assert result.returncode == 2
+        assert one_line(result.stderr) == (
+            f"convoai-worker exec: {path}: 2 lines of JSON, but exec runs one command; "
+            "`convoai-worker send` produces a JSON-lines file (`validate` checks it)"
+        )
+        path.write_bytes(b'{\n  "command": "agent.list",\n  "id": "l-1"\n}\n')
+        assert console("exec", "--file", str(path), env=API_NOWHERE).returncode == 3
 
     def test_exec_says_the_input_is_empty(self) -> None:
         result = console("exec", "-", stdin=b"\n")
@@ -159,10 +178,20 @@ class TestUnreachable:
             "convoai-worker tail: cannot follow 127.0.0.1:1: cannot connect to the broker"
         )
 
-    def test_run_exits_3_when_kafka_is_unreachable(self) -> None:
-        env = clean_environment(CONVOAI_LOG_FORMAT="console", CONVOAI_LOG_LEVEL="ERROR")
+    def test_run_exits_3_when_kafka_stays_unreachable(self) -> None:
+        """It waits `CONVOAI_STARTUP_TIMEOUT_SECONDS` with one line per attempt, then gives up."""
+        env = clean_environment(
+            CONVOAI_LOG_FORMAT="console",
+            CONVOAI_LOG_LEVEL="WARNING",
+            CONVOAI_STARTUP_TIMEOUT_SECONDS="1.2",
+        )
+        started = time.monotonic()
         result = console("run", "--bootstrap", NOWHERE, "--http-port", "0", env=env)
+        assert time.monotonic() - started >= 1.2
         assert result.returncode == 3
+        attempts = [line for line in result.stderr.splitlines() if "kafka_unreachable" in line]
+        assert len(attempts) >= 2, result.stderr  # at 0 and 0.5 s, then 1.5 s is past it
+        assert all("attempt=" in line and "retry_in_seconds=" in line for line in attempts)
         # aiokafka's own log line may precede it; the worker's verdict is the last line
         assert "worker_cannot_start" in result.stderr.splitlines()[-1]
         assert "cannot connect to Kafka at 127.0.0.1:1 (PLAINTEXT)" in result.stderr

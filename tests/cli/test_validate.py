@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.console import console
+from tests.console import console, one_line
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = b'{"command":"agent.list","id":"v-1"}\n'
@@ -47,3 +47,18 @@ def test_each_bad_line_is_named_then_a_summary(args: list[str], commands: Path) 
 def test_stdin_is_checked_too() -> None:
     result = console("validate", "-", stdin=GOOD)
     assert (result.returncode, result.stdout) == (0, "stdin: 1 valid command(s), 0 refused\n")
+
+
+@pytest.mark.parametrize("args", [["validate"], ["send", "--bootstrap", "127.0.0.1:1"]])
+@pytest.mark.parametrize("content", [b"", b"# only a comment\n\n"])
+def test_an_input_without_commands_is_refused(
+    args: list[str], content: bytes, tmp_path: Path
+) -> None:
+    """An empty file is a wrong path or a failed export: exit 2, not "0 valid, 0 refused"."""
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(content)
+    result = console(*args, str(path))
+    assert result.returncode == 2
+    assert one_line(result.stderr).endswith(
+        f"{path}: no commands: it is empty or holds only comments"
+    )

@@ -1,7 +1,8 @@
-"""Helm chart invariants that need no helm binary: values schema, settings parity, hardening.
+"""Helm chart invariants: values schema, settings parity, hardening, and what helm renders.
 
-Rendering, `helm lint` and the Kubernetes schema validation of the manifests run in
-scripts/check-deploy.
+`helm lint` and the Kubernetes schema validation of every values file's manifests run in
+scripts/check-deploy; the tests here render with the same helm (`tests/deploy/helm.py`) where
+a promise is about what the chart produces.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from worker.settings import SECRET_FIELDS, Settings
 
 from .artifacts import CHART, CI_VALUES, REPO, load
+from .helm import RenderError, kinds, render
 
 # Settings the chart does not take in `config`, and why.
 NOT_IN_CONFIG = {
@@ -29,7 +31,7 @@ NOT_IN_CONFIG = {
     "kafka_sasl_password": "read from kafkaSasl.existingSecret",
     "kafka_ssl_key_password": "PEM keys are mounted unencrypted from kafkaTls.existingSecret",
     "http_host": "probes and the Service need the pod address, i.e. the default 0.0.0.0",
-    "group_instance_id": "static membership needs a distinct id per pod, a ConfigMap has one",
+    "group_instance_id": "the pod's own name, with staticMembership (a ConfigMap has one value)",
 }
 # values.yaml `config` defaults that deliberately differ from the worker's defaults.
 CHART_DEFAULTS = {
@@ -114,7 +116,7 @@ class TestValuesSchema:
             pytest.param({"ingress": {"enabled": "yes"}}, id="a string for ingress.enabled"),
             pytest.param({"ingress": {"path": "/"}}, id="an ingress path (only the webhook)"),
             pytest.param(
-                {"keda": {"authentication": {"sasl": "kerberos"}}}, id="an unknown SASL mechanism"
+                {"config": {"kafkaSaslMechanism": "GSSAPI"}}, id="an unknown SASL mechanism"
             ),
             pytest.param({"extraContainers": [{"name": "proxy"}]}, id="a sidecar without image"),
             pytest.param({"extraVolumeMounts": [{"name": "v"}]}, id="a mount without a path"),
@@ -159,9 +161,11 @@ class TestConfigMatchesSettings:
 
     def test_every_secret_setting_is_read_from_the_existing_secret(self):
         """The Deployment maps each secret setting (and the customer id) to a Secret key."""
-        template = (CHART / "templates" / "deployment.yaml").read_text()
+        template = (CHART / "templates" / "_pod.tpl").read_text()
         referenced = set(re.findall(r'"CONVOAI_([A-Z_]+)" \$credentials\.\w+Key', template))
-        referenced |= set(re.findall(r"- name: CONVOAI_([A-Z_]+)\n\s+valueFrom:", template))
+        referenced |= set(
+            re.findall(r"- name: CONVOAI_([A-Z_]+)\n\s+valueFrom:\n\s+secretKeyRef:", template)
+        )
         expected = {*SECRET_FIELDS, "customer_id"} - {"kafka_ssl_key_password"}
         assert referenced == {name.upper() for name in expected}
 
@@ -177,6 +181,20 @@ class TestChartInvariants:
         drain = values["config"]["drainGraceSeconds"]
         assert drain == Settings().drain_grace_seconds
         assert values["terminationGracePeriodSeconds"] >= drain + 10
+
+    def test_the_chart_names_its_repository(self):
+        """`home` and `sources` lead to the code; the alerts' runbook links are derived from it
+        (tests/deploy/test_observability.py)."""
+        chart = load(CHART / "Chart.yaml")
+        assert chart["home"].startswith("https://")
+        assert chart["sources"] == [chart["home"]]
+
+    def test_the_worker_waits_for_kafka_as_long_as_the_startup_probe_allows(self, values):
+        """A broker restart during a deploy: the wait and the probe's window end together."""
+        probe = values["startupProbe"]
+        window = probe["periodSeconds"] * probe["failureThreshold"]
+        assert values["config"]["startupTimeoutSeconds"] == window
+        assert Settings().startup_timeout_seconds == window
 
     def test_pod_runs_as_the_image_user_on_the_image_port(self, values):
         """runAsUser/runAsGroup and the container port match the Dockerfile's USER and EXPOSE."""
@@ -229,6 +247,40 @@ class TestChartInvariants:
         assert {p for p in paths if not any(covers(r, p) for r in rows)} == set()
         assert {r for r in rows if not any(covers(r, p) for p in paths)} == set()
 
+    def test_static_membership_is_a_statefulset_whose_pod_names_are_the_instance_ids(self):
+        """Stable names, the session timeout for a restart, KEDA scaling the StatefulSet."""
+        manifests = render(CHART / "ci" / "static-membership-values.yaml")
+        assert kinds(manifests, "Deployment") == []
+        [workload] = kinds(manifests, "StatefulSet")
+        [container] = workload["spec"]["template"]["spec"]["containers"]
+        [instance_id] = [e for e in container["env"] if e["name"] == "CONVOAI_GROUP_INSTANCE_ID"]
+        assert instance_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        [config] = kinds(manifests, "ConfigMap")
+        assert config["data"]["CONVOAI_KAFKA_SESSION_TIMEOUT_SECONDS"] == "180"
+        [scaled] = kinds(manifests, "ScaledObject")
+        assert scaled["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+        assert "replicas" not in workload["spec"]
+
+    def test_a_deployment_has_no_instance_ids_and_the_sticky_assignor(self):
+        """Pod names change with every rollout: no static membership, sticky assignment."""
+        manifests = render(**{"config.kafkaBootstrap": "kafka:9092"})
+        [workload] = kinds(manifests, "Deployment")
+        [container] = workload["spec"]["template"]["spec"]["containers"]
+        assert "CONVOAI_GROUP_INSTANCE_ID" not in str(container)
+        [config] = kinds(manifests, "ConfigMap")
+        assert config["data"]["CONVOAI_KAFKA_PARTITION_ASSIGNOR"] == "sticky"
+        assert config["data"]["CONVOAI_KAFKA_SESSION_TIMEOUT_SECONDS"] == "15"
+
+    def test_uninstall_keeps_the_topics(self):
+        """Strimzi deletes a topic with its KafkaTopic: the resources outlive the release, and
+        the README says how to remove them on purpose."""
+        topics = kinds(render(CHART / "ci" / "keda-strimzi-values.yaml"), "KafkaTopic")
+        assert len(topics) == 4
+        for topic in topics:
+            assert topic["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        readme = (CHART / "README.md").read_text()
+        assert "kubectl --namespace <kafkaTopics.namespace> delete kafkatopics" in readme
+
     def test_the_helm_test_hook_asks_the_service_for_readyz(self, values):
         """`helm test` fails unless the release's Service answers /readyz with 200."""
         template = (CHART / "templates" / "tests" / "readyz.yaml").read_text()
@@ -238,3 +290,114 @@ class TestChartInvariants:
             in template
         )
         assert values["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+STRIMZI_USER = {"existingSecret": "convoai-worker", "passwordKey": "password"}
+STRIMZI_CA = {"caSecret": "events-cluster-ca-cert", "caKey": "ca.crt"}
+STRIMZI_CLIENT = {"clientSecret": "convoai-worker", "certKey": "user.crt", "keyKey": "user.key"}
+USERNAME = {"parameter": "username", "name": "test-convoai-worker"}
+PASSWORD = {"parameter": "password", "name": "convoai-worker", "key": "password"}
+CA = {"parameter": "ca", "name": "events-cluster-ca-cert", "key": "ca.crt"}
+CERT = {"parameter": "cert", "name": "convoai-worker", "key": "user.crt"}
+KEY = {"parameter": "key", "name": "convoai-worker", "key": "user.key"}
+
+
+@pytest.mark.parametrize(
+    ("protocol", "mechanism", "tls", "metadata", "secrets"),
+    [
+        pytest.param("PLAINTEXT", "PLAIN", {}, {"tls": "disable"}, None, id="plaintext"),
+        pytest.param("SSL", "PLAIN", {}, {"tls": "enable"}, None, id="tls-system-cas"),
+        pytest.param("SSL", "PLAIN", STRIMZI_CA, {"tls": "enable"}, [CA], id="tls-own-ca"),
+        pytest.param(
+            "SSL",
+            "PLAIN",
+            {**STRIMZI_CA, **STRIMZI_CLIENT},
+            {"tls": "enable"},
+            [CA, CERT, KEY],
+            id="mutual-tls",
+        ),
+        pytest.param(
+            "SASL_PLAINTEXT",
+            "PLAIN",
+            {},
+            {"sasl": "plaintext", "tls": "disable"},
+            [PASSWORD],
+            id="sasl-plain",
+        ),
+        pytest.param(
+            "SASL_SSL",
+            "SCRAM-SHA-256",
+            {},
+            {"sasl": "scram_sha256", "tls": "enable"},
+            [PASSWORD],
+            id="scram-256-system-cas",
+        ),
+        pytest.param(
+            "SASL_SSL",
+            "SCRAM-SHA-512",
+            STRIMZI_CA,
+            {"sasl": "scram_sha512", "tls": "enable"},
+            [PASSWORD, CA],
+            id="scram-512-own-ca",
+        ),
+        pytest.param(
+            "SASL_SSL",
+            "SCRAM-SHA-512",
+            {**STRIMZI_CA, **STRIMZI_CLIENT},
+            {"sasl": "scram_sha512", "tls": "enable"},
+            [PASSWORD, CA, CERT, KEY],
+            id="scram-512-mutual-tls",
+        ),
+    ],
+)
+def test_keda_connects_to_kafka_as_the_worker_does(
+    protocol: str,
+    mechanism: str,
+    tls: dict[str, str],
+    metadata: dict[str, str],
+    secrets: list[dict[str, str]] | None,
+) -> None:
+    """Every security combination: the scaler's SASL and TLS come from the worker's settings,
+    the user name from the worker's ConfigMap, the password and TLS files from the same Secrets
+    the worker mounts (Strimzi's layout)."""
+    sasl = protocol.startswith("SASL_")
+    manifests = render(
+        **{
+            "config.kafkaBootstrap": "events-kafka-bootstrap.kafka:9093",
+            "config.kafkaSecurityProtocol": protocol,
+            "config.kafkaSaslMechanism": mechanism,
+            "config.kafkaSaslUsername": "convoai-worker" if sasl else "",
+            "kafkaSasl": STRIMZI_USER if sasl else {"existingSecret": ""},
+            "kafkaTls": tls,
+            "keda.enabled": True,
+        }
+    )
+    [scaled] = kinds(manifests, "ScaledObject")
+    [trigger] = scaled["spec"]["triggers"]
+    assert {k: v for k, v in trigger["metadata"].items() if k in {"sasl", "tls"}} == metadata
+    authentications = kinds(manifests, "TriggerAuthentication")
+    if secrets is None:
+        assert (authentications, "authenticationRef" in trigger) == ([], False)
+        return
+    [authentication] = authentications
+    assert trigger["authenticationRef"] == {"name": authentication["metadata"]["name"]}
+    assert authentication["spec"]["secretTargetRef"] == secrets
+    [config] = kinds(manifests, "ConfigMap")
+    usernames = authentication["spec"].get("configMapTargetRef", [])
+    assert usernames == ([{**USERNAME, "key": "CONVOAI_KAFKA_SASL_USERNAME"}] if sasl else [])
+    for reference in usernames:
+        assert config["metadata"]["name"] == reference["name"]
+        assert config["data"][reference["key"]] == "convoai-worker"
+
+
+def test_keda_on_sasl_needs_the_workers_password_secret() -> None:
+    """Without it KEDA could not read the lag: rendering fails and says why."""
+    with pytest.raises(RenderError, match=r"needs kafkaSasl\.existingSecret"):
+        render(
+            **{
+                "config.kafkaBootstrap": "kafka:9093",
+                "config.kafkaSecurityProtocol": "SASL_SSL",
+                "config.kafkaSaslUsername": "convoai-worker",
+                "keda.enabled": True,
+            }
+        )

@@ -17,7 +17,8 @@ from worker.metrics import METRIC_NAMES, Metrics
 
 from .artifacts import CHART, DASHBOARD, REPO, RULES, load
 
-RUNBOOK_BASE = "https://convoai-worker.invalid/docs/runbook.md"  # the chart rewrites it
+# docs/runbook.md in the chart's repository; prometheusRule.runbookBaseUrl replaces it
+RUNBOOK_BASE = load(CHART / "Chart.yaml")["home"] + "/blob/main/docs/runbook.md"
 THRESHOLD = re.compile(r"([0-9][0-9.]*)\s*# threshold: (\w+)$", re.MULTILINE)
 # Series Prometheus itself attaches to every scrape target.
 PROMETHEUS_SERIES = frozenset({"up"})

@@ -126,5 +126,6 @@ def test_the_worker_without_the_emulator_says_what_to_install(tmp_path: Path) ->
     listed = _run(str(cli), "--help", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "emulator" in listed.stdout
-    checked = _run(str(cli), "validate", "-", cwd=tmp_path)
+    (tmp_path / "one.jsonl").write_text('{"command":"agent.list","id":"p-1"}\n')
+    checked = _run(str(cli), "validate", "one.jsonl", cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr

@@ -106,6 +106,17 @@ async def test_invalid_fault_settings_are_refused(emulator: RunningEmulator) -> 
     assert emulator.faults.settings.rules == []
 
 
+async def test_a_misspelt_operation_is_refused_with_the_closest_name(
+    emulator: RunningEmulator,
+) -> None:
+    """A rule for an operation that does not exist would never fire: refused, not ignored."""
+    rules = {"rules": [{"operation": "agent.strat", "status": 503}]}
+    status, reply = await admin(emulator, "PUT", "faults", json=rules)
+    assert status == 400
+    assert "unknown operation 'agent.strat'; did you mean 'agent.start'?" in reply["error"]
+    assert emulator.faults.settings.rules == []
+
+
 async def test_request_log_records_and_filters(emulator: RunningEmulator) -> None:
     """The log keeps method, path, query, parsed body, status and operation, oldest first."""
     await emulator.call("POST", f"{PROJECT}/join", json=start_body())

@@ -21,6 +21,7 @@ from worker.api.requests import ApiRequest
 from worker.emulator.faults import FaultRule, FaultSettings
 from worker.emulator.state import DEFAULT_STOP_DELAY
 from worker.execution import Executor
+from worker.execution.executor import duration_ms
 from worker.settings import Settings
 
 
@@ -64,7 +65,8 @@ async def test_start_succeeds_and_reports_the_new_agent(env: Env) -> None:
 
 async def test_start_conflict_reconciles_to_the_existing_agent(env: Env) -> None:
     """409 TaskConflict finds the live agent by name: succeeded with its data, marked
-    `reconciled` (this command's properties were not applied), no new agent."""
+    `reconciled` (this command's properties were not applied), no new agent. The list and get
+    that found it are not attempts of the start."""
     first = (await env.run(start())).result
     assert first.reconciled is False
     env.names = AgentDirectory()  # a worker that has not seen the first start
@@ -77,7 +79,7 @@ async def test_start_conflict_reconciles_to_the_existing_agent(env: Env) -> None
         True,
     )
     assert result.data["name"] == "bot"
-    assert result.attempts == 3
+    assert result.attempts == 1
     assert operations(env)[1:] == ["agent.start", "agent.list", "agent.get"]
     assert [(e.name, e.status) for e in again.state_events] == [("bot", "RUNNING")]
     assert env.emulator.state.agent_count() == 1
@@ -149,7 +151,7 @@ async def test_start_whose_response_was_lost_is_retried_and_reconciled(env: Env)
     """The join ran but its answer was lost: the retry's 409 is reconciled to that agent."""
     inject(env, FaultRule(action="drop", operation="agent.start", execute=True, count=1))
     result = (await env.run(start())).result
-    assert (result.outcome, result.reconciled) == ("succeeded", True)
+    assert (result.outcome, result.reconciled, result.attempts) == ("succeeded", True, 2)
     assert env.emulator.state.agent_count() == 1
     assert operations(env) == ["agent.start", "agent.start", "agent.list", "agent.get"]
     assert env.observer.retries == [("agent.start", "connection")]
@@ -186,7 +188,7 @@ async def test_unknown_names_are_looked_up_through_the_api(env: Env) -> None:
     env.names = AgentDirectory()
     await env.configure()
     result = (await env.run(speak(name="bot"))).result
-    assert (result.outcome, result.agent_id) == ("succeeded", agent_id)
+    assert (result.outcome, result.agent_id, result.attempts) == ("succeeded", agent_id, 1)
     assert operations(env)[-3:] == ["agent.list", "agent.get", "agent.speak"]
     assert env.names.resolve(APP_ID, "bot") == agent_id
 
@@ -523,7 +525,7 @@ async def test_number_add_whose_response_was_lost_reports_the_number(env: Env) -
     """The import ran but its answer was lost: the retry's 409 is read back as success."""
     inject(env, FaultRule(action="drop", operation="number.add", execute=True, count=1))
     result = (await env.run(number_add())).result
-    assert result.outcome == "succeeded"
+    assert (result.outcome, result.attempts) == ("succeeded", 2)
     assert result.data["phone_number"] == "+19876543210"
     assert operations(env) == ["number.add", "number.add", "number.get"]
 
@@ -654,3 +656,10 @@ async def test_the_reconcile_check_reads_the_status_the_api_reports(clocked_env:
     inject(env, FaultRule(operation="agent.get", status=503))
     assert await executor.read_status(APP_ID, agent_id) is None
     assert operations(env)[-2:] == ["agent.get", "agent.get"]  # retried within its budget
+
+
+def test_durations_keep_the_microseconds_the_timestamps_carry() -> None:
+    """9.64 ms, not the binary float 9.639999999999999 a subtraction gives; never negative."""
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    assert duration_ms(start, start + timedelta(microseconds=9640)) == 9.64
+    assert duration_ms(start, start - timedelta(seconds=1)) == 0.0

@@ -15,7 +15,9 @@ import aiohttp
 import pytest
 
 from devtools.local import free_port
+from tests.console import clean_environment
 from tests.emulator.harness import RunningEmulator, running_emulator
+from tests.kafka import running_broker
 from tests.pipeline.harness import (
     committed_offsets,
     make_settings,
@@ -141,3 +143,61 @@ async def test_sigterm_turns_readiness_off_and_a_second_signal_exits_at_once(
     assert code == 1, log.read_text()[-3000:]
     assert await read_topic(kafka_bootstrap, topics["results"]) == []
     assert await committed(kafka_bootstrap, settings.group_id, topics["commands"]) == 0
+
+
+async def wait_for_line(log: Path, event: str, process: subprocess.Popen[bytes]) -> None:
+    """Until the worker has logged `event` (fails if it exits first)."""
+    deadline = time.monotonic() + 60
+    while event not in log.read_text():
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {event} line:\n{log.read_text()[-3000:]}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_worker_started_before_its_broker_serves_once_the_broker_is_up(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """A broker restarting during a deploy: the worker waits (one line per attempt) instead of
+    exiting, and serves as soon as the broker answers."""
+    ports = {"broker": free_port(), "controller": free_port()}
+    bootstrap = f"127.0.0.1:{ports['broker']}"
+    topics = {kind: f"late.{kind}" for kind in ("commands", "results", "state", "dlq")}
+    settings = make_settings(
+        bootstrap,
+        topics,
+        emulator.api_url,
+        create_topics=True,
+        topic_partitions=1,
+        startup_timeout_seconds=300.0,
+        log_level="INFO",
+    )
+    log = tmp_path / "worker.log"
+    async with spawned(settings_env(settings), log) as worker:
+        await wait_for_line(log, "kafka_unreachable", worker)
+        with running_broker(tmp_path / "kafka", ports):
+            await wait_ready(settings.http_port)
+            await produce(bootstrap, topics["commands"], [{"command": "agent.list", "id": "late"}])
+            [result] = await wait_for_results(bootstrap, topics["results"], {"late"})
+            assert await stop_process(worker) == 0, log.read_text()[-3000:]
+    assert result.outcome == "succeeded"
+    attempts = [line for line in log.read_text().splitlines() if "kafka_unreachable" in line]
+    assert attempts, log.read_text()[-3000:]
+    assert all(f"cannot connect to Kafka at {bootstrap}" in line for line in attempts)
+    assert "kafka_reachable" in log.read_text()
+
+
+async def test_sigterm_while_waiting_for_kafka_stops_at_once(tmp_path: Path) -> None:
+    """No broker yet and a long startup timeout: SIGTERM ends the wait, exit 0."""
+    env = clean_environment(
+        CONVOAI_KAFKA_BOOTSTRAP=NOWHERE,
+        CONVOAI_HTTP_PORT="0",
+        CONVOAI_STARTUP_TIMEOUT_SECONDS="600",
+        CONVOAI_API_BASE_URL="http://127.0.0.1:1/api",
+        CONVOAI_LOG_FORMAT="json",
+    )
+    log = tmp_path / "worker.log"
+    async with spawned(env, log) as worker:
+        await wait_for_line(log, "kafka_unreachable", worker)
+        started = time.monotonic()
+        assert await stop_process(worker) == 0, log.read_text()[-3000:]
+        assert time.monotonic() - started < 5

@@ -368,3 +368,33 @@ async def test_a_member_past_the_rebalance_timeout_is_expelled(cluster: Cluster)
     assert first.hold_revoke is not None
     first.hold_revoke.set()
     await eventually(lambda: bool(first.owned and second.owned), "the expelled member back")
+
+
+@pytest.mark.kafka
+async def test_members_that_stay_keep_their_partitions_when_one_joins(kafka_bootstrap: str) -> None:
+    """The sticky assignor (the default): with 6 partitions, a third member takes 2, one from
+    each of the others, who keep the other 2 of their 3. Round robin would deal all six anew,
+    leaving each of them only 1 of its 3."""
+    cluster = Cluster("kafka", kafka_bootstrap)
+    try:
+        topic = await cluster.topic(6)
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        first, second, third = Listener(), Listener(), Listener()
+        await cluster.source(topic, group, first)
+        await cluster.source(topic, group, second)
+        await settled([first, second], each=3)
+        before = [set(first.owned), set(second.owned)]
+        await cluster.source(topic, group, third)
+        await settled([first, second, third], each=2)
+    finally:
+        await cluster.close()
+    assert set(first.owned) < before[0]
+    assert set(second.owned) < before[1]
+
+
+async def settled(listeners: list[Listener], each: int) -> None:
+    """Wait until each member owns `each` partitions (the group has rebalanced)."""
+    await eventually(
+        lambda: sorted(len(listener.owned) for listener in listeners) == [each] * len(listeners),
+        f"each member owning {each}",
+    )

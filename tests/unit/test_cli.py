@@ -52,7 +52,14 @@ def test_invalid_setting_exits_2_with_the_variable_name() -> None:
 
 def test_config_masks_secrets() -> None:
     """`config` prints resolved settings without secret values."""
-    result = run_cli("config", env={"CONVOAI_CUSTOMER_SECRET": "very-secret-value", "PATH": ""})
+    result = run_cli(
+        "config",
+        env={
+            "CONVOAI_CUSTOMER_ID": "customer",
+            "CONVOAI_CUSTOMER_SECRET": "very-secret-value",
+            "PATH": "",
+        },
+    )
     assert result.returncode == 0
     assert '"customer_secret": "***"' in result.stdout
     assert "very-secret-value" not in result.stdout

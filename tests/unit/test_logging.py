@@ -22,7 +22,7 @@ def stream() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    configure_logging(Settings(customer_secret=SECRET, log_format="json"), buffer)
+    configure_logging(Settings(customer_id="c", customer_secret=SECRET, log_format="json"), buffer)
     yield buffer
     root.handlers[:], root.level = handlers, level
     structlog.reset_defaults()
@@ -59,6 +59,17 @@ def test_secret_keys_are_masked_recursively(stream: io.StringIO) -> None:
         "llm": {"api_key": "***"},
         "tts": {"params": {"key": "***"}},
     }
+
+
+def test_the_startup_line_tells_set_secrets_from_unset_ones(stream: io.StringIO) -> None:
+    """Settings as `run` logs them: a set secret is masked, an unset one shows empty, the same
+    view `convoai-worker config` prints."""
+    settings = Settings(customer_id="c", customer_secret=SECRET, log_format="json")
+    structlog.get_logger("t").info("worker_configuring", settings=settings.redacted())
+    logged = lines(stream)[0]["settings"]
+    assert isinstance(logged, dict)
+    assert (logged["customer_secret"], logged["webhook_secret"]) == ("***", "")
+    assert logged == json.loads(json.dumps(settings.redacted()))
 
 
 def test_configured_secret_values_are_scrubbed_everywhere(stream: io.StringIO) -> None:

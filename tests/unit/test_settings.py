@@ -91,6 +91,12 @@ def test_enum_values_ignore_case(value: str, level: str) -> None:
     assert load_settings({"CONVOAI_LOG_FORMAT": "JSON"}).log_format == "json"
 
 
+PARTNERS = {
+    "customer_id": {"CONVOAI_CUSTOMER_SECRET": "s"},
+    "customer_secret": {"CONVOAI_CUSTOMER_ID": "c"},
+}
+
+
 class TestSecretFiles:
     @pytest.mark.parametrize("name", SECRET_FIELDS)
     def test_every_secret_can_come_from_a_file(self, name: str, tmp_path: Path) -> None:
@@ -98,7 +104,8 @@ class TestSecretFiles:
         the value, as a mounted Kubernetes secret provides it."""
         path = tmp_path / name
         path.write_text("from-a-file\n")
-        settings = load_settings({f"CONVOAI_{name.upper()}_FILE": str(path)})
+        partner = PARTNERS.get(name, {})  # the half of a Basic pair the file does not hold
+        settings = load_settings({f"CONVOAI_{name.upper()}_FILE": str(path), **partner})
         assert getattr(settings, name) == "from-a-file"
 
     def test_a_value_and_a_file_for_one_secret_are_refused(self, tmp_path: Path) -> None:
@@ -171,7 +178,7 @@ class TestWarnings:
         ("settings", "warns"),
         [
             (Settings(), True),
-            (Settings(customer_id="id"), True),
+            (Settings(api_credentials_file="/run/secrets/tenants.json"), False),
             (Settings(customer_id="id", customer_secret="s"), False),
             (Settings(auth_token="t"), False),
             (Settings(api_base_url="https://api.eu.agora.io/api/conversational-ai-agent"), True),
@@ -188,7 +195,7 @@ class TestWarnings:
 
 def test_redacted_masks_only_set_secrets() -> None:
     """Secrets are masked for logging; empty ones stay visibly empty."""
-    redacted = Settings(customer_secret="s3cr3t-value", auth_token="").redacted()
+    redacted = Settings(customer_id="c", customer_secret="s3cr3t-value").redacted()
     assert redacted["customer_secret"] == "***"
     assert redacted["auth_token"] == ""
     assert "s3cr3t-value" not in repr(redacted)

@@ -57,6 +57,10 @@ class Tenants:
             return f"no credentials for App ID {app_id!r} in CONVOAI_API_CREDENTIALS_FILE"
         return None
 
+    def named(self) -> list[str]:
+        """The App IDs the settings name: the credentials file's, else the allowed ones."""
+        return sorted(self._per_app or self._allowed)
+
     def authorization(self, app_id: str) -> str | None:
         """The `Authorization` header of a request for `app_id`."""
         if self._per_app:
@@ -93,6 +97,10 @@ def _read(path: str) -> dict[str, str]:
         raise SettingsError(f"{where}: {error} (expected {FILE_SHAPE})") from None
     headers: dict[str, str] = {}
     for app_id, credentials in entries.items():
+        if bool(credentials.customer_id) != bool(credentials.customer_secret):
+            raise SettingsError(
+                f"{where}: App ID {app_id!r} needs customer_id and customer_secret together"
+            )
         header = _header(credentials)
         if header is None:
             raise SettingsError(f"{where}: App ID {app_id!r} has no customer_id nor auth_token")

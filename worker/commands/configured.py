@@ -1,4 +1,10 @@
-"""Settings for a subcommand, with the warnings an operator should see before it runs."""
+"""Settings for a subcommand, checked as the worker checks them at start, with the warnings an
+operator should see before it runs.
+
+`run`, `config` and every other subcommand load their settings here, so `config` refuses exactly
+what `run` would refuse: the variables, the Kafka security files and credentials every Kafka
+client checks, and (for commands that call the API) the per-tenant credentials file.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from typing import Any, cast
 
 import structlog
 
+from worker.api.tenants import Tenants
+from worker.kafka.connection import client_options
 from worker.settings import Settings, credentials_warning, load_settings, unknown_variables
 
 
@@ -18,6 +26,9 @@ def load(
     """The settings (flags override variables) and warnings: unknown `CONVOAI_*` variables,
     and, for commands that call the API (`api`), missing credentials for the real API."""
     settings = load_settings(flags=flags, **cast(dict[str, Any], overrides))
+    client_options(settings)
+    if api:
+        Tenants.from_settings(settings)
     warnings = unknown_variables()
     if api and (missing := credentials_warning(settings)) is not None:
         warnings.append(missing)

@@ -14,10 +14,13 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
+import msgspec
+
 from contracts import CommandDecodeError, DecodedCommand, ResultEvent, decode_command, encode_event
 from worker.agents.directory import AgentDirectory
 from worker.api.client import ConvoAIClient
 from worker.api.observer import ApiObserver, NullObserver
+from worker.commands import lines
 from worker.commands.configured import settings_for
 from worker.commands.exit_codes import NOT_SUCCEEDED, OK, UNREACHABLE, CommandLineError
 from worker.commands.inputs import STDIN, argument_bytes, open_source, require_utf8
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     """Decode, execute, print the result event; the exit status reflects the outcome."""
     data, source = _read_input(args)
     text = require_utf8(data, source)
+    _refuse_json_lines(data, source)
     try:
         decoded = decode_command(text)
     except CommandDecodeError as error:
@@ -82,6 +86,25 @@ def exit_code(result: ResultEvent) -> int:
     if error is not None and error.http_status is None and error.code in NO_ANSWER:
         return UNREACHABLE
     return NOT_SUCCEEDED
+
+
+def _refuse_json_lines(data: bytes, source: str) -> None:
+    """A JSON-lines file is several commands; say so instead of "trailing characters".
+
+    A command pretty-printed over several lines is still one: only input whose first line is a
+    JSON value of its own and that has more lines counts as JSON lines.
+    """
+    numbered = list(lines.numbered(data))
+    if len(numbered) < 2:
+        return
+    try:
+        msgspec.json.decode(numbered[0][1])
+    except msgspec.DecodeError:
+        return
+    raise CommandLineError(
+        f"{source}: {len(numbered)} lines of JSON, but exec runs one command; "
+        "`convoai-worker send` produces a JSON-lines file (`validate` checks it)"
+    )
 
 
 def _read_input(args: argparse.Namespace) -> tuple[bytes, str]:

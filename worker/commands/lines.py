@@ -16,6 +16,7 @@ import msgspec
 
 from contracts import CommandDecodeError, decode_command
 from contracts.keys import ordering_key
+from worker.commands.exit_codes import CommandLineError
 
 
 class Line(NamedTuple):
@@ -74,6 +75,13 @@ def unchecked(data: bytes) -> list[Line]:
             obj = None
         lines.append(Line(number, raw, _key(obj)))
     return lines
+
+
+def require_some(data: bytes, source: str) -> None:
+    """Refuse input without a single line to check: an empty file is a wrong path or a failed
+    export, which must not pass as "0 refused"."""
+    if next(numbered(data), None) is None:
+        raise CommandLineError(f"{source}: no commands: it is empty or holds only comments")
 
 
 def report(refused: list[Refused], out: IO[str] = sys.stderr) -> None:

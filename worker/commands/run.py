@@ -149,7 +149,7 @@ async def _stopped_by(error: Exception, settings: Settings) -> int:
     """
     if isinstance(error, KafkaConnectionError):
         # aiokafka says only "Unable to bootstrap": connect once more to name the cause
-        log.error("worker_cannot_start", error=await diagnose(settings))
+        log.error("worker_cannot_start", error=(await diagnose(settings)).message)
         return UNREACHABLE
     if isinstance(error, MissingTopicsError | SettingsError):
         log.error("worker_cannot_start", error=str(error))

@@ -31,18 +31,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--document",
         choices=("commands", "events"),
-        default="commands",
-        help="with jsonschema: the command schema or the result/agent-state event schema",
+        help="with jsonschema: the command schema (default) or the result/agent-state event schema",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the document on stdout."""
-    if args.format == "asyncapi" and args.document != "commands":
+    if args.format == "asyncapi" and args.document is not None:
         raise CommandLineError(
             "--document applies to --format jsonschema only; the AsyncAPI document covers "
             "commands and events"
         )
-    name = DOCUMENTS[(args.format, args.document)]
+    name = DOCUMENTS[(args.format, args.document or "commands")]
     sys.stdout.write((files("contracts") / "schema" / name).read_text(encoding="utf-8"))
     return OK

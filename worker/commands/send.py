@@ -43,6 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate and produce every line; exit 1 when any line was refused, 0 otherwise."""
     data, source = open_source(args.file, what="file")
+    lines.require_some(data, source)
     if args.dry_run:
         return print_verdict(lines.check(data), source)
     if args.raw:

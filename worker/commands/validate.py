@@ -2,7 +2,7 @@
 
 Every line is checked exactly as `send` checks it (the worker's decoder, ids unique in the
 file); each refused line is printed with its number and reason, then a summary. Exit 1 when
-any line was refused.
+any line was refused, 2 when there is no line at all.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check every line; print the refused ones and a summary."""
     data, source = open_source(args.file, what="file")
+    lines.require_some(data, source)
     return print_verdict(lines.check(data), source)
 
 

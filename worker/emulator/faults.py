@@ -17,13 +17,17 @@ closes the connection without an answer, after performing the operation when `ex
 
 from __future__ import annotations
 
+import difflib
 import random
 from typing import Annotated, Literal
 
 import msgspec
 
+from worker.emulator.routes import ROUTES
+
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+OPERATIONS = tuple(route.operation for route in ROUTES)
 
 
 class FaultRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -38,6 +42,15 @@ class FaultRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry_after: NonNegative | None = None  # seconds, sent as `Retry-After`
     delay_ms: NonNegative = 0.0
     execute: bool = False
+
+    def __post_init__(self) -> None:
+        """A misspelt operation would match no request and leave the emulator healthy."""
+        if self.operation is not None and self.operation not in OPERATIONS:
+            close = difflib.get_close_matches(self.operation, OPERATIONS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"unknown operation {self.operation!r}; {hint}one of {', '.join(OPERATIONS)}"
+            )
 
 
 class FaultSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

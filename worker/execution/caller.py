@@ -37,6 +37,8 @@ class ApiSender(Protocol):
 class Progress:
     """What one command's execution has done so far, readable while it runs.
 
+    `attempts` counts the sends of the command's own request (retries and re-sent starts
+    included); the reads that resolve a name or settle a conflict are not the command's attempts.
     `in_doubt` is True while a request that must not be repeated may have reached the API:
     if the command is interrupted then, its outcome is `unknown`, and it must not run again.
     `request_id` is the API's request id of the last response (2xx or not), when it sent one.
@@ -99,9 +101,13 @@ class Caller:
         self._clock = clock
 
     async def perform(
-        self, request: ApiRequest, budget: Budget, *, idempotent: bool
+        self, request: ApiRequest, budget: Budget, *, idempotent: bool, lookup: bool = False
     ) -> ApiResponse | Refusal:
-        """Send `request` until it succeeds or the policy or the budget ends the command."""
+        """Send `request` until it succeeds or the policy or the budget ends the command.
+
+        `lookup`: a read the command needs on the way (a name, a conflict's holder), which is
+        not one of the command's attempts.
+        """
         operation = request.operation
         repeated = False  # an earlier attempt of this request may have reached the API
         attempt = 0
@@ -114,7 +120,8 @@ class Caller:
                     ErrorInfo(code="expired", message=f"deadline passed before {operation}"),
                 )
             progress = budget.progress
-            progress.attempts += 1
+            if not lookup:
+                progress.attempts += 1
             if not idempotent:
                 progress.in_doubt = True
             sent = await self._send_once(request, time_left)

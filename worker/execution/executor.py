@@ -370,7 +370,10 @@ class Executor:
             return _data(reply)
         path = path_for(NumberGet, app_id=job.app_id, phone_number=command.phone_number)
         current = await self._caller.perform(
-            request_for(NumberGet, path, {}, app_id=job.app_id), job.budget, idempotent=True
+            request_for(NumberGet, path, {}, app_id=job.app_id),
+            job.budget,
+            idempotent=True,
+            lookup=True,
         )
         return _data(current)
 
@@ -437,8 +440,14 @@ class Executor:
             attempts=job.budget.progress.attempts,
             received_at=received_at,
             completed_at=completed_at,
-            duration_ms=max(0.0, (completed_at - received_at).total_seconds() * 1000),
+            duration_ms=duration_ms(received_at, completed_at),
         )
+
+
+def duration_ms(start: datetime, end: datetime) -> float:
+    """Milliseconds from `start` to `end`, to the microsecond the datetimes carry (so a result
+    says 9.64, not the binary float's 9.639999999999999), never negative."""
+    return round(max(0.0, (end - start).total_seconds() * 1000), 3)
 
 
 def _data(reply: Reply) -> Any:

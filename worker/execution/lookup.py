@@ -115,6 +115,6 @@ class AgentFinder:
         return None
 
     async def _read(self, request: ApiRequest, budget: Budget) -> ApiResponse:
-        reply = await self._caller.perform(request, budget, idempotent=True)
+        reply = await self._caller.perform(request, budget, idempotent=True, lookup=True)
         assert isinstance(reply, ApiResponse)  # noqa: S101 - no policy row gives a read a Refusal
         return reply

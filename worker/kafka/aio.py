@@ -16,6 +16,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import (
     CommitFailedError,
     CorruptRecordException,
@@ -37,6 +41,7 @@ from worker.kafka.ports import (
     Record,
     RecordRejectedError,
 )
+from worker.kafka.startup import wait_for_cluster
 from worker.kafka.timing import GroupTiming
 from worker.kafka.topics import ensure_topics
 from worker.settings import Settings
@@ -49,6 +54,17 @@ ASSIGNMENT_WAIT_SECONDS = 30.0
 MAX_FETCH_BYTES = 52_428_800  # aiokafka's and Kafka's default fetch.max.bytes
 MAX_PARTITION_FETCH_BYTES = 1_048_576  # the default; a larger first record still comes whole
 FETCHES_PER_BUDGET = 4
+
+# The assignor the settings prefer first; the others stay supported, so a group whose older
+# members speak only one of them (a rolling upgrade) keeps working with that one until they
+# are gone. Sticky is the default: a member that stays keeps its partitions when another joins
+# or leaves, so a scale step moves only the partitions that must move (round robin deals every
+# partition anew, and each moved partition's in-flight commands are interrupted).
+ASSIGNORS: dict[str, type[AbstractPartitionAssignor]] = {
+    "sticky": StickyPartitionAssignor,
+    "roundrobin": RoundRobinPartitionAssignor,
+    "range": RangePartitionAssignor,
+}
 
 # Failures that describe the record itself; sending it again can never succeed.
 _REJECTIONS = (
@@ -104,6 +120,7 @@ class AioCommandSource:
             heartbeat_interval_ms=timing.heartbeat_interval_ms,
             rebalance_timeout_ms=timing.rebalance_timeout_ms,
             max_poll_interval_ms=timing.max_poll_interval_ms,
+            partition_assignment_strategy=assignors(settings.kafka_partition_assignor),
             **self._options,
         )
         pace_failed_metadata_refreshes(self._consumer._client)
@@ -183,6 +200,17 @@ class AioCommandSource:
             await stop_within(self._consumer.stop(), "consumer")
         finally:
             await stop_within(self._admin.close(), "admin")
+
+
+def assignors(preferred: str) -> tuple[type[AbstractPartitionAssignor], ...]:
+    """Every assignor, `preferred` first (the group uses the first one all members support).
+
+    aiokafka's sticky assignor keeps the member's last assignment in class attributes; each
+    consumer gets a subclass of its own, so two members in one process (tests, tools) do not
+    report each other's partitions as their own.
+    """
+    own = {n: type(f"Own{a.__name__}", (a,), {}) for n, a in ASSIGNORS.items()}
+    return (own[preferred], *(a for n, a in own.items() if n != preferred))
 
 
 class AioOutputSink:
@@ -307,6 +335,10 @@ class AioKafkaBackend:
     def topic_reader(self, topic: str, purpose: str) -> AioTopicReader:
         """A group-less reader of `topic`."""
         return AioTopicReader(self._settings, topic, purpose)
+
+    async def wait_for_cluster(self, stop: asyncio.Event) -> bool:
+        """Wait up to `CONVOAI_STARTUP_TIMEOUT_SECONDS` for the cluster (`worker.kafka.startup`)."""
+        return await wait_for_cluster(self._settings, stop)
 
     async def ensure_topics(self) -> list[str]:
         """Create the missing topics (when allowed); return the names created."""

@@ -13,7 +13,7 @@ import asyncio
 import ssl
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from aiokafka.conn import create_conn
@@ -78,7 +78,14 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-async def diagnose(settings: Settings) -> str:
+class Diagnosis(NamedTuple):
+    """Why the cluster cannot be used, and whether waiting could change that."""
+
+    message: str
+    refused: bool  # the broker answered and refused these settings (TLS, credentials)
+
+
+async def diagnose(settings: Settings) -> Diagnosis:
     """Why the first bootstrap server refuses this worker, in one line for the operator.
 
     aiokafka reports an unreachable cluster as "Unable to bootstrap", whatever the cause; this
@@ -93,9 +100,13 @@ async def diagnose(settings: Settings) -> str:
     try:
         connection = await create_conn(host, int(port), request_timeout_ms=10_000, **options)
     except (OSError, KafkaError, ssl.SSLError, ValueError) as error:
-        return f"cannot connect to Kafka at {address} ({who}): {_cause(error, settings)}"
+        cause, refused = _cause(error, settings)
+        return Diagnosis(f"cannot connect to Kafka at {address} ({who}): {cause}", refused)
     connection.close()
-    return f"Kafka at {address} ({who}) accepts connections; the cluster itself did not answer"
+    return Diagnosis(
+        f"Kafka at {address} ({who}) accepts connections; the cluster itself did not answer",
+        refused=False,
+    )
 
 
 def _describe_security(settings: Settings) -> str:
@@ -108,19 +119,21 @@ def _describe_security(settings: Settings) -> str:
     return ", ".join(parts)
 
 
-def _cause(error: BaseException, settings: Settings) -> str:
+def _cause(error: BaseException, settings: Settings) -> tuple[str, bool]:
+    """The error in words, and whether it is the broker refusing these settings."""
     name = type(error).__name__
     text = str(error) if str(error).startswith(name) else f"{name}: {error}"
     if isinstance(error, ssl.SSLCertVerificationError):
-        return f"{text} (is CONVOAI_KAFKA_SSL_CAFILE the CA that signed the broker's certificate?)"
+        hint = "is CONVOAI_KAFKA_SSL_CAFILE the CA that signed the broker's certificate?"
+        return f"{text} ({hint})", True
     if "SaslAuthenticationFailed" in text or "Authentication failed" in text:
-        return f"{text} (check CONVOAI_KAFKA_SASL_USERNAME, _PASSWORD and _MECHANISM)"
+        return f"{text} (check CONVOAI_KAFKA_SASL_USERNAME, _PASSWORD and _MECHANISM)", True
     if settings.kafka_security_protocol in TLS_PROTOCOLS and "closed" in text:
         return (
             f"{text} (the broker ended the TLS session: does it require a client certificate, "
             "CONVOAI_KAFKA_SSL_CERTFILE/KEYFILE, or another security protocol?)"
-        )
-    return text
+        ), True
+    return text, False
 
 
 async def stop_within(stop: Awaitable[None], client: str) -> None:

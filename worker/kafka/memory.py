@@ -589,6 +589,11 @@ class MemoryBackend:
         del purpose
         return self.broker.topic_reader(topic)
 
+    async def wait_for_cluster(self, stop: asyncio.Event) -> bool:
+        """The in-memory broker is always there."""
+        del stop
+        return True
+
     async def ensure_topics(self) -> list[str]:
         """Create the worker's missing topics with the configured partition count."""
         missing = [t for t in required_topics(self._settings) if not self.broker.has_topic(t)]

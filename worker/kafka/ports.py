@@ -13,6 +13,7 @@ the topic per record.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
@@ -170,6 +171,10 @@ class KafkaBackend(Protocol):
 
     def topic_reader(self, topic: str, purpose: str) -> TopicReader:
         """A group-less reader of `topic` (`purpose` names the client in broker logs)."""
+
+    async def wait_for_cluster(self, stop: asyncio.Event) -> bool:
+        """Wait until the cluster answers (True), or `stop` is set first (False); raise when
+        it does not answer in time."""
 
     async def ensure_topics(self) -> list[str]:
         """Create missing topics when allowed; return the names created."""

@@ -56,14 +56,35 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 Worker settings as rendered into the ConfigMap. Strimzi owns the topics when KafkaTopic resources
-are enabled, so the worker must not create them itself.
+are enabled, so the worker must not create them itself; static members get a session timeout
+that outlasts a pod's replacement.
 */}}
 {{- define "convoai-worker.config" -}}
 {{- $config := deepCopy .Values.config }}
 {{- if .Values.kafkaTopics.enabled }}
 {{- $_ := set $config "createTopics" false }}
 {{- end }}
+{{- if .Values.staticMembership.enabled }}
+{{- $_ := set $config "kafkaSessionTimeoutSeconds" .Values.staticMembership.sessionTimeoutSeconds }}
+{{- end }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* The workload's kind as kubectl names it (NOTES.txt) and as KEDA's scaleTargetRef does. */}}
+{{- define "convoai-worker.workloadKind" -}}
+{{- ternary "StatefulSet" "Deployment" .Values.staticMembership.enabled }}
+{{- end }}
+
+{{/*
+"true" when KEDA's scaler needs credentials to read the lag: SASL, or TLS with the worker's CA or
+client certificate (TLS with the system CAs needs none).
+*/}}
+{{- define "convoai-worker.kedaNeedsAuthentication" -}}
+{{- $protocol := .Values.config.kafkaSecurityProtocol | default "PLAINTEXT" }}
+{{- $tls := .Values.kafkaTls }}
+{{- if and .Values.keda.enabled (or (hasPrefix "SASL_" $protocol) (and (hasSuffix "SSL" $protocol) (or $tls.caSecret $tls.clientSecret))) -}}
+true
+{{- end }}
 {{- end }}
 
 {{/*
@@ -77,6 +98,11 @@ Cross-field rules that values.schema.json cannot express; rendering fails with t
 {{- if .Values.keda.enabled }}
 {{- if gt (int .Values.keda.maxReplicaCount) (int $config.topicPartitions) }}
 {{- fail (printf "keda.maxReplicaCount (%v) must not exceed config.topicPartitions (%v): replicas beyond the partition count of %s get no partition and stay idle" .Values.keda.maxReplicaCount $config.topicPartitions $config.topicCommands) }}
+{{- end }}
+{{- if hasPrefix "SASL_" ($config.kafkaSecurityProtocol | default "PLAINTEXT") }}
+{{- if not (and .Values.kafkaSasl.existingSecret $config.kafkaSaslUsername) }}
+{{- fail "keda.enabled with SASL needs kafkaSasl.existingSecret and config.kafkaSaslUsername: KEDA's scaler connects with the worker's credentials" }}
+{{- end }}
 {{- end }}
 {{- if gt (int .Values.keda.minReplicaCount) (int .Values.keda.maxReplicaCount) }}
 {{- fail (printf "keda.minReplicaCount (%v) must not exceed keda.maxReplicaCount (%v)" .Values.keda.minReplicaCount .Values.keda.maxReplicaCount) }}

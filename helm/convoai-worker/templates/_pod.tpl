@@ -1,0 +1,186 @@
+{{/*
+The worker's pod template, shared by the Deployment and, with staticMembership.enabled, the
+StatefulSet (whose stable pod names become the consumer group's instance ids).
+*/}}
+{{- define "convoai-worker.podTemplate" -}}
+{{- $credentials := .Values.credentials }}
+{{- $sasl := .Values.kafkaSasl }}
+{{- $tls := .Values.kafkaTls }}
+{{- $tlsDir := "/etc/convoai/kafka-tls" }}
+{{- $tenants := .Values.tenants }}
+{{- $tenantsDir := "/etc/convoai/tenants" }}
+{{- $static := .Values.staticMembership.enabled -}}
+metadata:
+  annotations:
+    {{- /* Roll the pods when the settings change; env vars are read once at start. */}}
+    checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  labels:
+    {{- include "convoai-worker.labels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  serviceAccountName: {{ include "convoai-worker.serviceAccountName" . }}
+  automountServiceAccountToken: {{ .Values.serviceAccount.automountToken }}
+  {{- /* Service links would inject e.g. CONVOAI_HTTP_PORT=tcp://... for a Service named convoai-http. */}}
+  enableServiceLinks: false
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+  securityContext:
+    {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: worker
+      image: {{ include "convoai-worker.image" . | quote }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args: ["run"]
+      ports:
+        - name: http
+          containerPort: {{ .Values.config.httpPort }}
+          protocol: TCP
+      envFrom:
+        - configMapRef:
+            name: {{ include "convoai-worker.fullname" . }}
+      {{- if or $static $credentials.existingSecret $sasl.existingSecret $tls.caSecret $tls.clientSecret $tenants.existingSecret .Values.extraEnv }}
+      env:
+        {{- if $static }}
+        {{- /* Stable in a StatefulSet: the group recognises the member when it comes back. */}}
+        - name: CONVOAI_GROUP_INSTANCE_ID
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        {{- end }}
+        {{- with $credentials.existingSecret }}
+        {{- range $name, $key := dict "CONVOAI_CUSTOMER_ID" $credentials.customerIdKey "CONVOAI_CUSTOMER_SECRET" $credentials.customerSecretKey "CONVOAI_AUTH_TOKEN" $credentials.authTokenKey "CONVOAI_WEBHOOK_SECRET" $credentials.webhookSecretKey }}
+        {{- if $key }}
+        - name: {{ $name }}
+          valueFrom:
+            secretKeyRef:
+              name: {{ $credentials.existingSecret }}
+              key: {{ $key }}
+        {{- end }}
+        {{- end }}
+        {{- end }}
+        {{- with $sasl.existingSecret }}
+        - name: CONVOAI_KAFKA_SASL_PASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: {{ . }}
+              key: {{ $sasl.passwordKey }}
+        {{- end }}
+        {{- if $tenants.existingSecret }}
+        - name: CONVOAI_API_CREDENTIALS_FILE
+          value: {{ printf "%s/credentials.json" $tenantsDir | quote }}
+        {{- end }}
+        {{- if $tls.caSecret }}
+        - name: CONVOAI_KAFKA_SSL_CAFILE
+          value: {{ printf "%s/ca.crt" $tlsDir | quote }}
+        {{- end }}
+        {{- if $tls.clientSecret }}
+        - name: CONVOAI_KAFKA_SSL_CERTFILE
+          value: {{ printf "%s/client.crt" $tlsDir | quote }}
+        - name: CONVOAI_KAFKA_SSL_KEYFILE
+          value: {{ printf "%s/client.key" $tlsDir | quote }}
+        {{- end }}
+        {{- with .Values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- end }}
+      {{- with .Values.startupProbe }}
+      startupProbe:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.livenessProbe }}
+      livenessProbe:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.readinessProbe }}
+      readinessProbe:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      resources:
+        {{- toYaml .Values.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml .Values.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        {{- if or $tls.caSecret $tls.clientSecret }}
+        - name: kafka-tls
+          mountPath: {{ $tlsDir }}
+          readOnly: true
+        {{- end }}
+        {{- if $tenants.existingSecret }}
+        - name: tenants
+          mountPath: {{ $tenantsDir }}
+          readOnly: true
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    {{- with .Values.extraContainers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  volumes:
+    - name: tmp
+      emptyDir:
+        sizeLimit: {{ .Values.tmpSizeLimit }}
+    {{- if or $tls.caSecret $tls.clientSecret }}
+    - name: kafka-tls
+      projected:
+        defaultMode: 0440
+        sources:
+          {{- with $tls.caSecret }}
+          - secret:
+              name: {{ . }}
+              items:
+                - key: {{ $tls.caKey }}
+                  path: ca.crt
+          {{- end }}
+          {{- with $tls.clientSecret }}
+          - secret:
+              name: {{ . }}
+              items:
+                - key: {{ $tls.certKey }}
+                  path: client.crt
+                - key: {{ $tls.keyKey }}
+                  path: client.key
+          {{- end }}
+    {{- end }}
+    {{- with $tenants.existingSecret }}
+    - name: tenants
+      secret:
+        secretName: {{ . }}
+        defaultMode: 0440
+        items:
+          - key: {{ $tenants.key }}
+            path: credentials.json
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
