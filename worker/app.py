@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 import structlog
 
+from contracts import AgentStateEvent
 from worker.agents.directory import AgentDirectory
 from worker.agents.housekeeping import StateHousekeeper
+from worker.agents.ports import Refused
 from worker.agents.reconcile import Reconciler
 from worker.agents.records import StateRecords
 from worker.agents.state_sink import DirectoryStateSink
@@ -91,7 +93,8 @@ class Worker:
             stack.push_async_callback(sink.close)  # also safe for a sink never started
             outputs = Outputs(settings)
             publisher = Publisher(sink, metrics, health)
-            state_sink = DirectoryStateSink(outputs, publisher, self.directory)
+            state_output = StateOutput(outputs, publisher)
+            state_sink = DirectoryStateSink(state_output, self.directory)
             webhooks = WebhookReceiver(
                 settings.webhook_secret, state_sink, metrics, app_id=settings.app_id
             )
@@ -112,7 +115,7 @@ class Worker:
             await sink.start()
             health.producer_ready(True)
 
-            completed, results = await self._rebuild_memory(stack, supervisor, outputs, publisher)
+            completed, results = await self._rebuild_memory(stack, supervisor, state_output)
 
             client = await stack.enter_async_context(self._api(settings, tenants))
             executor = Executor(client, settings, self.directory, observer=metrics, tenants=tenants)
@@ -152,8 +155,7 @@ class Worker:
         self,
         stack: AsyncExitStack,
         supervisor: Supervisor,
-        outputs: Outputs,
-        publisher: Publisher,
+        state_output: StateOutput,
     ) -> tuple[CompletedCommands, TopicFollower]:
         """Load the agent directory and the dedupe memory from their topics; keep the directory
         current (and the state topic tidy) in the background; returns the dedupe memory and
@@ -182,10 +184,34 @@ class Worker:
         housekeeper = StateHousekeeper(
             self.directory,
             state_records,
-            outputs,
-            publisher,
+            state_output,
             self.metrics,
             retention_seconds=settings.state_retention_seconds,
         )
         supervisor.start("state-housekeeper", housekeeper.run)
         return completed, results
+
+
+class StateOutput:
+    """The agent side's `StatePublisher`: the pipeline's state records and publisher."""
+
+    def __init__(self, outputs: Outputs, publisher: Publisher) -> None:
+        self._outputs = outputs
+        self._publisher = publisher
+
+    async def publish(
+        self, states: Sequence[AgentStateEvent], tombstones: Sequence[str] = ()
+    ) -> list[Refused]:
+        """Deliver the states and tombstones; return those refused for good."""
+        records = [
+            *(self._outputs.state(state) for state in states),
+            *(self._outputs.tombstone(agent_id) for agent_id in tombstones),
+        ]
+        return [
+            Refused(
+                refused.record.topic,
+                (refused.record.key or b"").decode(errors="replace"),
+                refused.error,
+            )
+            for refused in await self._publisher.deliver(records)
+        ]

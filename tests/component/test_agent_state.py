@@ -15,6 +15,7 @@ from tests.states import state_event
 from worker.agents import housekeeping
 from worker.agents.directory import AgentDirectory
 from worker.agents.state_sink import DirectoryStateSink
+from worker.app import StateOutput
 from worker.errors import OutputRejectedError
 from worker.kafka.memory import InMemoryBroker
 from worker.kafka.ports import RecordRejectedError
@@ -187,7 +188,7 @@ async def test_webhook_and_reconcile_observations_are_published_only_when_news(
     publisher = Publisher(sink, metrics, Health(config))
     directory = AgentDirectory()
     directory.observe(observed("A", "RUNNING", ago=5))
-    states = DirectoryStateSink(Outputs(config), publisher, directory)
+    states = DirectoryStateSink(StateOutput(Outputs(config), publisher), directory)
 
     def refuse(*_: object) -> BaseException:
         return RecordRejectedError("too large")
