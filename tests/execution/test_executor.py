@@ -288,7 +288,7 @@ async def test_stopping_an_id_never_seen_fails_with_not_found(
     assert "not known to have existed" in result.error.message
     assert result.already_gone is False
     assert execution.state_events == []
-    assert env.names.state("TYPO") is None
+    assert env.names.state(APP_ID, "TYPO") is None
 
 
 async def test_a_stop_whose_answer_was_lost_is_already_gone_on_its_retry(env: Env) -> None:

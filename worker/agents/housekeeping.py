@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from worker.agents.directory import AgentDirectory
+from worker.agents.directory import AgentDirectory, agent_key
 from worker.agents.ports import StatePublisher
 from worker.agents.records import StateRecords
 from worker.metrics import Metrics
@@ -67,21 +67,21 @@ class StateHousekeeper:
 
     async def sweep(self) -> None:
         """One pass: publish repairs and tombstones, then forget the tombstoned agents."""
-        due = self._directory.due(self._clock(), self._retention)
-        gone = {state.agent_id for state in due}
+        gone = {agent_key(state) for state in self._directory.due(self._clock(), self._retention)}
         repairs = [
             state
             for state in self._records.outdated(REPAIR_AFTER_SECONDS)
-            if state.agent_id not in gone
+            if agent_key(state) not in gone
         ]
         self._metrics.agents_tracked.set(len(self._directory))
         if not repairs and not gone:
             return
-        for refused in await self._publisher.publish(repairs, sorted(gone)):
+        tombstones = sorted({agent_id for _, agent_id in gone})  # the topic's key: the agent id
+        for refused in await self._publisher.publish(repairs, tombstones):
             log.error("state_record_refused", key=refused.agent_id, error=repr(refused.error))
-        for agent_id in gone:
-            self._directory.forget(agent_id)
+        for app_id, agent_id in gone:
+            self._directory.forget(app_id, agent_id)
         self._metrics.state_upkeep("repair").inc(len(repairs))
-        self._metrics.state_upkeep("tombstone").inc(len(gone))
+        self._metrics.state_upkeep("tombstone").inc(len(tombstones))
         self._metrics.agents_tracked.set(len(self._directory))
-        log.info("agent_state_upkeep", repaired=len(repairs), tombstoned=len(gone))
+        log.info("agent_state_upkeep", repaired=len(repairs), tombstoned=len(tombstones))
