@@ -95,9 +95,7 @@ class Worker:
             publisher = Publisher(sink, metrics, health)
             state_output = StateOutput(outputs, publisher)
             state_sink = DirectoryStateSink(state_output, self.directory)
-            webhooks = WebhookReceiver(
-                settings.webhook_secret, state_sink, metrics, app_id=settings.app_id
-            )
+            webhooks = WebhookReceiver(tenants, self.directory, state_sink, metrics)
             await stack.enter_async_context(
                 OpsServer(
                     build_ops_app(metrics, health, webhooks),

@@ -10,7 +10,10 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from contracts import AgentStateEvent
+from worker.agents.directory import AgentDirectory
 from worker.agents.ncs import SIGNATURE_HEADER, signature
+from worker.agents.webhooks import WebhookReceiver
+from worker.api.tenants import Tenant, Tenants
 from worker.metrics import Metrics
 
 SECRET = "ncs-secret"
@@ -60,6 +63,29 @@ class RecordingSink:
             return False
         self.events.append(event)
         return True
+
+
+def tenants(**secrets: str) -> Tenants:
+    """The App IDs served and their NCS secrets (`APP_ID` with `SECRET` when none given)."""
+    secrets = secrets or {APP_ID: SECRET}
+    return Tenants(
+        {app_id: Tenant(None, secret) for app_id, secret in secrets.items()}, source="the test"
+    )
+
+
+def webhook_receiver(
+    sink: RecordingSink,
+    metrics: Metrics,
+    *,
+    secret: str = SECRET,
+    owners: AgentDirectory | None = None,
+    **options: Any,
+) -> WebhookReceiver:
+    """A receiver for one App ID (`APP_ID`) checked with `secret`; `owners` holds no agent
+    unless given."""
+    return WebhookReceiver(
+        tenants(**{APP_ID: secret}), owners or AgentDirectory(), sink, metrics, **options
+    )
 
 
 def new_metrics() -> Metrics:

@@ -39,6 +39,7 @@ def credentials_file(directory: Path) -> Path:
                 t.app_id: {
                     "customer_id": t.customer_id,
                     "customer_secret": t.customer_secret,
+                    "webhook_secret": t.webhook_secret,
                 }
                 for t in TENANTS
             }

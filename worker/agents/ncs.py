@@ -13,8 +13,8 @@ Which event types change an agent's state (only those publish an `AgentStateEven
   end the session by itself, and "ERROR" is not a status the API reports; when the error does
   end the agent, Agora sends a 102 with status FAILED.
 
-Status names are the API's, passed through as Agora sends them. The envelope carries no App ID,
-so the worker's default App ID is the event's `app_id`.
+Status names are the API's, passed through as Agora sends them. The envelope carries no App ID:
+the event's `app_id` is that of the endpoint the notice was sent to (`worker.agents.webhooks`).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def state_event(notice: Notice, app_id: str) -> AgentStateEvent | None:
         return None
     return AgentStateEvent(
         agent_id=payload.agent_id,
-        app_id=app_id or None,
+        app_id=app_id,
         name=payload.name or None,
         status=status,
         source="webhook",

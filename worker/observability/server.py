@@ -1,4 +1,4 @@
-"""The worker's one HTTP server: /metrics, /livez, /readyz and /webhooks/agora on one port."""
+"""The worker's one HTTP server: /metrics, /livez, /readyz and the NCS webhooks on one port."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def build_ops_app(metrics: Metrics, health: Health, webhooks: WebhookReceiver) -
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
     app.router.add_get("/livez", _probe(health.liveness))
     app.router.add_get("/readyz", _probe(health.readiness))
-    app.router.add_post("/webhooks/agora", webhooks.handle)
+    app.router.add_post("/webhooks/agora", webhooks.handle)  # a worker of one App ID
+    app.router.add_post("/webhooks/agora/{app_id}", webhooks.handle)
 
     async def close_webhooks(_: web.Application) -> None:
         await webhooks.close()
