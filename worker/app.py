@@ -95,12 +95,20 @@ class Worker:
             publisher = Publisher(sink, metrics, health)
             state_output = StateOutput(outputs, publisher)
             state_sink = DirectoryStateSink(state_output, self.directory)
-            webhooks = WebhookReceiver(tenants, self.directory, state_sink, metrics)
+            webhooks = WebhookReceiver(
+                tenants,
+                self.directory,
+                state_sink,
+                metrics,
+                max_body_bytes=settings.webhook_max_body_bytes,
+                max_concurrent=settings.webhook_max_concurrent,
+            )
             await stack.enter_async_context(
                 OpsServer(
                     build_ops_app(metrics, health, webhooks),
                     settings.http_host,
                     settings.http_port,
+                    header_timeout_seconds=settings.http_header_timeout_seconds,
                 )
             )
             supervisor = Supervisor(health, metrics)

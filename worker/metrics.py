@@ -195,6 +195,16 @@ class Metrics:
             ["event_type", "verdict"],
             registry=registry,
         )
+        self.webhooks_in_flight = Gauge(
+            "convoai_webhooks_in_flight",
+            "NCS callbacks being received or answered now.",
+            registry=registry,
+        )
+        self.webhooks_in_flight_limit = Gauge(
+            "convoai_webhooks_in_flight_limit",
+            "CONVOAI_WEBHOOK_MAX_CONCURRENT: callbacks beyond it are answered 503 at once.",
+            registry=registry,
+        )
         self.agents_tracked = Gauge(
             "convoai_agents_tracked",
             "Agents in the worker's directory: live ones and those ended within the retention.",

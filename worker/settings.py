@@ -95,7 +95,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # operations surface
     http_host: str = "0.0.0.0"  # noqa: S104 - the metrics/health port must be reachable in a pod
     http_port: Port = 8080
-    webhook_secret: str = ""  # NCS secret; webhooks are refused while it is empty
+    webhook_secret: str = ""  # NCS secret of a one-App-ID worker (worker.api.tenants)
+    webhook_max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    webhook_max_concurrent: Positive = 32  # callbacks received at once; 503 beyond
+    # a connection must deliver a request head within this long of opening (or of its previous
+    # response, as an idle keep-alive connection): slow and half-open clients are closed
+    http_header_timeout_seconds: Seconds = 5.0
     stall_timeout_seconds: Seconds = 300.0  # /livez: lag, no progress (> a command's budget)
     loop_block_seconds: Seconds = 5.0  # /livez fails when the event loop lags more than this
     reconcile_interval_seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # 0 = off

@@ -24,10 +24,10 @@ from tests.observability.fakes import (
     webhook_receiver,
 )
 from worker.agents.ncs import SIGNATURE_HEADER
-from worker.agents.webhooks import WebhookReceiver
+from worker.agents.webhooks import MAX_BODY_BYTES, WebhookReceiver
 from worker.metrics import Metrics
 from worker.observability.health import Health
-from worker.observability.server import MAX_BODY_BYTES, OpsServer, build_ops_app
+from worker.observability.server import OpsServer, build_ops_app
 from worker.settings import Settings
 
 BUDGET = 0.05
@@ -70,7 +70,7 @@ async def serve(
 
         @web.middleware
         async def signal(request: web.Request, handler: Handler) -> web.StreamResponse:
-            await request.read()  # kept by the request: the receiver's read does not wait
+            await request.content.wait_eof()  # all in, unread: the receiver's read won't wait
             arrived.set()
             return await handler(request)
 
@@ -183,11 +183,13 @@ class TestVerdicts:
 
     async def test_a_body_over_the_size_limit_is_413(self, endpoint: Endpoint):
         """Oversized bodies are refused before verification, and counted."""
-        body = io.BytesIO(b"x" * (MAX_BODY_BYTES + 1))
-        async with endpoint.session.post(endpoint.url, data=body) as response:
+        body = b"x" * (MAX_BODY_BYTES + 1)
+        async with endpoint.session.post(
+            endpoint.url, data=io.BytesIO(body), headers=signed(body)
+        ) as response:
             assert response.status == 413
-            assert (await response.json())["verdict"] == "malformed"
-        assert counted(endpoint.metrics, "unknown", "malformed") == 1
+            assert (await response.json())["verdict"] == "too_large"
+        assert counted(endpoint.metrics, "unknown", "too_large") == 1
 
     @pytest.mark.parametrize("event_type", [103, 104, 110, 111, 112])
     async def test_events_without_a_state_change_are_accepted(
@@ -324,7 +326,8 @@ class TestReplaysAndSlowClients:
             port = int(endpoint.url.split(":")[2].split("/")[0])
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(
-                b"POST /webhooks/agora HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
+                b"POST /webhooks/agora HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                + f"{SIGNATURE_HEADER}: {'0' * 64}\r\n\r\n{{".encode()
             )
             await writer.drain()  # 999 bytes never come
             status_line = await asyncio.wait_for(reader.readline(), 5)

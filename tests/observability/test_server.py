@@ -70,8 +70,8 @@ async def test_readyz_reports_why_it_is_not_ready(ops: Ops):
             "producer_connected": True,
             "group_joined": True,
             "assigned_partitions": 2,
-            "outputs_failing": None,
-            "failed_tasks": {},
+            "outputs_failing": False,
+            "failed_tasks": [],
         },
     }
 

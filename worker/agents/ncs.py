@@ -30,6 +30,8 @@ from msgspec import Meta
 from contracts import AgentStateEvent
 
 SIGNATURE_HEADER = "Agora-Signature-V2"
+SIGNATURE_LENGTH = 64  # hex digits of an HMAC-SHA256
+_LOWER_HEX = frozenset("0123456789abcdef")
 CONVOAI_PRODUCT_ID = 17
 AGENT_JOINED, AGENT_LEFT = 101, 102
 INBOUND_CALL_STATE, OUTBOUND_CALL_STATE = 201, 202
@@ -83,11 +85,26 @@ def signature(secret: bytes, body: bytes) -> str:
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: bytes, body: bytes, provided: str | None) -> bool:
-    """Whether `provided` is the signature of `body`, compared in constant time."""
-    if not provided or not provided.isascii():  # compare_digest refuses non-ASCII text
-        return False
-    return hmac.compare_digest(signature(secret, body), provided)
+class SignatureCheck:
+    """`Agora-Signature-V2` checked over a body fed as it arrives, compared in constant time."""
+
+    def __init__(self, secret: bytes, provided: str | None) -> None:
+        self._provided = provided or ""
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+
+    @property
+    def plausible(self) -> bool:
+        """Whether the value provided can be a signature at all (64 lowercase hex digits);
+        when it cannot, the body need not be read."""
+        return len(self._provided) == SIGNATURE_LENGTH and _LOWER_HEX.issuperset(self._provided)
+
+    def update(self, chunk: bytes) -> None:
+        """Feed the next bytes of the raw body."""
+        self._mac.update(chunk)
+
+    def valid(self) -> bool:
+        """Whether the body fed so far is the one signed."""
+        return self.plausible and hmac.compare_digest(self._mac.hexdigest(), self._provided)
 
 
 def state_event(notice: Notice, app_id: str) -> AgentStateEvent | None:

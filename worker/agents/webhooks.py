@@ -7,14 +7,17 @@ of a worker that serves exactly one App ID.
 
 Answers, in order of the checks:
 
+- 503 `busy` when `max_concurrent` callbacks are being handled already (before any byte of the
+  body is read: a flood holds at most that many bodies of at most `max_body_bytes`).
 - 404 `unknown_endpoint` for an App ID this worker does not serve, or for `/webhooks/agora` on a
   worker of several App IDs.
 - 503 `disabled` when the App ID has no NCS secret configured: nothing can be verified.
-- 401 `bad_signature` when `Agora-Signature-V2` is missing or wrong (checked on the raw bytes,
-  before any parsing).
+- 401 `bad_signature` when `Agora-Signature-V2` is missing or wrong, 413 `too_large` when the
+  body exceeds `max_body_bytes`, 408 `slow_client` when it does not arrive within
+  `READ_SECONDS` (`worker.agents.signed_body`: what it can, it refuses from the request head
+  before reading the body; the signature is checked on the raw bytes before any parsing).
 - 400 `malformed` when the body is not an NCS envelope, or a state-changing event lacks its
-  `agent_id`; 413 `malformed` when the body exceeds the server's size limit; 408 `slow_client`
-  when the body does not arrive within `READ_SECONDS` (a slow client holds no handler long).
+  `agent_id`.
 - 200 `stale` for a notice sent (`notifyMs`) more than `MAX_NOTICE_AGE_SECONDS` ago or dated in
   the future beyond `MAX_CLOCK_SKEW_SECONDS`: a captured request replayed later changes nothing
   (and one replayed sooner is a duplicate, or older than what the worker knows).
@@ -51,13 +54,8 @@ import structlog
 from aiohttp import web
 
 from contracts import AgentStateEvent
-from worker.agents.ncs import (
-    SIGNATURE_HEADER,
-    Notice,
-    decode_notice,
-    state_event,
-    verify,
-)
+from worker.agents.ncs import Notice, decode_notice, state_event
+from worker.agents.signed_body import BodyRefusedError, read_signed
 from worker.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -66,6 +64,8 @@ ACK_BUDGET_SECONDS = 0.15  # Agora expects an answer within 200 ms; keep 50 ms f
 REMEMBERED_NOTICES = 10_000  # NCS retries within seconds, so recent notices are enough
 UNKNOWN_EVENT_TYPE = "unknown"  # metric label for unreadable or undocumented event types
 READ_SECONDS = 5.0  # NCS sends a few kilobytes at once; anything slower is not NCS
+MAX_BODY_BYTES = 1_048_576  # CONVOAI_WEBHOOK_MAX_BODY_BYTES
+MAX_CONCURRENT = 32  # CONVOAI_WEBHOOK_MAX_CONCURRENT
 MAX_NOTICE_AGE_SECONDS = 600.0  # NCS gives up retrying within minutes
 MAX_CLOCK_SKEW_SECONDS = 60.0
 
@@ -134,12 +134,18 @@ class WebhookReceiver:
         sink: StateSink,
         metrics: Metrics,
         *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_concurrent: int = MAX_CONCURRENT,
         ack_budget_seconds: float = ACK_BUDGET_SECONDS,
         remember: int = REMEMBERED_NOTICES,
         read_seconds: float = READ_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._read_seconds = read_seconds
+        self.max_body_bytes = max_body_bytes
+        self._max_concurrent = max_concurrent
+        self._receiving = 0
+        metrics.webhooks_in_flight_limit.set(max_concurrent)
         self._clock = clock
         self._secrets = secrets
         self._owners = owners
@@ -151,6 +157,19 @@ class WebhookReceiver:
         self._publishing: dict[NoticeKey, asyncio.Task[bool]] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
+        """Answer one callback, unless `max_concurrent` are being handled already (503)."""
+        if self._receiving >= self._max_concurrent:
+            reason = f"more than {self._max_concurrent} callbacks at once; retry"
+            return self._reply(503, UNKNOWN_EVENT_TYPE, "busy", reason)
+        self._receiving += 1
+        self._metrics.webhooks_in_flight.set(self._receiving)
+        try:
+            return await self._handle(request)
+        finally:
+            self._receiving -= 1
+            self._metrics.webhooks_in_flight.set(self._receiving)
+
+    async def _handle(self, request: web.Request) -> web.Response:
         """Verify, decode, dedupe and publish one callback to its App ID's endpoint."""
         deadline = asyncio.get_running_loop().time() + self._budget
         event_type = UNKNOWN_EVENT_TYPE
@@ -160,7 +179,7 @@ class WebhookReceiver:
             event_type = str(notice.event_type) if notice.documented else UNKNOWN_EVENT_TYPE
             self._check_age(notice)
             event = self._state_change(app_id, notice)
-        except _Answer as answer:
+        except (_Answer, BodyRefusedError) as answer:
             if answer.verdict == "malformed":
                 log.warning("webhook_malformed", event_type=event_type, reason=answer.reason)
             return self._reply(answer.status, event_type, answer.verdict, answer.reason)
@@ -198,17 +217,9 @@ class WebhookReceiver:
                 "(CONVOAI_WEBHOOK_SECRET, or its webhook_secret in CONVOAI_API_CREDENTIALS_FILE)"
             )
             raise _Answer(503, "disabled", reason)
-        try:
-            async with asyncio.timeout(self._read_seconds):
-                body = await request.read()
-        except web.HTTPRequestEntityTooLarge as error:
-            raise _Answer(413, "malformed", error.text) from None
-        except TimeoutError:
-            raise _Answer(
-                408, "slow_client", f"body not received in {self._read_seconds:g} s"
-            ) from None
-        if not verify(secret, body, request.headers.get(SIGNATURE_HEADER)):
-            raise _Answer(401, "bad_signature", f"missing or invalid {SIGNATURE_HEADER}")
+        body = await read_signed(
+            request, secret, limit=self.max_body_bytes, read_seconds=self._read_seconds
+        )
         try:
             return decode_notice(body)
         except msgspec.DecodeError as error:
