@@ -36,6 +36,7 @@ from worker.execution import Executor
 from worker.execution.caller import ApiSender
 from worker.kafka.aio import AioKafkaBackend
 from worker.kafka.ports import KafkaBackend
+from worker.logging import mask_values
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.observability.loop_monitor import monitor_loop
@@ -88,6 +89,7 @@ class Worker:
         """
         settings, metrics, health, kafka = self.settings, self.metrics, self.health, self._kafka
         tenants = Tenants.from_settings(settings)  # a bad credentials file stops the start here
+        mask_values(tenants.secrets)  # the file's credentials never reach a log line
         async with AsyncExitStack() as stack:
             sink = kafka.output_sink()
             stack.push_async_callback(sink.close)  # also safe for a sink never started

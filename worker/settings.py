@@ -23,6 +23,7 @@ from worker.environment import (
     process_environment,
     resolve_files,
 )
+from worker.redaction import MASK, is_secret_name, mask_url_passwords
 
 PREFIX = "CONVOAI_"
 
@@ -124,11 +125,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
 
     def redacted(self) -> dict[str, object]:
-        """The settings as a dict with secrets masked, safe to log."""
+        """The settings as a dict with secrets masked (credentials, and passwords in URLs such
+        as `CONVOAI_API_BASE_URL`), safe to log and to print."""
         values = msgspec.structs.asdict(self)
-        for name in SECRET_FIELDS:
-            if values[name]:
-                values[name] = "***"
+        for name, value in values.items():
+            if value and (name in SECRET_FIELDS or is_secret_name(name)):
+                values[name] = MASK
+            elif isinstance(value, str):
+                values[name] = mask_url_passwords(value)
         return values
 
 

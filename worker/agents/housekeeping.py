@@ -78,7 +78,7 @@ class StateHousekeeper:
             return
         tombstones = sorted({agent_id for _, agent_id in gone})  # the topic's key: the agent id
         for refused in await self._publisher.publish(repairs, tombstones):
-            log.error("state_record_refused", key=refused.agent_id, error=repr(refused.error))
+            log.error("state_record_refused", agent_id=refused.agent_id, error=repr(refused.error))
         for app_id, agent_id in gone:
             self._directory.forget(app_id, agent_id)
         self._metrics.state_upkeep("repair").inc(len(repairs))
