@@ -92,6 +92,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     partition_resume_ratio: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
     drain_grace_seconds: Seconds = 25.0
     dedupe_capacity: Positive = 100_000  # completed command ids remembered per worker
+    dlq_redact_secrets: bool = False  # mask secret fields in dead letters (worker.dlq_redaction)
 
     # operations surface
     http_host: str = "0.0.0.0"  # noqa: S104 - the metrics/health port must be reachable in a pod

@@ -1,14 +1,8 @@
-"""Fixtures of the security tests: fresh topics per test, as the whole-worker tests use."""
+"""Fixtures of the security tests: those of the whole-worker tests (fresh topics and an
+emulator per test)."""
 
 from __future__ import annotations
 
-import pytest
+from tests.pipeline.conftest import emulator, topics
 
-from tests.conftest import TopicFactory
-from tests.pipeline.conftest import pipeline_topics
-
-
-@pytest.fixture
-async def topics(topic_factory: TopicFactory) -> dict[str, str]:
-    """Commands, results, compacted agent-state and DLQ topics for one test."""
-    return await pipeline_topics(topic_factory)
+__all__ = ["emulator", "topics"]
