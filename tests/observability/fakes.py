@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import aiohttp
 import msgspec
 from prometheus_client import CollectorRegistry
 
@@ -121,3 +122,17 @@ def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
         "Content-Type": "application/json",
         SIGNATURE_HEADER: signature(secret.encode(), body),
     }
+
+
+async def post_notice(
+    port: int, body: bytes, *, path: str = "/webhooks/agora", secret: str = SECRET
+) -> tuple[int, Any]:
+    """POST a notice to the ops server on a loopback `port`, signed with `secret`; the answer's
+    status and JSON body."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{port}{path}", data=body, headers=signed(body, secret)
+        ) as response,
+    ):
+        return response.status, await response.json()

@@ -3,12 +3,16 @@ apart (each App ID accepts only its own account's credentials)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
+from tests.pipeline.harness import make_settings, produce, wait_for_results
+from tests.pipeline.scenarios import agent_properties
 from worker.emulator.config import EmulatorConfig
+from worker.settings import Settings
 
 
 class Tenant(NamedTuple):
@@ -46,3 +50,35 @@ def credentials_file(directory: Path) -> Path:
         )
     )
     return path
+
+
+def two_tenant_settings(
+    bootstrap: str, topics: Mapping[str, str], api_url: str, directory: Path, **overrides: Any
+) -> Settings:
+    """A worker serving both tenants from a credentials file in `directory` (app-a is its
+    default App ID)."""
+    return make_settings(
+        bootstrap,
+        topics,
+        api_url,
+        app_id=A.app_id,
+        api_credentials_file=str(credentials_file(directory)),
+        **overrides,
+    )
+
+
+async def start_agent(bootstrap: str, topics: Mapping[str, str], app_id: str, name: str) -> str:
+    """Start an agent called `name` for `app_id` through the running worker; its agent id."""
+    command_id = f"{app_id}-start-{name}"
+    command = {
+        "command": "agent.start",
+        "id": command_id,
+        "app_id": app_id,
+        "name": name,
+        "properties": agent_properties(f"room-{name}"),
+    }
+    await produce(bootstrap, topics["commands"], [command])
+    results = await wait_for_results(bootstrap, topics["results"], {command_id})
+    (started,) = [result for result in results if result.command_id == command_id]
+    assert started.agent_id is not None, started
+    return started.agent_id

@@ -11,13 +11,11 @@ from contracts import decode_agent_state
 from tests.emulator.harness import running_emulator
 from tests.pipeline.harness import (
     in_process_worker,
-    make_settings,
     produce,
     read_topic,
     wait_for_results,
 )
-from tests.pipeline.scenarios import agent_properties
-from tests.security.tenants import EMULATOR, A, B, credentials_file
+from tests.security.tenants import EMULATOR, A, B, start_agent, two_tenant_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -28,26 +26,10 @@ async def test_a_stop_of_another_tenants_agent_fails_and_changes_nothing_of_it(
     """app-a stops app-b's agent by id: the API says 404 for app-a, so the stop fails
     `not_found` (never `already_gone`), publishes no state, and app-b's agent keeps running
     and keeps its name; app-a cannot address it by app-b's name either."""
-    start = {
-        "command": "agent.start",
-        "id": "b-start",
-        "app_id": B.app_id,
-        "name": "bob",
-        "properties": agent_properties("room-b"),
-    }
     async with running_emulator(EMULATOR) as emulator:
-        settings = make_settings(
-            kafka_bootstrap,
-            topics,
-            emulator.api_url,
-            app_id=A.app_id,
-            api_credentials_file=str(credentials_file(tmp_path)),
-        )
+        settings = two_tenant_settings(kafka_bootstrap, topics, emulator.api_url, tmp_path)
         async with in_process_worker(settings) as worker:
-            await produce(kafka_bootstrap, topics["commands"], [start])
-            (started,) = await wait_for_results(kafka_bootstrap, topics["results"], {"b-start"})
-            agent_id = started.agent_id
-            assert agent_id is not None
+            agent_id = await start_agent(kafka_bootstrap, topics, B.app_id, "bob")
             attacks = [
                 {"command": "agent.stop", "id": "a-stop", "app_id": A.app_id, "agent_id": agent_id},
                 {"command": "agent.get", "id": "a-get", "app_id": A.app_id, "name": "bob"},

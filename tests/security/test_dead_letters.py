@@ -3,8 +3,6 @@ the commands' secrets when redaction is on (at the price of replaying them as th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import msgspec
 import pytest
 import structlog
@@ -14,6 +12,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from contracts.headers import DLQ_REDACTED
 from tests import kafka
 from tests.emulator.harness import RunningEmulator
+from tests.pipeline.conftest import ROLES
 from tests.pipeline.harness import (
     in_process_worker,
     make_settings,
@@ -28,23 +27,7 @@ from worker.commands.replay import plan
 pytestmark = pytest.mark.kafka
 
 HOUR_MS = 3_600_000
-ROLES = ("commands", "results", "state", "dlq")
 SECRETS = ("llm-key", "tts-key", "rtc-token")
-
-
-@pytest.fixture
-async def names(kafka_bootstrap: str) -> AsyncIterator[dict[str, str]]:
-    """Four topic names; whatever exists of them at the end is deleted."""
-    chosen = {role: kafka.unique_name(role) for role in ROLES}
-    yield chosen
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        existing = sorted(set(await admin.list_topics()) & set(chosen.values()))
-    finally:
-        await admin.close()
-    if existing:
-        await kafka.delete_topics(kafka_bootstrap, existing)
 
 
 async def retention_ms(bootstrap: str, topic: str) -> int:

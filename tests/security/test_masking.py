@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tests.logs import logging_into_buffer
 from tests.security.tenants import A, B, credentials_file
 from worker.api.tenants import Tenants
-from worker.logging import configure_logging, mask_values
+from worker.logging import mask_values
 from worker.redaction import HARMLESS_NAMES, is_secret_name
 from worker.settings import Settings
 
@@ -25,19 +26,14 @@ SASL_PASSWORD = "kafka-sasl-password-42"
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
     """JSON logging into a buffer, with two configured secrets; restored afterwards."""
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
     settings = Settings(
         customer_id="customer-id-7",
         customer_secret=CUSTOMER_SECRET,
         kafka_sasl_password=SASL_PASSWORD,
         log_format="json",
     )
-    configure_logging(settings, buffer)
-    yield buffer
-    root.handlers[:], root.level = handlers, level
-    structlog.reset_defaults()
+    with logging_into_buffer(settings) as buffer:
+        yield buffer
 
 
 @pytest.mark.parametrize(

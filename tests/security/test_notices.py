@@ -6,37 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from contracts import decode_agent_state
 from tests.component.harness import until
 from tests.emulator.harness import running_emulator
-from tests.observability.fakes import notice, signed
+from tests.observability.fakes import notice, post_notice
 from tests.pipeline.harness import (
     in_process_worker,
-    make_settings,
-    produce,
     read_topic,
     scrape,
     total,
-    wait_for_results,
 )
-from tests.pipeline.scenarios import agent_properties
-from tests.security.tenants import EMULATOR, A, B, credentials_file
+from tests.security.tenants import EMULATOR, A, B, Tenant, start_agent, two_tenant_settings
 
 pytestmark = pytest.mark.kafka
-
-
-async def post(port: int, path: str, body: bytes, secret: str) -> tuple[int, Any]:
-    """POST a notice to the worker, signed with `secret`."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"http://127.0.0.1:{port}{path}", data=body, headers=signed(body, secret)
-        ) as response,
-    ):
-        return response.status, await response.json()
 
 
 async def test_forged_and_mislabelled_notices_change_nothing(
@@ -46,37 +30,27 @@ async def test_forged_and_mislabelled_notices_change_nothing(
     at app-a's endpoint (403, counted) and at app-b's (401); the unqualified path is no
     endpoint on a worker of two App IDs; the reconciler keeps reading the agent under app-b.
     A notice id app-a used does not shadow app-b's genuine notice with the same id."""
-    start = {
-        "command": "agent.start",
-        "id": "b-start",
-        "app_id": B.app_id,
-        "name": "bob",
-        "properties": agent_properties("room-b"),
-    }
     async with running_emulator(EMULATOR) as emulator:
-        settings = make_settings(
-            kafka_bootstrap,
-            topics,
-            emulator.api_url,
-            app_id=A.app_id,
-            api_credentials_file=str(credentials_file(tmp_path)),
-            reconcile_interval_seconds=0.2,
+        settings = two_tenant_settings(
+            kafka_bootstrap, topics, emulator.api_url, tmp_path, reconcile_interval_seconds=0.2
         )
-        port = settings.http_port
+
+        async def send(endpoint: str, body: bytes, signer: Tenant) -> tuple[int, Any]:
+            """POST `body` to /webhooks/agora`endpoint`, signed with `signer`'s NCS secret."""
+            path = f"/webhooks/agora{endpoint}"
+            return await post_notice(
+                settings.http_port, body, path=path, secret=signer.webhook_secret
+            )
+
         async with in_process_worker(settings) as worker:
-            await produce(kafka_bootstrap, topics["commands"], [start])
-            (started,) = await wait_for_results(kafka_bootstrap, topics["results"], {"b-start"})
-            agent_id = started.agent_id
-            assert agent_id is not None
+            agent_id = await start_agent(kafka_bootstrap, topics, B.app_id, "bob")
             left = notice(102, {"agent_id": agent_id, "name": "bob"}, noticeId="n-left")
-            mislabelled = await post(port, f"/webhooks/agora/{A.app_id}", left, A.webhook_secret)
-            forged = await post(port, f"/webhooks/agora/{B.app_id}", left, A.webhook_secret)
-            unqualified = await post(port, "/webhooks/agora", left, B.webhook_secret)
-            stranger = await post(port, "/webhooks/agora/app-c", left, B.webhook_secret)
+            mislabelled = await send(f"/{A.app_id}", left, A)
+            forged = await send(f"/{B.app_id}", left, A)
+            unqualified = await send("", left, B)
+            stranger = await send("/app-c", left, B)
             own = notice(101, {"agent_id": "A-OWN", "name": "eve"}, noticeId="n-shared")
-            assert (await post(port, f"/webhooks/agora/{A.app_id}", own, A.webhook_secret))[
-                0
-            ] == 200
+            assert (await send(f"/{A.app_id}", own, A))[0] == 200
             await until(
                 lambda: bool(reconciled_reads(emulator.requests("agent.get"), agent_id)),
                 "a reconcile pass over the agent",
@@ -85,8 +59,8 @@ async def test_forged_and_mislabelled_notices_change_nothing(
             reads = reconciled_reads(emulator.requests("agent.get"), agent_id)
             held = worker.directory.state(B.app_id, agent_id)
             genuine = notice(102, {"agent_id": agent_id, "name": "bob"}, noticeId="n-shared")
-            accepted = await post(port, f"/webhooks/agora/{B.app_id}", genuine, B.webhook_secret)
-            samples = await scrape(port)
+            accepted = await send(f"/{B.app_id}", genuine, B)
+            samples = await scrape(settings.http_port)
     assert mislabelled[0] == 403
     assert mislabelled[1]["verdict"] == "app_mismatch"
     assert (forged[0], forged[1]["verdict"]) == (401, "bad_signature")

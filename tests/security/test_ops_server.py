@@ -22,7 +22,7 @@ from tests.observability.fakes import (
     RecordingSink,
     new_metrics,
     notice,
-    signed,
+    post_notice,
     webhook_receiver,
 )
 from worker.agents.ncs import SIGNATURE_HEADER
@@ -140,14 +140,7 @@ async def test_fifty_concurrent_8_mib_unsigned_bodies_stay_within_the_memory_bud
         elapsed = time.monotonic() - started
         stop.set()
         await sampler
-        body = notice(101, {"agent_id": "A1"})
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                f"http://127.0.0.1:{port}/webhooks/agora", data=body, headers=signed(body)
-            ) as response,
-        ):
-            genuine = response.status
+        genuine, _ = await post_notice(port, notice(101, {"agent_id": "A1"}))
     growth = peak[0] - before
     figure(request, "rss_before_mib", round(before, 1))
     figure(request, "rss_peak_growth_mib", round(growth, 1))
@@ -286,13 +279,7 @@ async def test_webhooks_beyond_the_cap_get_503_at_once() -> None:
             slow.append(writer)
         await asyncio.wait_for(all_in.wait(), 5)
         assert m.registry.get_sample_value("convoai_webhooks_in_flight") == cap
-        body = notice(101, {"agent_id": "A1"})
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                f"http://127.0.0.1:{port}/webhooks/agora", data=body, headers=signed(body)
-            ) as response,
-        ):
-            assert (response.status, (await response.json())["verdict"]) == (503, "busy")
+        status, answer = await post_notice(port, notice(101, {"agent_id": "A1"}))
+        assert (status, answer["verdict"]) == (503, "busy")
         for writer in slow:
             writer.close()

@@ -14,7 +14,6 @@ from tests.console import clean_environment, console
 from tests.emulator.harness import running_emulator
 from tests.observability.fakes import notice, signed
 from tests.pipeline.harness import (
-    make_settings,
     produce,
     read_topic,
     settings_env,
@@ -24,7 +23,7 @@ from tests.pipeline.harness import (
     wait_ready,
 )
 from tests.pipeline.scenarios import agent_properties
-from tests.security.tenants import EMULATOR, TENANTS, A, B, credentials_file
+from tests.security.tenants import EMULATOR, TENANTS, A, B, two_tenant_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -85,12 +84,11 @@ async def test_no_secret_reaches_logs_results_dead_letters_metrics_probes_or_con
         {"command": "agent.speak", "id": "a-bad", "app_id": A.app_id, "agent_id": "X", "text": 1},
     ]
     async with running_emulator(EMULATOR) as emulator:
-        settings = make_settings(
+        settings = two_tenant_settings(
             kafka_bootstrap,
             topics,
             emulator.api_url,
-            app_id=A.app_id,
-            api_credentials_file=str(credentials_file(tmp_path)),
+            tmp_path,
             customer_id=GLOBAL_ID,
             customer_secret=GLOBAL_SECRET,
             dlq_redact_secrets=True,
