@@ -40,7 +40,7 @@ from worker.logging import mask_values
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.observability.loop_monitor import monitor_loop
-from worker.observability.server import OpsServer, build_ops_app
+from worker.observability.server import ClientLimits, OpsServer, build_ops_app
 from worker.pipeline.consumer import CommandConsumer
 from worker.pipeline.dedupe import CompletedCommands, newest, remember_results
 from worker.pipeline.followers import TopicFollower
@@ -110,7 +110,7 @@ class Worker:
                     build_ops_app(metrics, health, webhooks),
                     settings.http_host,
                     settings.http_port,
-                    header_timeout_seconds=settings.http_header_timeout_seconds,
+                    limits=ClientLimits(settings.http_header_timeout_seconds),
                 )
             )
             supervisor = Supervisor(health, metrics)

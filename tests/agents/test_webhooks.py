@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from tests.observability.fakes import (
     APP_ID,
+    DEFAULTS,
     RecordingSink,
     counted,
     new_metrics,
@@ -24,7 +25,7 @@ from tests.observability.fakes import (
     webhook_receiver,
 )
 from worker.agents.ncs import SIGNATURE_HEADER
-from worker.agents.webhooks import MAX_BODY_BYTES, WebhookReceiver
+from worker.agents.webhooks import WebhookReceiver
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.observability.server import OpsServer, build_ops_app
@@ -183,7 +184,7 @@ class TestVerdicts:
 
     async def test_a_body_over_the_size_limit_is_413(self, endpoint: Endpoint):
         """Oversized bodies are refused before verification, and counted."""
-        body = b"x" * (MAX_BODY_BYTES + 1)
+        body = b"x" * (DEFAULTS.webhook_max_body_bytes + 1)
         async with endpoint.session.post(
             endpoint.url, data=io.BytesIO(body), headers=signed(body)
         ) as response:

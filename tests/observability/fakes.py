@@ -16,8 +16,10 @@ from worker.agents.ncs import SIGNATURE_HEADER, signature
 from worker.agents.webhooks import WebhookReceiver
 from worker.api.tenants import Tenant, Tenants
 from worker.metrics import Metrics
+from worker.settings import Settings
 
 SECRET = "ncs-secret"
+DEFAULTS = Settings()
 APP_ID = "app-under-test"
 
 
@@ -82,10 +84,14 @@ def webhook_receiver(
     owners: AgentDirectory | None = None,
     **options: Any,
 ) -> WebhookReceiver:
-    """A receiver for one App ID (`APP_ID`) checked with `secret`; `owners` holds no agent
-    unless given."""
+    """A receiver for one App ID (`APP_ID`) checked with `secret`, with the default limits unless
+    `options` say otherwise; `owners` holds no agent unless given."""
+    limits = {
+        "max_body_bytes": DEFAULTS.webhook_max_body_bytes,
+        "max_concurrent": DEFAULTS.webhook_max_concurrent,
+    }
     return WebhookReceiver(
-        tenants(**{APP_ID: secret}), owners or AgentDirectory(), sink, metrics, **options
+        tenants(**{APP_ID: secret}), owners or AgentDirectory(), sink, metrics, **limits | options
     )
 
 

@@ -28,7 +28,7 @@ from tests.observability.fakes import (
 from worker.agents.ncs import SIGNATURE_HEADER
 from worker.metrics import Metrics
 from worker.observability.health import Health
-from worker.observability.server import OpsServer, build_ops_app
+from worker.observability.server import ClientLimits, OpsServer, build_ops_app
 from worker.settings import Settings
 
 MIB = 1024 * 1024
@@ -81,9 +81,8 @@ async def ops_server(
             return await handler(request)
 
         app.middlewares.append(announce)
-    server = OpsServer(
-        app, "127.0.0.1", 0, header_timeout_seconds=settings.http_header_timeout_seconds
-    )
+    limits = ClientLimits(settings.http_header_timeout_seconds)
+    server = OpsServer(app, "127.0.0.1", 0, limits=limits)
     async with server:
         yield server.port, metrics
 

@@ -64,8 +64,6 @@ ACK_BUDGET_SECONDS = 0.15  # Agora expects an answer within 200 ms; keep 50 ms f
 REMEMBERED_NOTICES = 10_000  # NCS retries within seconds, so recent notices are enough
 UNKNOWN_EVENT_TYPE = "unknown"  # metric label for unreadable or undocumented event types
 READ_SECONDS = 5.0  # NCS sends a few kilobytes at once; anything slower is not NCS
-MAX_BODY_BYTES = 1_048_576  # CONVOAI_WEBHOOK_MAX_BODY_BYTES
-MAX_CONCURRENT = 32  # CONVOAI_WEBHOOK_MAX_CONCURRENT
 MAX_NOTICE_AGE_SECONDS = 600.0  # NCS gives up retrying within minutes
 MAX_CLOCK_SKEW_SECONDS = 60.0
 
@@ -134,8 +132,8 @@ class WebhookReceiver:
         sink: StateSink,
         metrics: Metrics,
         *,
-        max_body_bytes: int = MAX_BODY_BYTES,
-        max_concurrent: int = MAX_CONCURRENT,
+        max_body_bytes: int,
+        max_concurrent: int,
         ack_budget_seconds: float = ACK_BUDGET_SECONDS,
         remember: int = REMEMBERED_NOTICES,
         read_seconds: float = READ_SECONDS,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Any, NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -24,13 +25,31 @@ from worker.metrics import Metrics
 from worker.observability.health import Health, HealthReport
 
 SHUTDOWN_TIMEOUT_SECONDS = 2.0  # probes, scrapes and webhooks all answer well within this
-HEADER_TIMEOUT_SECONDS = 5.0  # CONVOAI_HTTP_HEADER_TIMEOUT_SECONDS
 # A request head of Prometheus, the kubelet, NCS or an ingress controller fits in a fraction of
 # these; they bound what a connection can make the parser hold (aiohttp's own defaults: 8190
 # bytes a line or field, 128 fields).
 MAX_LINE_BYTES = 8190
 MAX_FIELD_BYTES = 8190
 MAX_HEADERS = 48
+
+
+class ClientLimits(NamedTuple):
+    """What the server allows clients it does not control (the worker's ops port)."""
+
+    header_timeout_seconds: float  # CONVOAI_HTTP_HEADER_TIMEOUT_SECONDS
+
+    def runner_options(self) -> dict[str, Any]:
+        """The `AppRunner` options (passed on to each connection's `RequestHandler`)."""
+        return {
+            # aiohttp's keep-alive timer runs from the connection's start (and from each
+            # response) until a complete request head: it is the header timeout too
+            "keepalive_timeout": self.header_timeout_seconds,
+            "lingering_time": 0,  # a refused body is not drained: the connection is closed
+            "handler_cancellation": True,  # a client that went away holds no handler
+            "max_line_size": MAX_LINE_BYTES,
+            "max_field_size": MAX_FIELD_BYTES,
+            "max_headers": MAX_HEADERS,
+        }
 
 
 def build_ops_app(metrics: Metrics, health: Health, webhooks: WebhookReceiver) -> web.Application:
@@ -70,28 +89,21 @@ class ListenError(OSError):
 
 
 class OpsServer:
-    """Serves an app on host:port for the lifetime of an `async with` block (no access log)."""
+    """Serves an app on host:port for the lifetime of an `async with` block (no access log).
+
+    `limits` are for clients the server does not control; without them aiohttp's defaults
+    apply (the emulator, a local tool whose API clients keep connections alive between
+    requests and whose delayed answers must run to their end).
+    """
 
     def __init__(
-        self,
-        app: web.Application,
-        host: str,
-        port: int,
-        *,
-        header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS,
+        self, app: web.Application, host: str, port: int, *, limits: ClientLimits | None = None
     ) -> None:
         self._runner = web.AppRunner(
             app,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-            # aiohttp's keep-alive timer runs from the connection's start (and from each
-            # response) until a complete request head: it is the header timeout too
-            keepalive_timeout=header_timeout_seconds,
-            lingering_time=0,
-            handler_cancellation=True,
-            max_line_size=MAX_LINE_BYTES,
-            max_field_size=MAX_FIELD_BYTES,
-            max_headers=MAX_HEADERS,
+            **(limits.runner_options() if limits else {}),
         )
         self._host = host
         self._port = port
