@@ -72,7 +72,7 @@ from contracts.headers import (
 from contracts.properties import AgentProperties, AgentUpdateProperties, CallProperties
 from contracts.topics import AGENT_STATE_TOPIC, COMMANDS_TOPIC, DLQ_TOPIC, RESULTS_TOPIC
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "AGENT_STATE_EVENT_TYPE",

@@ -33,10 +33,16 @@ CommandId = Annotated[
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 
 # Path parameters are inserted verbatim into the request URL, so characters that would end or
-# escape the path segment (`/ ? # %`, whitespace, control characters) are refused up front.
+# escape the path segment (`/ ? # %`, whitespace, control characters) are refused up front, and
+# so are `.` and `..`, which URL normalisation (RFC 3986 §5.2.4) would turn into another path:
+# `agents/../leave` is `leave` of the App ID.
 PathSegment = Annotated[
     str,
-    Meta(min_length=1, max_length=256, pattern=whole_match(r"[^\s/?#%\x00-\x1f\x7f]+")),
+    Meta(
+        min_length=1,
+        max_length=256,
+        pattern=whole_match(r"(?!\.\.?(?![\s\S]))[^\s/?#%\x00-\x1f\x7f]+"),
+    ),
 ]
 AgentId = Annotated[PathSegment, Meta(description="Agent id returned by start or call.")]
 AppId = Annotated[PathSegment, Meta(description="Agora App ID; the worker's default when absent.")]

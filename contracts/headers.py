@@ -39,6 +39,9 @@ DLQ_NULL_VALUE = "convoai.dlq.null-value"
 """`true` when the original record had no value (null)."""
 DLQ_HEADERS_DROPPED = "convoai.dlq.original.headers-dropped"
 """How many original headers were left out because they alone exceeded the size limit."""
+DLQ_REDACTED = "convoai.dlq.redacted"
+"""`true` when the secret fields of the copy's value and headers were masked
+(`CONVOAI_DLQ_REDACT_SECRETS`): the copy is no longer the original and cannot be replayed."""
 
 REPLAY = "convoai.replay"
 """On a command record re-produced from the dead-letter topic (`convoai-worker dlq replay`):

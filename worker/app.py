@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 import structlog
 
+from contracts import AgentStateEvent
 from worker.agents.directory import AgentDirectory
 from worker.agents.housekeeping import StateHousekeeper
+from worker.agents.ports import Refused
 from worker.agents.reconcile import Reconciler
 from worker.agents.records import StateRecords
 from worker.agents.state_sink import DirectoryStateSink
@@ -38,10 +40,11 @@ from worker.execution import Executor
 from worker.execution.caller import ApiSender
 from worker.kafka.aio import AioKafkaBackend
 from worker.kafka.ports import KafkaBackend
+from worker.logging import mask_values
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.observability.loop_monitor import monitor_loop
-from worker.observability.server import OpsServer, build_ops_app
+from worker.observability.server import ClientLimits, OpsServer, build_ops_app
 from worker.pipeline.consumer import CommandConsumer
 from worker.pipeline.dedupe import CompletedCommands, newest, remember_results
 from worker.pipeline.followers import TopicFollower
@@ -104,20 +107,28 @@ class Worker:
     async def _run(self) -> None:
         settings, metrics, health, kafka = self.settings, self.metrics, self.health, self._kafka
         tenants = Tenants.from_settings(settings)  # a bad credentials file stops the start here
+        mask_values(tenants.secrets)  # the file's credentials never reach a log line
         async with AsyncExitStack() as stack:
             sink = kafka.output_sink()
             stack.push_async_callback(sink.close)  # also safe for a sink never started
             outputs = Outputs(settings)
             publisher = Publisher(sink, metrics, health)
-            state_sink = DirectoryStateSink(outputs, publisher, self.directory)
+            state_output = StateOutput(outputs, publisher)
+            state_sink = DirectoryStateSink(state_output, self.directory)
             webhooks = WebhookReceiver(
-                settings.webhook_secret, state_sink, metrics, app_id=settings.app_id
+                tenants,
+                self.directory,
+                state_sink,
+                metrics,
+                max_body_bytes=settings.webhook_max_body_bytes,
+                max_concurrent=settings.webhook_max_concurrent,
             )
             await stack.enter_async_context(
                 OpsServer(
                     build_ops_app(metrics, health, webhooks),
                     settings.http_host,
                     settings.http_port,
+                    limits=ClientLimits(settings.http_header_timeout_seconds),
                 )
             )
             supervisor = Supervisor(health, metrics)
@@ -132,7 +143,7 @@ class Worker:
             await sink.start()
             health.producer_ready(True)
 
-            completed, results = await self._rebuild_memory(stack, supervisor, outputs, publisher)
+            completed, results = await self._rebuild_memory(stack, supervisor, state_output)
 
             client = await stack.enter_async_context(self._api(settings, tenants))
             executor = Executor(client, settings, self.directory, observer=metrics, tenants=tenants)
@@ -176,8 +187,7 @@ class Worker:
         self,
         stack: AsyncExitStack,
         supervisor: Supervisor,
-        outputs: Outputs,
-        publisher: Publisher,
+        state_output: StateOutput,
     ) -> tuple[CompletedCommands, TopicFollower]:
         """Load the agent directory and the dedupe memory from their topics; keep the directory
         current (and the state topic tidy) in the background; returns the dedupe memory and
@@ -206,10 +216,34 @@ class Worker:
         housekeeper = StateHousekeeper(
             self.directory,
             state_records,
-            outputs,
-            publisher,
+            state_output,
             self.metrics,
             retention_seconds=settings.state_retention_seconds,
         )
         supervisor.start("state-housekeeper", housekeeper.run)
         return completed, results
+
+
+class StateOutput:
+    """The agent side's `StatePublisher`: the pipeline's state records and publisher."""
+
+    def __init__(self, outputs: Outputs, publisher: Publisher) -> None:
+        self._outputs = outputs
+        self._publisher = publisher
+
+    async def publish(
+        self, states: Sequence[AgentStateEvent], tombstones: Sequence[str] = ()
+    ) -> list[Refused]:
+        """Deliver the states and tombstones; return those refused for good."""
+        records = [
+            *(self._outputs.state(state) for state in states),
+            *(self._outputs.tombstone(agent_id) for agent_id in tombstones),
+        ]
+        return [
+            Refused(
+                refused.record.topic,
+                (refused.record.key or b"").decode(errors="replace"),
+                refused.error,
+            )
+            for refused in await self._publisher.deliver(records)
+        ]

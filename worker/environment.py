@@ -3,7 +3,11 @@
 
 The process environment wins over the `.env` file, so a value exported in the shell or set by
 the orchestrator is never silently replaced by a forgotten file. `CONVOAI_ENV_FILE` names the
-file (default `.env` in the working directory; empty: none).
+file (empty: none). Without it, `.env` in the working directory is read on a developer's
+machine only: not in a container, whose working directory may be writable by others (the
+image's `/tmp`) and whose settings come from the orchestrator. A container is recognised by
+what the runtimes leave in it: `KUBERNETES_SERVICE_HOST` in the environment (every Kubernetes
+container), `/.dockerenv` (Docker) or `/run/.containerenv` (Podman, CRI-O).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 ENV_FILE_VARIABLE = "CONVOAI_ENV_FILE"
 DEFAULT_ENV_FILE = ".env"
 FILE_SUFFIX = "_FILE"
+KUBERNETES_VARIABLE = "KUBERNETES_SERVICE_HOST"
+CONTAINER_MARKERS = (".dockerenv", "run/.containerenv")
 
 _LINE = re.compile(r"(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?P<value>.*)")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
@@ -25,14 +31,18 @@ class SourceError(ValueError):
     """A `.env` file or a `*_FILE` variable cannot be used; the message names which."""
 
 
-def process_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def process_environment(
+    environ: Mapping[str, str] | None = None, *, root: Path = Path("/")
+) -> dict[str, str]:
     """The variables the settings are read from: the env file overlaid by `environ`.
 
-    For the process environment (`environ=None`) the file defaults to `.env`; a given mapping
+    For the process environment (`environ=None`) the file defaults to `.env` outside a
+    container (`root` is where the runtimes' marker files are looked for); a given mapping
     uses a file only when it names one in `CONVOAI_ENV_FILE`.
     """
     env = dict(os.environ if environ is None else environ)
-    name = env.get(ENV_FILE_VARIABLE, DEFAULT_ENV_FILE if environ is None else "")
+    default = DEFAULT_ENV_FILE if environ is None and not in_container(env, root) else ""
+    name = env.get(ENV_FILE_VARIABLE, default)
     if not name:
         return env
     path = Path(name)
@@ -41,6 +51,14 @@ def process_environment(environ: Mapping[str, str] | None = None) -> dict[str, s
             raise SourceError(f"{ENV_FILE_VARIABLE}: no such file: {name}")
         return env
     return {**read_env_file(path), **env}
+
+
+def in_container(env: Mapping[str, str], root: Path = Path("/")) -> bool:
+    """Whether this process runs in a container, by the marks Kubernetes, Docker and Podman
+    leave."""
+    if KUBERNETES_VARIABLE in env:
+        return True
+    return any((root / marker).exists() for marker in CONTAINER_MARKERS)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -2,9 +2,11 @@
 
 Configured once at process start by `configure_logging`. Standard-library loggers (aiokafka,
 aiohttp) are routed through the same processor chain, so every line has one format and passes
-the same redaction. Two layers keep secrets out of logs: keys that name a secret are masked
-whatever their value, and the literal values of the configured secrets are masked wherever they
-appear in a rendered line.
+the same redaction (`worker.redaction`). Two layers keep secrets out of logs: fields whose name
+says they hold a secret are masked whatever their value, and the values of the configured
+secrets (the settings' credentials, and those of the credentials file once it is read:
+`mask_values`) are masked wherever they appear in a rendered line, escaped or not, as are
+passwords in URLs.
 """
 
 from __future__ import annotations
@@ -12,85 +14,39 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 import structlog
 from structlog.typing import EventDict, Processor
 
+from worker.api.tenants import authorization
+from worker.redaction import ValueMasker, mask_secret_fields
 from worker.settings import SECRET_FIELDS, Settings
 
-MASK = "***"
-# Keys whose values are credentials wherever they appear (HTTP headers, join properties, settings).
-SECRET_KEYS = frozenset(
-    {
-        "authorization",
-        "api_key",
-        "access_key",
-        "secret_key",
-        "key",
-        "token",
-        "rtc_token",
-        "password",
-        "customer_secret",
-        "auth_token",
-        "webhook_secret",
-        "adc_credentials_string",
-        "encryption_key",
-        "encryption_salt",
-    }
-)
+_masker = ValueMasker()  # the process's: the renderer of every handler reads it
 
 
-def _mask_secret_keys(value: Any) -> Any:
-    """Return `value` with every secret-named key masked, recursively.
-
-    An empty or null value stays as it is: it reveals nothing, and the line then shows that the
-    secret is not set, as `convoai-worker config` does.
-    """
-    if isinstance(value, Mapping):
-        return {
-            k: MASK
-            if str(k).lower() in SECRET_KEYS and v not in ("", None)
-            else _mask_secret_keys(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [_mask_secret_keys(v) for v in value]
-    return value
+def mask_values(secrets: Iterable[str]) -> None:
+    """Mask these values too in every line from now on (secrets read after logging was set up,
+    such as the credentials file's)."""
+    _masker.add(secrets)
 
 
 def redact_secret_keys(_: Any, __: str, event_dict: EventDict) -> EventDict:
     """structlog processor: mask values stored under secret-named keys."""
-    masked: EventDict = _mask_secret_keys(event_dict)
+    masked: EventDict = mask_secret_fields(event_dict)
     return masked
 
 
-class SecretValueScrubber:
-    """Final-stage filter that replaces known secret values in rendered lines."""
+class _MaskingRenderer:
+    """Wraps the final renderer so its output is masked before it is written."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
-        # Short values would mask innocent text; credentials are long.
-        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
-
-    def scrub(self, line: str) -> str:
-        """Return `line` with every configured secret replaced by the mask."""
-        for secret in self._secrets:
-            if secret in line:
-                line = line.replace(secret, MASK)
-        return line
-
-
-class _ScrubbingRenderer:
-    """Wraps the final renderer so its output is scrubbed before it is written."""
-
-    def __init__(self, renderer: Processor, scrubber: SecretValueScrubber) -> None:
+    def __init__(self, renderer: Processor) -> None:
         self._renderer = renderer
-        self._scrubber = scrubber
 
     def __call__(self, logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> str:
-        rendered = self._renderer(logger, name, event_dict)
-        return self._scrubber.scrub(str(rendered))
+        return _masker.mask(str(self._renderer(logger, name, event_dict)))
 
 
 class RepeatLimiter(logging.Filter):
@@ -146,7 +102,7 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         if use_console
         else structlog.processors.JSONRenderer()
     )
-    scrubber = SecretValueScrubber(getattr(settings, name) for name in SECRET_FIELDS)
+    mask_values(_configured_secrets(settings))
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -166,7 +122,7 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            _ScrubbingRenderer(renderer, scrubber),
+            _MaskingRenderer(renderer),
         ],
     )
     handler = logging.StreamHandler(stream)
@@ -179,3 +135,9 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
     # useful part without drowning the command lines.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _configured_secrets(settings: Settings) -> list[str]:
+    """The settings' credentials, and the `Authorization` value made of them."""
+    header = authorization(settings) or ""
+    return [*(getattr(settings, name) for name in SECRET_FIELDS), header.partition(" ")[2]]

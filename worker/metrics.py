@@ -191,12 +191,6 @@ class Metrics:
             "Last measured delay of the event loop in running a scheduled callback.",
             registry=registry,
         )
-        self.webhook_events = Counter(
-            "convoai_webhook_events",
-            "Agora NCS callbacks received, by event type and verdict.",
-            ["event_type", "verdict"],
-            registry=registry,
-        )
         self.agents_tracked = Gauge(
             "convoai_agents_tracked",
             "Agents in the worker's directory: live ones and those ended within the retention.",
@@ -212,6 +206,7 @@ class Metrics:
         )
 
         self._lifecycle(registry)
+        self._webhooks(registry)
 
         # The per-command paths update the Loop* types (no lock; see worker.loop_metrics) through
         # these cached lookups (label sets are small and bounded, so the caches are too).
@@ -265,6 +260,25 @@ class Metrics:
             "shutdown) and how it ended (finished, interrupted, killed).",
             ["why", "ending"],
             buckets=E2E_BUCKETS,
+            registry=registry,
+        )
+
+    def _webhooks(self, registry: CollectorRegistry) -> None:
+        """Metrics of the Agora NCS callbacks the ops server receives."""
+        self.webhook_events = Counter(
+            "convoai_webhook_events",
+            "Agora NCS callbacks received, by event type and verdict.",
+            ["event_type", "verdict"],
+            registry=registry,
+        )
+        self.webhooks_in_flight = Gauge(
+            "convoai_webhooks_in_flight",
+            "NCS callbacks being received or answered now.",
+            registry=registry,
+        )
+        self.webhooks_in_flight_limit = Gauge(
+            "convoai_webhooks_in_flight_limit",
+            "CONVOAI_WEBHOOK_MAX_CONCURRENT: callbacks beyond it are answered 503 at once.",
             registry=registry,
         )
 

@@ -24,6 +24,7 @@ from worker.environment import (
     process_environment,
     resolve_files,
 )
+from worker.redaction import MASK, is_secret_name, mask_url_passwords
 
 PREFIX = "CONVOAI_"
 
@@ -101,11 +102,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     partition_open_timeout_seconds: Seconds = 60.0
     drain_grace_seconds: Seconds = 25.0
     dedupe_capacity: Positive = 100_000  # completed command ids remembered per worker
+    dlq_redact_secrets: bool = False  # mask secret fields in dead letters (worker.dlq_redaction)
 
     # operations surface
     http_host: str = "0.0.0.0"  # noqa: S104 - the metrics/health port must be reachable in a pod
     http_port: Port = 8080
-    webhook_secret: str = ""  # NCS secret; webhooks are refused while it is empty
+    webhook_secret: str = ""  # NCS secret of a one-App-ID worker (worker.api.tenants)
+    webhook_max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    webhook_max_concurrent: Positive = 32  # callbacks received at once; 503 beyond
+    # a connection must deliver a request head within this long of opening (or of its previous
+    # response, as an idle keep-alive connection): slow and half-open clients are closed
+    http_header_timeout_seconds: Seconds = 5.0
     stall_timeout_seconds: Seconds = 300.0  # /livez: lag, no progress (> a command's budget)
     loop_block_seconds: Seconds = 5.0  # /livez fails when the event loop lags more than this
     reconcile_interval_seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # 0 = off
@@ -139,11 +146,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
 
     def redacted(self) -> dict[str, object]:
-        """The settings as a dict with secrets masked, safe to log."""
+        """The settings as a dict with secrets masked (credentials, and passwords in URLs such
+        as `CONVOAI_API_BASE_URL`), safe to log and to print."""
         values = msgspec.structs.asdict(self)
-        for name in SECRET_FIELDS:
-            if values[name]:
-                values[name] = "***"
+        for name, value in values.items():
+            if value and (name in SECRET_FIELDS or is_secret_name(name)):
+                values[name] = MASK
+            elif isinstance(value, str):
+                values[name] = mask_url_passwords(value)
         return values
 
 

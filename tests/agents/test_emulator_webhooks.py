@@ -6,8 +6,13 @@ import asyncio
 import time
 
 from tests.emulator.harness import APP_ID, running_emulator, start_body
-from tests.observability.fakes import SECRET, RecordingSink, counted, new_metrics
-from worker.agents.webhooks import WebhookReceiver
+from tests.observability.fakes import (
+    SECRET,
+    RecordingSink,
+    counted,
+    new_metrics,
+    webhook_receiver,
+)
 from worker.emulator.config import EmulatorConfig
 from worker.observability.health import Health
 from worker.observability.server import OpsServer, build_ops_app
@@ -24,7 +29,7 @@ async def wait_for_events(sink: RecordingSink, count: int, within: float = 5.0) 
 async def test_agent_lifecycle_from_emulator_callbacks():
     """Join, a module error and a failure-caused leave become RUNNING, nothing, FAILED."""
     metrics, sink = new_metrics(), RecordingSink()
-    receiver = WebhookReceiver(SECRET, sink, metrics, app_id=APP_ID)
+    receiver = webhook_receiver(sink, metrics)
     app = build_ops_app(metrics, Health(Settings()), receiver)
     async with OpsServer(app, "127.0.0.1", 0) as ops:
         config = EmulatorConfig(
@@ -67,7 +72,7 @@ async def test_agent_lifecycle_from_emulator_callbacks():
 async def test_a_wrong_secret_on_either_side_is_refused():
     """Callbacks signed with another secret are 401 and publish nothing (the emulator retries)."""
     metrics, sink = new_metrics(), RecordingSink()
-    app = build_ops_app(metrics, Health(Settings()), WebhookReceiver(SECRET, sink, metrics))
+    app = build_ops_app(metrics, Health(Settings()), webhook_receiver(sink, metrics))
     async with OpsServer(app, "127.0.0.1", 0) as ops:
         config = EmulatorConfig(
             webhook_url=f"http://127.0.0.1:{ops.port}/webhooks/agora", webhook_secret="other"

@@ -95,7 +95,7 @@ class TestWhichObservationWins:
         assert first.snapshot() == second.snapshot()
         assert first.resolve("app", "bot") == second.resolve("app", "bot")
         for agent_id in {event.agent_id for event in events}:
-            assert first.state(agent_id) == second.state(agent_id)
+            assert first.state("app", agent_id) == second.state("app", agent_id)
 
 
 class TestNames:
@@ -135,14 +135,30 @@ class TestNames:
         directory.observe(seen("OLD", "STOPPED", 10, source="reconcile", name=None))
         assert directory.resolve("app", "bot") == "NEW"
 
-    def test_an_agent_first_seen_without_its_app_moves_to_its_apps_names(self) -> None:
-        """A webhook may arrive before the command's own event; the name follows the app."""
-        directory = directory_of(seen("A", "RUNNING", 1, app_id=None, source="webhook"))
-        assert directory.resolve("", "bot") == "A"
-        directory.observe(seen("A", "RUNNING", 0, app_id="app"))
-        assert (directory.resolve("app", "bot"), directory.resolve("", "bot")) == ("A", None)
-        directory.forget("A")
-        assert directory.last_of("app", "bot") is directory.last_of("", "bot") is None
+    def test_an_agents_app_id_is_part_of_its_identity(self) -> None:
+        """Observations of the same id under another App ID are another tenant's business:
+        they neither move, rename nor stop the agent, and each name stays in its own App ID."""
+        directory = directory_of(seen("A", "RUNNING", 1, app_id="app-b", name="bob"))
+        directory.observe(seen("A", "STOPPED", 2, app_id="app-a", name="eve"))
+        state = directory.state("app-b", "A")
+        assert state is not None
+        assert (state.app_id, state.name, state.status) == ("app-b", "bob", "RUNNING")
+        assert directory.resolve("app-b", "bob") == "A"
+        assert directory.resolve("app-a", "bob") is directory.resolve("app-b", "eve") is None
+        assert directory.apps_of("A") == {"app-a", "app-b"}
+        directory.forget("app-a", "A")
+        assert directory.resolve("app-b", "bob") == "A"
+        assert directory.apps_of("A") == {"app-a", "app-b"}  # retired, for one more retention
+        directory.due(T0 + 2 + 2 * 100 + 1, retention=100)
+        assert directory.apps_of("A") == {"app-b"}
+
+    def test_a_tombstone_applies_to_the_agent_id_under_every_app_id(self) -> None:
+        """The state topic is keyed by agent id: its tombstone forgets each ended entry."""
+        directory = directory_of(
+            seen("A", "STOPPED", 1, app_id="app-a"), seen("A", "RUNNING", 1, app_id="app-b")
+        )
+        assert not directory.forget_ended("A", T0 + 2)  # app-b's is live and recent
+        assert sorted(directory.snapshot()) == [("app-b", "A")]
 
     def test_ours_marks_the_agents_the_reconciler_watches(self) -> None:
         """Agents this worker started and that have not ended."""
@@ -185,8 +201,8 @@ class TestForgetting:
         due = directory.due(T0 + 100, retention=100)
         assert sorted(state.agent_id for state in due) == ["ENDING", "GONE"]
         for state in due:
-            directory.forget(state.agent_id)
-        assert sorted(directory.snapshot()) == ["LIVE", "RECENT"]
+            directory.forget(state.app_id or "", state.agent_id)
+        assert sorted(directory.snapshot()) == [("app", "LIVE"), ("app", "RECENT")]
         assert [state.agent_id for state in directory.due(T0 + 150, retention=100)] == ["RECENT"]
 
     def test_an_observation_after_the_stop_postpones_forgetting(self) -> None:
@@ -208,29 +224,29 @@ class TestForgetting:
         assert directory.forget_ended("GONE", T0 + 1)
         assert not directory.forget_ended("LIVE", T0 + 1)
         assert directory.forget_ended("UNKNOWN", T0 + 1)
-        assert sorted(directory.snapshot()) == ["LIVE"]
+        assert sorted(directory.snapshot()) == [("app", "LIVE")]
         assert directory.forget_ended("LIVE", T0 + MAX_SESSION_SECONDS)
 
     def test_late_news_does_not_bring_a_forgotten_agent_back(self) -> None:
         """The directory learns before the topic comes round, and webhooks arrive late: for
         another retention, what does not outrank a forgotten agent's last state is ignored."""
         directory = directory_of(seen("A", "RUNNING", 0), seen("A", "STOPPING", 5))
-        directory.forget("A")
+        directory.forget("app", "A")
         for late in (seen("A", "RUNNING", 0), seen("A", "RUNNING", 50, source="webhook")):
             assert not directory.observe(late).changed
         assert directory.forget_ended("A", T0 + 60)  # its tombstone came round
         assert not directory.observe(seen("A", "RUNNING", 70, source="webhook")).changed
-        assert "A" not in directory.snapshot()
+        assert ("app", "A") not in directory.snapshot()
         confirmed = directory.observe(seen("A", "STOPPED", 80, source="reconcile", name=None))
         assert confirmed.changed  # a later phase is news: forgotten again after the retention
         assert confirmed.state.name == "bot"
-        directory.forget("A")
+        directory.forget("app", "A")
         directory.due(T0 + 80 + 2 * 100 + 1, retention=100)  # the last state is dropped too
         assert directory.observe(seen("A", "RUNNING", 90)).changed
 
     def test_forgetting_frees_the_name(self) -> None:
         """Memory holds live and recent agents only: names of forgotten agents are gone too."""
         directory = directory_of(seen("A", "STOPPED", 0))
-        directory.forget("A")
+        directory.forget("app", "A")
         assert directory.last_of("app", "bot") is None
         assert len(directory) == 0

@@ -10,7 +10,7 @@ import pytest
 
 from contracts import decode_agent_state, encode_event
 from tests.observability.fakes import APP_ID, notice
-from worker.agents.ncs import decode_notice, signature, state_event, verify
+from worker.agents.ncs import SignatureCheck, decode_notice, signature, state_event
 
 # The test vector of `docs/api-reference.md` §6.2: secret `secret` over exactly these bytes.
 VECTOR_BODY = (
@@ -21,11 +21,20 @@ VECTOR_SHA256 = "6ba85d7c1122f6c51143cce7765f06c601c0fbd691987f4510e45b943b2639e
 AGENT = {"agent_id": "A42", "name": "bot", "channel": "room-1"}
 
 
+def verify(secret: bytes, body: bytes, provided: str | None, chunk: int = 7) -> bool:
+    """The signature check fed with `body` in pieces of `chunk` bytes, as it streams in."""
+    check = SignatureCheck(secret, provided)
+    for start in range(0, len(body), chunk):
+        check.update(body[start : start + chunk])
+    return check.valid()
+
+
 class TestSignature:
     def test_matches_the_documented_vector(self):
         """Lowercase hex HMAC-SHA256 of the raw body with the NCS secret."""
         assert signature(b"secret", VECTOR_BODY) == VECTOR_SHA256
-        assert verify(b"secret", VECTOR_BODY, VECTOR_SHA256)
+        assert verify(b"secret", VECTOR_BODY, VECTOR_SHA256, chunk=len(VECTOR_BODY))
+        assert verify(b"secret", VECTOR_BODY, VECTOR_SHA256, chunk=1)
 
     @pytest.mark.parametrize(
         "provided",
@@ -39,8 +48,10 @@ class TestSignature:
         ],
     )
     def test_refuses_anything_but_the_exact_signature(self, provided: str | None):
-        """Missing, truncated, wrong-case, wrong and non-ASCII values are all refused."""
+        """Missing, truncated, wrong-case, wrong and non-ASCII values are all refused; only the
+        wrong one needs the body to tell."""
         assert not verify(b"secret", VECTOR_BODY, provided)
+        assert SignatureCheck(b"secret", provided).plausible == (provided == "0" * 64)
 
     def test_depends_on_every_byte_and_on_the_secret(self):
         """The same JSON spaced differently, or another secret, gives another signature."""

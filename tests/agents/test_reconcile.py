@@ -89,6 +89,20 @@ async def test_only_disagreements_are_published(directory: AgentDirectory):
     assert event.message == "API reports STOPPED; last known status was RUNNING"
 
 
+async def test_each_agent_is_read_under_its_own_app_id():
+    """Two tenants' agents are each read with their App ID; one known without an App ID is
+    not read under any (the default App ID may be another tenant's)."""
+    directory = AgentDirectory()
+    at = datetime.now(UTC)
+    for app_id, agent_id in (("app-a", "A"), ("app-b", "B"), (None, "C")):
+        directory.observe(state_event(agent_id, "RUNNING", at, app_id=app_id), ours=True)
+    api = FakeApi({"A": "RUNNING", "B": "STOPPED", "C": "STOPPED"})
+    sink = RecordingSink()
+    assert await Reconciler(60, directory, api.check, sink).reconcile_once() == 1
+    assert sorted(api.asked) == [("app-a", "A"), ("app-b", "B")]
+    assert [(event.app_id, event.agent_id) for event in sink.events] == [("app-b", "B")]
+
+
 async def test_api_and_publish_errors_skip_only_that_agent(directory: AgentDirectory):
     """A failed check or publish is logged and skipped; the next pass publishes what failed."""
     api = FakeApi({"A": TimeoutError("API timed out"), "B": "FAILED", "C": "STARTING"})

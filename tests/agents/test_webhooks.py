@@ -16,18 +16,19 @@ from aiohttp.typedefs import Handler
 
 from tests.observability.fakes import (
     APP_ID,
-    SECRET,
+    DEFAULTS,
     RecordingSink,
     counted,
     new_metrics,
     notice,
     signed,
+    webhook_receiver,
 )
 from worker.agents.ncs import SIGNATURE_HEADER
 from worker.agents.webhooks import WebhookReceiver
 from worker.metrics import Metrics
 from worker.observability.health import Health
-from worker.observability.server import MAX_BODY_BYTES, OpsServer, build_ops_app
+from worker.observability.server import OpsServer, build_ops_app
 from worker.settings import Settings
 
 BUDGET = 0.05
@@ -70,7 +71,7 @@ async def serve(
 
         @web.middleware
         async def signal(request: web.Request, handler: Handler) -> web.StreamResponse:
-            await request.read()  # kept by the request: the receiver's read does not wait
+            await request.content.wait_eof()  # all in, unread: the receiver's read won't wait
             arrived.set()
             return await handler(request)
 
@@ -84,7 +85,7 @@ async def serve(
 async def endpoint() -> AsyncIterator[Endpoint]:
     """A receiver with a short ack budget behind the real ops app."""
     sink, metrics = RecordingSink(), new_metrics()
-    receiver = WebhookReceiver(SECRET, sink, metrics, app_id=APP_ID, ack_budget_seconds=BUDGET)
+    receiver = webhook_receiver(sink, metrics, ack_budget_seconds=BUDGET)
     async with serve(receiver, sink, metrics) as running:
         yield running
 
@@ -144,7 +145,7 @@ class TestVerification:
         digest = "6ba85d7c1122f6c51143cce7765f06c601c0fbd691987f4510e45b943b2639e8"
         sink, metrics = RecordingSink(), new_metrics()
         sent = 1560408533.119  # the vector's notifyMs: judged at the time it was sent
-        receiver = WebhookReceiver("secret", sink, metrics, clock=lambda: sent)
+        receiver = webhook_receiver(sink, metrics, secret="secret", clock=lambda: sent)
         async with serve(receiver, sink, metrics) as endpoint:
             status, reply = await endpoint.post(body, {SIGNATURE_HEADER: digest})
             assert (status, reply["verdict"]) == (200, "unknown_type")
@@ -153,7 +154,7 @@ class TestVerification:
     async def test_disabled_without_a_secret(self):
         """No NCS secret configured: 503 saying webhooks are off, whatever the request."""
         sink, metrics = RecordingSink(), new_metrics()
-        async with serve(WebhookReceiver("", sink, metrics), sink, metrics) as endpoint:
+        async with serve(webhook_receiver(sink, metrics, secret=""), sink, metrics) as endpoint:
             status, body = await endpoint.post(JOINED)
         assert status == 503
         assert body["verdict"] == "disabled"
@@ -183,11 +184,13 @@ class TestVerdicts:
 
     async def test_a_body_over_the_size_limit_is_413(self, endpoint: Endpoint):
         """Oversized bodies are refused before verification, and counted."""
-        body = io.BytesIO(b"x" * (MAX_BODY_BYTES + 1))
-        async with endpoint.session.post(endpoint.url, data=body) as response:
+        body = b"x" * (DEFAULTS.webhook_max_body_bytes + 1)
+        async with endpoint.session.post(
+            endpoint.url, data=io.BytesIO(body), headers=signed(body)
+        ) as response:
             assert response.status == 413
-            assert (await response.json())["verdict"] == "malformed"
-        assert counted(endpoint.metrics, "unknown", "malformed") == 1
+            assert (await response.json())["verdict"] == "too_large"
+        assert counted(endpoint.metrics, "unknown", "too_large") == 1
 
     @pytest.mark.parametrize("event_type", [103, 104, 110, 111, 112])
     async def test_events_without_a_state_change_are_accepted(
@@ -242,7 +245,7 @@ class TestDelivery:
         """Never two publishes for one notice; the retry is answered 200 once Kafka acks."""
         sink, metrics, arrived = RecordingSink(), new_metrics(), asyncio.Event()
         sink.gate.clear()
-        receiver = WebhookReceiver(SECRET, sink, metrics, ack_budget_seconds=BUDGET)
+        receiver = webhook_receiver(sink, metrics, ack_budget_seconds=BUDGET)
         async with serve(receiver, sink, metrics, arrived=arrived) as endpoint:
             assert (await endpoint.post(JOINED))[0] == 503
             arrived.clear()
@@ -276,7 +279,7 @@ class TestDelivery:
     async def test_remembered_notices_are_bounded(self):
         """The oldest notice is forgotten beyond `remember`; a recent one stays deduplicated."""
         sink, metrics = RecordingSink(), new_metrics()
-        receiver = WebhookReceiver(SECRET, sink, metrics, remember=2)
+        receiver = webhook_receiver(sink, metrics, remember=2)
         bodies = [notice(101, {"agent_id": f"A{n}"}, noticeId=f"n-{n}") for n in range(3)]
         async with serve(receiver, sink, metrics) as endpoint:
             for body in bodies:
@@ -289,7 +292,7 @@ class TestDelivery:
         """Closing the server leaves no publish task behind (Agora got no 200 for it)."""
         sink, metrics = RecordingSink(), new_metrics()
         sink.gate.clear()
-        receiver = WebhookReceiver(SECRET, sink, metrics, ack_budget_seconds=BUDGET)
+        receiver = webhook_receiver(sink, metrics, ack_budget_seconds=BUDGET)
         async with serve(receiver, sink, metrics) as endpoint:
             assert (await endpoint.post(JOINED))[0] == 503
         assert sink.cancelled == 1
@@ -319,12 +322,13 @@ class TestReplaysAndSlowClients:
     async def test_a_client_that_sends_its_body_too_slowly_gets_408(self):
         """The handler gives up on a body that does not arrive in time; the server stays up."""
         sink, metrics = RecordingSink(), new_metrics()
-        receiver = WebhookReceiver(SECRET, sink, metrics, app_id=APP_ID, read_seconds=0.2)
+        receiver = webhook_receiver(sink, metrics, read_seconds=0.2)
         async with serve(receiver, sink, metrics) as endpoint:
             port = int(endpoint.url.split(":")[2].split("/")[0])
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(
-                b"POST /webhooks/agora HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
+                b"POST /webhooks/agora HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                + f"{SIGNATURE_HEADER}: {'0' * 64}\r\n\r\n{{".encode()
             )
             await writer.drain()  # 999 bytes never come
             status_line = await asyncio.wait_for(reader.readline(), 5)

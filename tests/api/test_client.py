@@ -25,13 +25,19 @@ from worker.api.tenants import authorization
 from worker.emulator.faults import FaultRule, FaultSettings
 from worker.settings import Settings
 
-PHONE_NUMBERS = ApiRequest("number.list", "GET", "/v2/phone-numbers", "", None, False)
+PHONE_NUMBERS = ApiRequest("number.list", "GET", "/v2/phone-numbers", "", None, False, APP_ID)
 
 
 def join(name: str = "agent-1") -> ApiRequest:
     body = start_body(name)
     return ApiRequest(
-        "agent.start", "POST", f"/v2/projects/{APP_ID}/join", "", msgspec.json.encode(body), True
+        "agent.start",
+        "POST",
+        f"/v2/projects/{APP_ID}/join",
+        "",
+        msgspec.json.encode(body),
+        True,
+        APP_ID,
     )
 
 
@@ -61,7 +67,7 @@ async def test_204_has_no_body(emulator: RunningEmulator) -> None:
         }
     )
     delete = ApiRequest(
-        "number.delete", "DELETE", "/v2/phone-numbers/+15550001111", "", None, False
+        "number.delete", "DELETE", "/v2/phone-numbers/+15550001111", "", None, False, APP_ID
     )
     async with ConvoAIClient(emulator.settings()) as client:
         response = await client.send(delete)
@@ -88,7 +94,7 @@ async def test_agent_error_bodies_become_reason_and_detail(emulator: RunningEmul
 
 async def test_telephony_error_bodies_become_reason_and_detail(emulator: RunningEmulator) -> None:
     """`{"error_type","description"}` fills the same fields."""
-    get = ApiRequest("number.get", "GET", "/v2/phone-numbers/+15550000000", "", None, False)
+    get = ApiRequest("number.get", "GET", "/v2/phone-numbers/+15550000000", "", None, False, APP_ID)
     async with ConvoAIClient(emulator.settings()) as client:
         with pytest.raises(ApiStatusError) as raised:
             await client.send(get)

@@ -1,4 +1,5 @@
-"""Tenants: App IDs outside the allowed set are refused; each App ID signs with its own account."""
+"""Tenants: App IDs outside the served set are refused; each App ID signs with its own account
+and checks webhooks with its own NCS secret."""
 
 from __future__ import annotations
 
@@ -11,24 +12,30 @@ from worker.settings import Settings, SettingsError
 
 BASIC_A = "Basic YS1pZDphLXNlY3JldA=="  # a-id:a-secret
 CREDENTIALS = (
-    '{"app-a": {"customer_id": "a-id", "customer_secret": "a-secret"},'
+    '{"app-a": {"customer_id": "a-id", "customer_secret": "a-secret", "webhook_secret": "a-ncs"},'
     ' "app-b": {"auth_token": "b-token"}}'
 )
 
 
-def test_without_settings_every_app_id_uses_the_default_credentials() -> None:
-    """One tenant: the worker's credentials for any App ID."""
-    single = Tenants.from_settings(Settings(customer_id="a-id", customer_secret="a-secret"))
-    assert single.refusal("anything") is None
-    assert single.authorization("anything") == BASIC_A
+def test_one_app_id_is_served_with_the_default_credentials() -> None:
+    """One tenant: the worker's credentials and NCS secret for `CONVOAI_APP_ID`."""
+    single = Tenants.from_settings(
+        Settings(app_id="app-a", customer_id="a-id", customer_secret="a-secret", webhook_secret="w")
+    )
+    assert single.refusal("app-a") is None
+    assert single.authorization("app-a") == BASIC_A
+    assert (single.webhook_secret("app-a"), single.single) == ("w", "app-a")
 
 
 def test_the_allowed_list_refuses_other_app_ids() -> None:
     """`CONVOAI_ALLOWED_APP_IDS` is the whole list of App IDs served."""
-    listed = Tenants.from_settings(Settings(allowed_app_ids="app-a, app-b"))
+    listed = Tenants.from_settings(Settings(app_id="app-a", allowed_app_ids="app-a, app-b"))
     assert listed.refusal("app-a") is None
     assert listed.refusal("app-b") is None
-    assert listed.refusal("app-c") == "App ID 'app-c' is not among CONVOAI_ALLOWED_APP_IDS"
+    assert listed.refusal("app-c") == (
+        "App ID 'app-c' is not served (the App IDs of CONVOAI_ALLOWED_APP_IDS)"
+    )
+    assert listed.single is None
 
 
 def test_a_credentials_file_signs_each_app_id_with_its_own_account(tmp_path: Path) -> None:
@@ -41,9 +48,37 @@ def test_a_credentials_file_signs_each_app_id_with_its_own_account(tmp_path: Pat
     assert served.authorization("app-a") == BASIC_A
     assert served.authorization("app-b") == "agora token=b-token"
     assert served.refusal("app-c") == (
-        "no credentials for App ID 'app-c' in CONVOAI_API_CREDENTIALS_FILE"
+        "App ID 'app-c' is not served (the App IDs of CONVOAI_API_CREDENTIALS_FILE)"
     )
     assert served.authorization("app-c") is None  # not the default account's
+    assert (served.webhook_secret("app-a"), served.webhook_secret("app-b")) == ("a-ncs", "")
+
+
+def test_the_allowed_list_narrows_the_credentials_file(tmp_path: Path) -> None:
+    """Both settings given: only App IDs in the file and in the list are served."""
+    path = tmp_path / "credentials.json"
+    path.write_text(CREDENTIALS)
+    served = Tenants.from_settings(
+        Settings(api_credentials_file=str(path), allowed_app_ids="app-b,app-c")
+    )
+    assert served.served == {"app-b"}
+    assert "CONVOAI_API_CREDENTIALS_FILE and CONVOAI_ALLOWED_APP_IDS" in str(
+        served.refusal("app-a")
+    )
+
+
+def test_every_value_of_the_file_is_a_secret_to_mask(tmp_path: Path) -> None:
+    """Logs mask whatever the file holds, and the Basic value made of a customer pair."""
+    path = tmp_path / "credentials.json"
+    path.write_text(CREDENTIALS)
+    served = Tenants.from_settings(Settings(api_credentials_file=str(path)))
+    assert set(served.secrets) == {
+        "a-id",
+        "a-secret",
+        "a-ncs",
+        BASIC_A.removeprefix("Basic "),
+        "b-token",
+    }
 
 
 @pytest.mark.parametrize(
@@ -66,6 +101,18 @@ def test_a_bad_credentials_file_is_named_at_startup(
     with pytest.raises(SettingsError, match=message) as raised:
         Tenants.from_settings(Settings(api_credentials_file=str(path)))
     assert str(raised.value).startswith(f"CONVOAI_API_CREDENTIALS_FILE={path}: ")
+
+
+def test_one_webhook_secret_never_serves_several_app_ids(tmp_path: Path) -> None:
+    """Any tenant knowing a shared NCS secret could forge the others' notices: refused."""
+    path = tmp_path / "credentials.json"
+    path.write_text(CREDENTIALS)
+    listed = Settings(allowed_app_ids="app-a,app-b", webhook_secret="w")
+    with pytest.raises(SettingsError, match="CONVOAI_WEBHOOK_SECRET serves a worker of one"):
+        Tenants.from_settings(listed)
+    with_file = Settings(api_credentials_file=str(path), webhook_secret="w")
+    with pytest.raises(SettingsError, match="CONVOAI_WEBHOOK_SECRET is not used with"):
+        Tenants.from_settings(with_file)
 
 
 def test_authorization_is_what_the_sdk_sends() -> None:

@@ -83,6 +83,7 @@ def test_a_dead_letter_in_json_keeps_the_original_key_value_and_headers() -> Non
         "reason": "invalid_command",
         "error": "CommandDecodeError: $.text: expected str, got int",
         "truncated": False,
+        "redacted": False,
         "key": "bot",
         "value": value.decode(),
         "headers": {"trace": "t-1", "binary": {"base64": base64.b64encode(b"\xff\x00").decode()}},

@@ -53,10 +53,11 @@ def test_the_real_api_without_credentials_is_warned_about() -> None:
     )
 
 
-def test_a_dotenv_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
-    """The environment wins over the file."""
+def test_a_dotenv_file_asked_for_is_read(tmp_path: Path) -> None:
+    """`CONVOAI_ENV_FILE=.env` reads the working directory's (in a container too); the
+    environment wins over the file."""
     (tmp_path / ".env").write_text("CONVOAI_GROUP_ID=from-dotenv\nCONVOAI_APP_ID=file-app\n")
-    code, settings, _ = config(tmp_path, CONVOAI_APP_ID="env-app")
+    code, settings, _ = config(tmp_path, CONVOAI_APP_ID="env-app", CONVOAI_ENV_FILE=".env")
     assert code == 0
     assert (settings["group_id"], settings["app_id"]) == ("from-dotenv", "env-app")
 

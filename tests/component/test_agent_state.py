@@ -15,6 +15,7 @@ from tests.states import state_event
 from worker.agents import housekeeping
 from worker.agents.directory import AgentDirectory
 from worker.agents.state_sink import DirectoryStateSink
+from worker.app import StateOutput
 from worker.errors import OutputRejectedError
 from worker.kafka.memory import InMemoryBroker
 from worker.kafka.ports import RecordRejectedError
@@ -76,7 +77,7 @@ async def test_an_older_observation_landing_last_is_published_again(
     async with running(broker, api) as member:
         publish(broker, observed("A", "STOPPED", ago=1), observed("A", "RUNNING", ago=5))
         await until(lambda: records_of(broker, "A") == ["STOPPED", "RUNNING", "STOPPED"], "repair")
-        state = member.worker.directory.state("A")
+        state = member.worker.directory.state(APP, "A")
         assert state is not None
         assert state.status == "STOPPED"
 
@@ -105,7 +106,7 @@ async def test_stopped_agents_are_tombstoned_after_the_retention(
         publish(broker, observed("LIVE", "RUNNING"), observed("GONE", "STOPPED"))
         await until(lambda: len(directory) == 2, "both agents followed")
         await until(lambda: records_of(broker, "GONE")[-1:] == [None], "GONE tombstoned")
-        assert sorted(directory.snapshot()) == ["LIVE"]
+        assert sorted(directory.snapshot()) == [(APP, "LIVE")]
         assert last_records(broker) == {"LIVE": "RUNNING", "GONE": None}
         metrics = member.worker.metrics.registry
         assert metrics.get_sample_value("convoai_agents_tracked") == 1
@@ -123,8 +124,8 @@ async def test_a_tombstone_never_deletes_a_live_agent(
         tombstone(broker, "LIVE")
         tombstone(broker, "GONE")
         publish(broker, observed("MARK", "RUNNING", name="mark"))
-        await until(lambda: directory.state("MARK") is not None, "records followed")
-        assert sorted(directory.snapshot()) == ["LIVE", "MARK"]
+        await until(lambda: directory.state(APP, "MARK") is not None, "records followed")
+        assert sorted(directory.snapshot()) == [(APP, "LIVE"), (APP, "MARK")]
 
 
 async def test_members_tombstoning_the_same_agents_do_no_harm(broker: InMemoryBroker) -> None:
@@ -137,7 +138,8 @@ async def test_members_tombstoning_the_same_agents_do_no_harm(broker: InMemoryBr
         publish(broker, observed("LIVE", "RUNNING"), *(observed(a, "STOPPED") for a in gone))
         directories = [one.worker.directory, other.worker.directory]
         await until(
-            lambda: all(sorted(d.snapshot()) == ["LIVE"] for d in directories), "agents forgotten"
+            lambda: all(sorted(d.snapshot()) == [(APP, "LIVE")] for d in directories),
+            "agents forgotten",
         )
         await until(lambda: all(records_of(broker, a)[-1:] == [None] for a in gone), "tombstones")
         for agent_id in gone:
@@ -162,9 +164,9 @@ async def test_replaying_the_topic_gives_the_directory_live_following_built(
         observed("NEW", "STARTING", ago=4),  # a duplicate from another member
     ]
     expected = {
-        "OLD": (APP, "bot", "STOPPED"),
-        "NEW": (APP, "bot", "RUNNING"),
-        "X": (APP, "x", "FAILED"),
+        (APP, "OLD"): ("bot", "STOPPED"),
+        (APP, "NEW"): ("bot", "RUNNING"),
+        (APP, "X"): ("x", "FAILED"),
     }
     async with running(broker, ScriptedApi()) as live:
         publish(broker, *events)
@@ -187,7 +189,7 @@ async def test_webhook_and_reconcile_observations_are_published_only_when_news(
     publisher = Publisher(sink, metrics, Health(config))
     directory = AgentDirectory()
     directory.observe(observed("A", "RUNNING", ago=5))
-    states = DirectoryStateSink(Outputs(config), publisher, directory)
+    states = DirectoryStateSink(StateOutput(Outputs(config), publisher), directory)
 
     def refuse(*_: object) -> BaseException:
         return RecordRejectedError("too large")
@@ -203,7 +205,7 @@ async def test_webhook_and_reconcile_observations_are_published_only_when_news(
     assert not await states.publish_state(observed("A", "RUNNING", source="webhook"))
     assert not await states.publish_state(observed("A", "STOPPED", source="reconcile"))
     assert records_of(broker, "A") == ["STOPPED"]
-    state = directory.state("A")
+    state = directory.state(APP, "A")
     assert state is not None
     assert (state.status, state.source) == ("STOPPED", "webhook")
     assert msgspec.structs.asdict(state)["name"] == "bot"

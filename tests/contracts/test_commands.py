@@ -264,6 +264,18 @@ class TestAddressing:
         error = rejection({"command": "agent.get", "id": "c", "agent_id": agent_id})
         assert error.path == "$.agent_id"
 
+    @pytest.mark.parametrize("field", ["agent_id", "app_id"])
+    @pytest.mark.parametrize("segment", [".", ".."])
+    def test_dot_segments_are_refused(self, field: str, segment: str) -> None:
+        """`agents/../leave` would be normalised into another path of the API."""
+        command = {"command": "agent.get", "id": "c", "agent_id": "A", field: segment}
+        assert rejection(command).path == f"$.{field}"
+
+    @pytest.mark.parametrize("agent_id", ["...", ".A", "A.", "A..B"])
+    def test_dots_inside_a_segment_are_kept(self, agent_id: str) -> None:
+        """Only a whole segment of dots means something to URL normalisation."""
+        assert decode({"command": "agent.get", "id": "c", "agent_id": agent_id})
+
     @pytest.mark.parametrize(
         "number", ["14155550100", "+0123", "+1", "+1234567890123456", "+1 415"]
     )

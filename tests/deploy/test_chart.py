@@ -159,15 +159,15 @@ class TestConfigMatchesSettings:
         for key, value in values["config"].items():
             assert value == CHART_DEFAULTS.get(key, defaults[key]), key
 
-    def test_every_secret_setting_is_read_from_the_existing_secret(self):
-        """The Deployment maps each secret setting (and the customer id) to a Secret key."""
-        template = (CHART / "templates" / "_pod.tpl").read_text()
-        referenced = set(re.findall(r'"CONVOAI_([A-Z_]+)" \$credentials\.\w+Key', template))
-        referenced |= set(
-            re.findall(r"- name: CONVOAI_([A-Z_]+)\n\s+valueFrom:\n\s+secretKeyRef:", template)
-        )
+    def test_every_secret_setting_is_mounted_as_a_file(self):
+        """Each secret setting (and the customer id) is read from a mounted Secret through its
+        `CONVOAI_<NAME>_FILE` variable; no secret is given as an environment value."""
+        helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+        pod = (CHART / "templates" / "_pod.tpl").read_text()
+        referenced = set(re.findall(r'"CONVOAI_([A-Z_]+)_FILE"', helpers))
         expected = {*SECRET_FIELDS, "customer_id"} - {"kafka_ssl_key_password"}
         assert referenced == {name.upper() for name in expected}
+        assert "secretKeyRef" not in pod
 
 
 class TestChartInvariants:

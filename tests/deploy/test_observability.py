@@ -157,6 +157,7 @@ class TestAlertRules:
             "ConvoAIRebalanceStorm",
             "ConvoAICommitFailures",
             "ConvoAIWebhookSignatureFailures",
+            "ConvoAIWebhookAppMismatch",
         }
 
     def test_carry_severity_summary_description_and_runbook_url(self):

@@ -290,7 +290,7 @@ async def test_stopping_an_id_never_seen_fails_with_not_found(
     assert "not known to have existed" in result.error.message
     assert result.already_gone is False
     assert execution.state_events == []
-    assert env.names.state("TYPO") is None
+    assert env.names.state(APP_ID, "TYPO") is None
 
 
 async def test_a_stop_whose_answer_was_lost_is_already_gone_on_its_retry(env: Env) -> None:
@@ -510,15 +510,18 @@ async def test_a_422_with_an_unknown_reason_on_an_agent_endpoint_is_retried(env:
 
 
 async def test_a_command_without_app_id_fails_before_sending(env: Env) -> None:
-    """Agent commands need an App ID (the command's or CONVOAI_APP_ID)."""
+    """Agent commands need an App ID (the command's or CONVOAI_APP_ID); a phone-number
+    command names none in its path, but without one no tenant's credentials may sign it."""
     await env.configure(app_id="")
     result = (await env.run(start())).result
     assert result.outcome == "failed"
     assert result.error is not None
     assert result.error.code == "missing_app_id"
-    assert operations(env) == []
     listing = (await env.run({"command": "number.list", "id": "n"})).result
-    assert listing.outcome == "succeeded"
+    assert listing.outcome == "rejected"
+    assert listing.error is not None
+    assert listing.error.code == "app_id_not_allowed"
+    assert operations(env) == []
 
 
 async def test_number_add_whose_response_was_lost_reports_the_number(env: Env) -> None:

@@ -6,14 +6,20 @@ import asyncio
 import time
 from typing import Any
 
+import aiohttp
 import msgspec
 from prometheus_client import CollectorRegistry
 
 from contracts import AgentStateEvent
+from worker.agents.directory import AgentDirectory
 from worker.agents.ncs import SIGNATURE_HEADER, signature
+from worker.agents.webhooks import WebhookReceiver
+from worker.api.tenants import Tenant, Tenants
 from worker.metrics import Metrics
+from worker.settings import Settings
 
 SECRET = "ncs-secret"
+DEFAULTS = Settings()
 APP_ID = "app-under-test"
 
 
@@ -62,6 +68,33 @@ class RecordingSink:
         return True
 
 
+def tenants(**secrets: str) -> Tenants:
+    """The App IDs served and their NCS secrets (`APP_ID` with `SECRET` when none given)."""
+    secrets = secrets or {APP_ID: SECRET}
+    return Tenants(
+        {app_id: Tenant(None, secret) for app_id, secret in secrets.items()}, source="the test"
+    )
+
+
+def webhook_receiver(
+    sink: RecordingSink,
+    metrics: Metrics,
+    *,
+    secret: str = SECRET,
+    owners: AgentDirectory | None = None,
+    **options: Any,
+) -> WebhookReceiver:
+    """A receiver for one App ID (`APP_ID`) checked with `secret`, with the default limits unless
+    `options` say otherwise; `owners` holds no agent unless given."""
+    limits = {
+        "max_body_bytes": DEFAULTS.webhook_max_body_bytes,
+        "max_concurrent": DEFAULTS.webhook_max_concurrent,
+    }
+    return WebhookReceiver(
+        tenants(**{APP_ID: secret}), owners or AgentDirectory(), sink, metrics, **limits | options
+    )
+
+
 def new_metrics() -> Metrics:
     """Metrics on a fresh registry."""
     return Metrics(CollectorRegistry())
@@ -95,3 +128,17 @@ def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
         "Content-Type": "application/json",
         SIGNATURE_HEADER: signature(secret.encode(), body),
     }
+
+
+async def post_notice(
+    port: int, body: bytes, *, path: str = "/webhooks/agora", secret: str = SECRET
+) -> tuple[int, Any]:
+    """POST a notice to the ops server on a loopback `port`, signed with `secret`; the answer's
+    status and JSON body."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{port}{path}", data=body, headers=signed(body, secret)
+        ) as response,
+    ):
+        return response.status, await response.json()

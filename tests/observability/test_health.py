@@ -160,8 +160,8 @@ class TestReadiness:
             "producer_connected": False,
             "group_joined": True,
             "assigned_partitions": 3,
-            "outputs_failing": None,
-            "failed_tasks": {},
+            "outputs_failing": False,
+            "failed_tasks": [],
         }
 
     def test_not_ready_until_the_group_is_joined(self, health: Health):
@@ -204,18 +204,24 @@ class TestReadiness:
         health.outputs_failing("convoai.results: KafkaTimeoutError()")
         report = health.readiness()
         assert not report.ok
-        assert report.reason == "outputs not delivered: convoai.results: KafkaTimeoutError()"
+        assert report.reason == (
+            "outputs not delivered to Kafka (output_delivery_failed in the logs)"
+        )
+        assert report.details["outputs_failing"] is True
         health.outputs_failing(None)
         assert health.readiness().ok
 
     def test_not_ready_while_a_background_task_is_down(self, health: Health):
-        """A dead background task is named in the reason until it runs again."""
+        """A dead background task is named in the reason until it runs again (why it died is
+        in the logs only)."""
         health.producer_ready(True)
         health.group_state(joined=True, assigned_partitions=1)
         health.task_failed("state-follower", "KafkaError: boom")
         report = health.readiness()
-        assert report.reason == "background task state-follower failed: KafkaError: boom"
-        assert report.details["failed_tasks"] == {"state-follower": "KafkaError: boom"}
+        assert report.reason == (
+            "background task state-follower failed (background_task_failed in the logs)"
+        )
+        assert report.details["failed_tasks"] == ["state-follower"]
         health.task_failed("state-follower", None)
         assert health.readiness().ok
 

@@ -8,8 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.observability.fakes import SECRET, FakeClock, RecordingSink, new_metrics
-from worker.agents.webhooks import WebhookReceiver
+from tests.observability.fakes import FakeClock, RecordingSink, new_metrics, webhook_receiver
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.observability.server import ListenError, OpsServer, build_ops_app
@@ -37,7 +36,7 @@ class Ops:
 @pytest.fixture
 async def ops() -> AsyncIterator[Ops]:
     metrics, health = new_metrics(), Health(Settings(), clock=FakeClock())
-    webhooks = WebhookReceiver(SECRET, RecordingSink(), metrics)
+    webhooks = webhook_receiver(RecordingSink(), metrics)
     app = build_ops_app(metrics, health, webhooks)
     async with OpsServer(app, "127.0.0.1", 0) as server, aiohttp.ClientSession() as session:
         yield Ops(f"http://127.0.0.1:{server.port}", session, metrics, health)
@@ -71,8 +70,8 @@ async def test_readyz_reports_why_it_is_not_ready(ops: Ops):
             "producer_connected": True,
             "group_joined": True,
             "assigned_partitions": 2,
-            "outputs_failing": None,
-            "failed_tasks": {},
+            "outputs_failing": False,
+            "failed_tasks": [],
         },
     }
 
@@ -103,7 +102,9 @@ async def test_a_taken_port_fails_with_the_address_in_the_error(ops: Ops):
     """A second server on the same port fails to start and says where."""
     port = int(ops.base.rsplit(":", 1)[1])
     metrics = new_metrics()
-    app = build_ops_app(metrics, Health(Settings()), WebhookReceiver("", RecordingSink(), metrics))
+    app = build_ops_app(
+        metrics, Health(Settings()), webhook_receiver(RecordingSink(), metrics, secret="")
+    )
     with pytest.raises(ListenError) as raised:
         async with OpsServer(app, "127.0.0.1", port):
             pass

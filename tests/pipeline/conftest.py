@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
+from tests import kafka
 from tests.conftest import TopicFactory
 from tests.emulator.harness import RunningEmulator, running_emulator
 from tests.pipeline.harness import OPEN_EMULATOR
 
 COMMAND_PARTITIONS = 4
+ROLES = ("commands", "results", "state", "dlq")
 
 
 async def pipeline_topics(
@@ -36,3 +39,19 @@ async def emulator() -> AsyncIterator[RunningEmulator]:
     """A healthy emulator with room for many agents."""
     async with running_emulator(OPEN_EMULATOR) as running:
         yield running
+
+
+@pytest.fixture
+async def names(kafka_bootstrap: str) -> AsyncIterator[dict[str, str]]:
+    """Four topic names nobody created (for tests of topic creation); whatever the test
+    creates is deleted afterwards."""
+    chosen = {role: kafka.unique_name(role) for role in ROLES}
+    yield chosen
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics()) & set(chosen.values())
+    finally:
+        await admin.close()
+    if existing:
+        await kafka.delete_topics(kafka_bootstrap, sorted(existing))

@@ -236,15 +236,15 @@ async def test_replaying_the_state_topic_gives_the_live_directory(
         )
 
         async def settled() -> bool:
-            statuses = [state[2] for state in worker.directory.snapshot().values()]
+            statuses = [status for _, status in worker.directory.snapshot().values()]
             return "STOPPING" not in statuses and len(statuses) == agents
 
         await poll(settled, "every stop confirmed by its callback")
         live = worker.directory.snapshot()
     assert {r.outcome for r in results.values()} == {"succeeded"}
-    stopped = sorted(name or "" for _, name, status in live.values() if status == "STOPPED")
+    stopped = sorted(name or "" for name, status in live.values() if status == "STOPPED")
     assert stopped == sorted(names[::2])
-    assert sum(status == "RUNNING" for _, _, status in live.values()) == len(names) // 2 + len(
+    assert sum(status == "RUNNING" for _, status in live.values()) == len(names) // 2 + len(
         names[::4]
     )
     assert (await replayed(settings)).snapshot() == live

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -19,23 +18,6 @@ from worker.app import Worker
 from worker.metrics import Metrics
 
 pytestmark = pytest.mark.kafka
-
-ROLES = ("commands", "results", "state", "dlq")
-
-
-@pytest.fixture
-async def names(kafka_bootstrap: str) -> AsyncIterator[dict[str, str]]:
-    """Four topic names nobody created; whatever the test creates is deleted afterwards."""
-    chosen = {role: kafka.unique_name(role) for role in ROLES}
-    yield chosen
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics()) & set(chosen.values())
-    finally:
-        await admin.close()
-    if existing:
-        await kafka.delete_topics(kafka_bootstrap, sorted(existing))
 
 
 async def described(bootstrap: str, topics: list[str]) -> dict[str, tuple[int, int, str]]:

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from worker.logging import RepeatLimiter, configure_logging
+from tests.logs import logging_into_buffer
+from worker.logging import RepeatLimiter
 from worker.settings import Settings
 
 SECRET = "customer-secret-0123456789"
@@ -18,15 +19,9 @@ SECRET = "customer-secret-0123456789"
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
-    """Configure logging into a buffer and restore the root logger afterwards."""
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    configure_logging(Settings(customer_id="c", customer_secret=SECRET, log_format="json"), buffer)
-    yield buffer
-    root.handlers[:], root.level = handlers, level
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    """Logging into a buffer, restored afterwards."""
+    with logging_into_buffer(Settings(customer_secret=SECRET, log_format="json")) as buffer:
+        yield buffer
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:

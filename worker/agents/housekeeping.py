@@ -23,11 +23,10 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from worker.agents.directory import AgentDirectory
+from worker.agents.directory import AgentDirectory, agent_key
+from worker.agents.ports import StatePublisher
 from worker.agents.records import StateRecords
 from worker.metrics import Metrics
-from worker.pipeline.outputs import Outputs
-from worker.pipeline.publisher import Publisher
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +41,7 @@ class StateHousekeeper:
         self,
         directory: AgentDirectory,
         records: StateRecords,
-        outputs: Outputs,
-        publisher: Publisher,
+        publisher: StatePublisher,
         metrics: Metrics,
         *,
         retention_seconds: float,
@@ -52,7 +50,6 @@ class StateHousekeeper:
     ) -> None:
         self._directory = directory
         self._records = records
-        self._outputs = outputs
         self._publisher = publisher
         self._metrics = metrics
         self._retention = retention_seconds
@@ -70,21 +67,20 @@ class StateHousekeeper:
 
     async def sweep(self) -> None:
         """One pass: publish repairs and tombstones, then forget the tombstoned agents."""
-        due = self._directory.due(self._clock(), self._retention)
-        gone = {state.agent_id for state in due}
+        gone = {agent_key(state) for state in self._directory.due(self._clock(), self._retention)}
         repairs = [
-            self._outputs.state(state)
+            state
             for state in self._records.outdated(REPAIR_AFTER_SECONDS)
-            if state.agent_id not in gone
+            if agent_key(state) not in gone
         ]
-        tombstones = [self._outputs.tombstone(agent_id) for agent_id in gone]
         self._metrics.agents_tracked.set(len(self._directory))
-        if not repairs and not tombstones:
+        if not repairs and not gone:
             return
-        for refused in await self._publisher.deliver([*repairs, *tombstones]):
-            log.error("state_record_refused", key=refused.record.key, error=repr(refused.error))
-        for agent_id in gone:
-            self._directory.forget(agent_id)
+        tombstones = sorted({agent_id for _, agent_id in gone})  # the topic's key: the agent id
+        for refused in await self._publisher.publish(repairs, tombstones):
+            log.error("state_record_refused", agent_id=refused.agent_id, error=repr(refused.error))
+        for app_id, agent_id in gone:
+            self._directory.forget(app_id, agent_id)
         self._metrics.state_upkeep("repair").inc(len(repairs))
         self._metrics.state_upkeep("tombstone").inc(len(tombstones))
         self._metrics.agents_tracked.set(len(self._directory))

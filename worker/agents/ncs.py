@@ -13,8 +13,8 @@ Which event types change an agent's state (only those publish an `AgentStateEven
   end the session by itself, and "ERROR" is not a status the API reports; when the error does
   end the agent, Agora sends a 102 with status FAILED.
 
-Status names are the API's, passed through as Agora sends them. The envelope carries no App ID,
-so the worker's default App ID is the event's `app_id`.
+Status names are the API's, passed through as Agora sends them. The envelope carries no App ID:
+the event's `app_id` is that of the endpoint the notice was sent to (`worker.agents.webhooks`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from msgspec import Meta
 from contracts import AgentStateEvent
 
 SIGNATURE_HEADER = "Agora-Signature-V2"
+SIGNATURE_LENGTH = 64  # hex digits of an HMAC-SHA256
+_LOWER_HEX = frozenset("0123456789abcdef")
 CONVOAI_PRODUCT_ID = 17
 AGENT_JOINED, AGENT_LEFT = 101, 102
 INBOUND_CALL_STATE, OUTBOUND_CALL_STATE = 201, 202
@@ -83,11 +85,26 @@ def signature(secret: bytes, body: bytes) -> str:
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: bytes, body: bytes, provided: str | None) -> bool:
-    """Whether `provided` is the signature of `body`, compared in constant time."""
-    if not provided or not provided.isascii():  # compare_digest refuses non-ASCII text
-        return False
-    return hmac.compare_digest(signature(secret, body), provided)
+class SignatureCheck:
+    """`Agora-Signature-V2` checked over a body fed as it arrives, compared in constant time."""
+
+    def __init__(self, secret: bytes, provided: str | None) -> None:
+        self._provided = provided or ""
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+
+    @property
+    def plausible(self) -> bool:
+        """Whether the value provided can be a signature at all (64 lowercase hex digits);
+        when it cannot, the body need not be read."""
+        return len(self._provided) == SIGNATURE_LENGTH and _LOWER_HEX.issuperset(self._provided)
+
+    def update(self, chunk: bytes) -> None:
+        """Feed the next bytes of the raw body."""
+        self._mac.update(chunk)
+
+    def valid(self) -> bool:
+        """Whether the body fed so far is the one signed."""
+        return self.plausible and hmac.compare_digest(self._mac.hexdigest(), self._provided)
 
 
 def state_event(notice: Notice, app_id: str) -> AgentStateEvent | None:
@@ -109,7 +126,7 @@ def state_event(notice: Notice, app_id: str) -> AgentStateEvent | None:
         return None
     return AgentStateEvent(
         agent_id=payload.agent_id,
-        app_id=app_id or None,
+        app_id=app_id,
         name=payload.name or None,
         status=status,
         source="webhook",

@@ -70,14 +70,18 @@ class Reconciler:
                 log.exception("reconcile_pass_failed")
 
     async def reconcile_once(self) -> int:
-        """One pass over the agents believed alive; returns how many corrections were published."""
-        agents = list(self._directory.alive())
+        """One pass over the agents believed alive; returns how many corrections were published.
+
+        Each agent is read under its own App ID; one known without an App ID cannot be read
+        under any (the default App ID might be another tenant's) and is left alone.
+        """
+        agents = [agent for agent in self._directory.alive() if agent.app_id]
         corrected = sum(await asyncio.gather(*(self._reconcile(agent) for agent in agents)))
         log.debug("reconcile_pass_done", checked=len(agents), corrected=corrected)
         return corrected
 
     async def _reconcile(self, believed: AgentStateEvent) -> bool:
-        app_id, agent_id = believed.app_id or "", believed.agent_id
+        app_id, agent_id = believed.app_id or "", believed.agent_id  # set: see reconcile_once
         context = {"app_id": app_id, "agent_id": agent_id, "believed": believed.status}
         try:
             async with self._slots:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import structlog
 
 from contracts import AgentStateEvent, EventDecodeError, decode_agent_state
-from worker.agents.directory import AgentDirectory
+from worker.agents.directory import AgentDirectory, AgentKey, agent_key
 from worker.kafka.ports import Record
 
 log = structlog.get_logger(__name__)
@@ -34,14 +34,15 @@ class StateRecords:
     ) -> None:
         self._directory = directory
         self._clock = clock
-        self._outdated: dict[str, float] = {}  # agent id → when its last record lost
+        self._outdated: dict[AgentKey, float] = {}  # agent → when its last record lost
 
     def __call__(self, record: Record) -> bool:
         """Apply one record; returns whether it was a state event the directory could read."""
         if record.value is None:
             if record.key is not None:
                 agent_id = record.key.decode(errors="replace")
-                self._outdated.pop(agent_id, None)
+                for app_id in self._directory.apps_of(agent_id):
+                    self._outdated.pop((app_id, agent_id), None)
                 self._directory.forget_ended(agent_id, self._clock())
             return False
         try:
@@ -50,20 +51,20 @@ class StateRecords:
             log.warning("state_event_undecodable", offset=record.offset, error=str(exc))
             return False
         if self._directory.observe(event).won:
-            self._outdated.pop(event.agent_id, None)
+            self._outdated.pop(agent_key(event), None)
         else:
-            self._outdated.setdefault(event.agent_id, self._clock())
+            self._outdated.setdefault(agent_key(event), self._clock())
         return True
 
     def outdated(self, for_seconds: float) -> list[AgentStateEvent]:
         """The states of agents whose last record has been older than them for `for_seconds`."""
         cutoff = self._clock() - for_seconds
         states = []
-        for agent_id, since in list(self._outdated.items()):
+        for key, since in list(self._outdated.items()):
             if since > cutoff:
                 continue
-            del self._outdated[agent_id]
-            state = self._directory.state(agent_id)
+            del self._outdated[key]
+            state = self._directory.state(*key)
             if state is not None:
                 states.append(state)
         return states

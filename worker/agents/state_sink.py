@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from contracts import AgentStateEvent
 from worker.agents.directory import AgentDirectory
+from worker.agents.ports import StatePublisher
 from worker.errors import OutputRejectedError
-from worker.pipeline.outputs import Outputs
-from worker.pipeline.publisher import Publisher
 
 
 class DirectoryStateSink:
     """The `StateSink` of webhooks and reconciliation."""
 
-    def __init__(self, outputs: Outputs, publisher: Publisher, directory: AgentDirectory) -> None:
-        self._outputs = outputs
+    def __init__(self, publisher: StatePublisher, directory: AgentDirectory) -> None:
         self._publisher = publisher
         self._directory = directory
 
@@ -30,7 +28,7 @@ class DirectoryStateSink:
         observed = self._directory.preview(event)
         if not observed.changed:
             return False
-        for refused in await self._publisher.deliver([self._outputs.state(observed.state)]):
-            raise OutputRejectedError(refused.record.topic, str(refused.error))
+        for refused in await self._publisher.publish([observed.state]):
+            raise OutputRejectedError(refused.topic, str(refused.error))
         self._directory.observe(observed.state)
         return True

@@ -1,19 +1,32 @@
-"""`POST /webhooks/agora`: verified, deduplicated Agora NCS callbacks → agent-state events.
+"""`POST /webhooks/agora/{app_id}`: verified, deduplicated Agora NCS callbacks → agent-state events.
+
+Each App ID served has its own endpoint, checked with its own NCS secret (`worker.api.tenants`):
+the NCS envelope names no App ID, so the endpoint is what says whose notice it is, and a tenant
+that knows its own secret cannot sign notices about another. `/webhooks/agora` is the endpoint
+of a worker that serves exactly one App ID.
 
 Answers, in order of the checks:
 
-- 503 `disabled` when no NCS secret is configured: nothing can be verified.
-- 401 `bad_signature` when `Agora-Signature-V2` is missing or wrong (checked on the raw bytes,
-  before any parsing).
+- 503 `busy` when `max_concurrent` callbacks are being handled already (before any byte of the
+  body is read: a flood holds at most that many bodies of at most `max_body_bytes`).
+- 404 `unknown_endpoint` for an App ID this worker does not serve, or for `/webhooks/agora` on a
+  worker of several App IDs.
+- 503 `disabled` when the App ID has no NCS secret configured: nothing can be verified.
+- 401 `bad_signature` when `Agora-Signature-V2` is missing or wrong, 413 `too_large` when the
+  body exceeds `max_body_bytes`, 408 `slow_client` when it does not arrive within
+  `READ_SECONDS` (`worker.agents.signed_body`: what it can, it refuses from the request head
+  before reading the body; the signature is checked on the raw bytes before any parsing).
 - 400 `malformed` when the body is not an NCS envelope, or a state-changing event lacks its
-  `agent_id`; 413 `malformed` when the body exceeds the server's size limit; 408 `slow_client`
-  when the body does not arrive within `READ_SECONDS` (a slow client holds no handler long).
+  `agent_id`.
 - 200 `stale` for a notice sent (`notifyMs`) more than `MAX_NOTICE_AGE_SECONDS` ago or dated in
   the future beyond `MAX_CLOCK_SKEW_SECONDS`: a captured request replayed later changes nothing
   (and one replayed sooner is a duplicate, or older than what the worker knows).
 - 200 `unknown_type` for other products and undocumented event types, so Agora does not retry
   them; 200 `accepted` for documented events that change no state (see `ncs`).
-- 200 `duplicate` for a `noticeId` whose state event was already published.
+- 200 `duplicate` for a `noticeId` this App ID's endpoint already published (notice ids are
+  remembered per App ID: one tenant's ids cannot shadow another's notices).
+- 403 `app_mismatch` for a state change about an agent another App ID holds: a notice never
+  moves an agent to another App ID, nor touches another tenant's agent.
 - 200 `superseded` for a state the worker already knows, or one older than it knows (a
   "joined" notice redelivered after the agent stopped, say): nothing is published.
 - For a state change: 200 `accepted` once Kafka acknowledged the event; 503 `publish_timeout`
@@ -41,13 +54,8 @@ import structlog
 from aiohttp import web
 
 from contracts import AgentStateEvent
-from worker.agents.ncs import (
-    SIGNATURE_HEADER,
-    Notice,
-    decode_notice,
-    state_event,
-    verify,
-)
+from worker.agents.ncs import Notice, decode_notice, state_event
+from worker.agents.signed_body import BodyRefusedError, read_signed
 from worker.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -58,6 +66,34 @@ UNKNOWN_EVENT_TYPE = "unknown"  # metric label for unreadable or undocumented ev
 READ_SECONDS = 5.0  # NCS sends a few kilobytes at once; anything slower is not NCS
 MAX_NOTICE_AGE_SECONDS = 600.0  # NCS gives up retrying within minutes
 MAX_CLOCK_SKEW_SECONDS = 60.0
+
+NoticeKey = tuple[str, str]
+"""(App ID of the endpoint, noticeId): what a notice is remembered by."""
+
+
+class NoticeSecrets(Protocol):
+    """The App IDs that take webhooks and each one's NCS secret (`worker.api.tenants.Tenants`)."""
+
+    @property
+    def single(self) -> str | None:
+        """The App ID of `/webhooks/agora`: the only one served, None when there are several."""
+        ...
+
+    def serves(self, app_id: str) -> bool:
+        """Whether `app_id` is served."""
+        ...
+
+    def webhook_secret(self, app_id: str) -> str:
+        """The NCS secret of `app_id`; empty when it has none."""
+        ...
+
+
+class AgentOwners(Protocol):
+    """Which App IDs hold an agent id (`worker.agents.directory.AgentDirectory`)."""
+
+    def apps_of(self, agent_id: str) -> frozenset[str]:
+        """The App IDs `agent_id` is known under."""
+        ...
 
 
 class StateSink(Protocol):
@@ -91,44 +127,64 @@ class WebhookReceiver:
 
     def __init__(
         self,
-        secret: str,
+        secrets: NoticeSecrets,
+        owners: AgentOwners,
         sink: StateSink,
         metrics: Metrics,
         *,
-        app_id: str = "",
+        max_body_bytes: int,
+        max_concurrent: int,
         ack_budget_seconds: float = ACK_BUDGET_SECONDS,
         remember: int = REMEMBERED_NOTICES,
         read_seconds: float = READ_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._read_seconds = read_seconds
+        self.max_body_bytes = max_body_bytes
+        self._max_concurrent = max_concurrent
+        self._receiving = 0
+        metrics.webhooks_in_flight_limit.set(max_concurrent)
         self._clock = clock
-        self._secret = secret.encode()
+        self._secrets = secrets
+        self._owners = owners
         self._sink = sink
         self._metrics = metrics
-        self._app_id = app_id
         self._budget = ack_budget_seconds
         self._remember = remember
-        self._published: OrderedDict[str, None] = OrderedDict()  # LRU of notice ids
-        self._publishing: dict[str, asyncio.Task[bool]] = {}
+        self._published: OrderedDict[NoticeKey, None] = OrderedDict()  # LRU of notices
+        self._publishing: dict[NoticeKey, asyncio.Task[bool]] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
-        """Verify, decode, dedupe and publish one callback."""
+        """Answer one callback, unless `max_concurrent` are being handled already (503)."""
+        if self._receiving >= self._max_concurrent:
+            reason = f"more than {self._max_concurrent} callbacks at once; retry"
+            return self._reply(503, UNKNOWN_EVENT_TYPE, "busy", reason)
+        self._receiving += 1
+        self._metrics.webhooks_in_flight.set(self._receiving)
+        try:
+            return await self._handle(request)
+        finally:
+            self._receiving -= 1
+            self._metrics.webhooks_in_flight.set(self._receiving)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        """Verify, decode, dedupe and publish one callback to its App ID's endpoint."""
         deadline = asyncio.get_running_loop().time() + self._budget
         event_type = UNKNOWN_EVENT_TYPE
         try:
-            notice = await self._notice(request)
+            app_id = self._endpoint(request)
+            notice = await self._notice(request, app_id)
             event_type = str(notice.event_type) if notice.documented else UNKNOWN_EVENT_TYPE
             self._check_age(notice)
-            event = self._state_change(notice)
-        except _Answer as answer:
+            event = self._state_change(app_id, notice)
+        except (_Answer, BodyRefusedError) as answer:
             if answer.verdict == "malformed":
                 log.warning("webhook_malformed", event_type=event_type, reason=answer.reason)
             return self._reply(answer.status, event_type, answer.verdict, answer.reason)
         if event is None:
             verdict = "accepted" if notice.documented else "unknown_type"
             return self._reply(200, event_type, verdict)
-        return await self._publish(notice, event, deadline)
+        return await self._publish((app_id, notice.notice_id), notice, event, deadline)
 
     async def close(self) -> None:
         """Cancel publishes still running (their notices were not acknowledged to Agora)."""
@@ -137,22 +193,31 @@ class WebhookReceiver:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _notice(self, request: web.Request) -> Notice:
-        """The callback's envelope, once its signature is verified."""
-        if not self._secret:
-            reason = "webhooks are disabled: no NCS secret configured (CONVOAI_WEBHOOK_SECRET)"
+    def _endpoint(self, request: web.Request) -> str:
+        """The App ID whose endpoint was called."""
+        app_id = request.match_info.get("app_id")
+        if app_id is None:
+            single = self._secrets.single
+            if single is None:
+                reason = "this worker serves several App IDs: call /webhooks/agora/{app_id}"
+                raise _Answer(404, "unknown_endpoint", reason)
+            return single
+        if not self._secrets.serves(app_id):
+            raise _Answer(404, "unknown_endpoint", "no such App ID is served here")
+        return app_id
+
+    async def _notice(self, request: web.Request, app_id: str) -> Notice:
+        """The callback's envelope, once its signature is verified with `app_id`'s secret."""
+        secret = self._secrets.webhook_secret(app_id).encode()
+        if not secret:
+            reason = (
+                f"webhooks of App ID {app_id!r} are disabled: no NCS secret configured "
+                "(CONVOAI_WEBHOOK_SECRET, or its webhook_secret in CONVOAI_API_CREDENTIALS_FILE)"
+            )
             raise _Answer(503, "disabled", reason)
-        try:
-            async with asyncio.timeout(self._read_seconds):
-                body = await request.read()
-        except web.HTTPRequestEntityTooLarge as error:
-            raise _Answer(413, "malformed", error.text) from None
-        except TimeoutError:
-            raise _Answer(
-                408, "slow_client", f"body not received in {self._read_seconds:g} s"
-            ) from None
-        if not verify(self._secret, body, request.headers.get(SIGNATURE_HEADER)):
-            raise _Answer(401, "bad_signature", f"missing or invalid {SIGNATURE_HEADER}")
+        body = await read_signed(
+            request, secret, limit=self.max_body_bytes, read_seconds=self._read_seconds
+        )
         try:
             return decode_notice(body)
         except msgspec.DecodeError as error:
@@ -166,26 +231,38 @@ class WebhookReceiver:
         if age > MAX_NOTICE_AGE_SECONDS or age < -MAX_CLOCK_SKEW_SECONDS:
             raise _Answer(200, "stale", f"sent {age:.0f} s ago; only recent notices are applied")
 
-    def _state_change(self, notice: Notice) -> AgentStateEvent | None:
+    def _state_change(self, app_id: str, notice: Notice) -> AgentStateEvent | None:
         """The state event to publish for a notice not published before, if any."""
-        if notice.notice_id in self._published:
-            self._published.move_to_end(notice.notice_id)
+        key = (app_id, notice.notice_id)
+        if key in self._published:
+            self._published.move_to_end(key)
             raise _Answer(200, "duplicate")
         try:
-            return state_event(notice, self._app_id)
+            event = state_event(notice, app_id)
         except msgspec.DecodeError as error:
             reason = f"payload of event {notice.event_type}: {error}"
             raise _Answer(400, "malformed", reason) from None
+        if event is not None and (others := self._owners.apps_of(event.agent_id) - {app_id}):
+            log.warning(
+                "webhook_app_mismatch",
+                app_id=app_id,
+                agent_id=event.agent_id,
+                held_by=sorted(others),
+                notice_id=notice.notice_id,
+            )
+            reason = f"agent {event.agent_id} is not an agent of App ID {app_id!r}"
+            raise _Answer(403, "app_mismatch", reason)
+        return event
 
     async def _publish(
-        self, notice: Notice, event: AgentStateEvent, deadline: float
+        self, key: NoticeKey, notice: Notice, event: AgentStateEvent, deadline: float
     ) -> web.Response:
         event_type = str(notice.event_type)
-        task = self._publishing.get(notice.notice_id)
+        task = self._publishing.get(key)
         if task is None:  # else a redelivery: wait on the publish already running
             task = asyncio.create_task(self._sink.publish_state(event))
-            self._publishing[notice.notice_id] = task
-            task.add_done_callback(functools.partial(self._settled, notice, event))
+            self._publishing[key] = task
+            task.add_done_callback(functools.partial(self._settled, key, notice, event))
         timeout = max(0.0, deadline - asyncio.get_running_loop().time())
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
@@ -195,13 +272,16 @@ class WebhookReceiver:
             return self._reply(503, event_type, "publish_failed", "state event not published")
         return self._reply(200, event_type, "accepted" if task.result() else "superseded")
 
-    def _settled(self, notice: Notice, event: AgentStateEvent, task: asyncio.Task[bool]) -> None:
+    def _settled(
+        self, key: NoticeKey, notice: Notice, event: AgentStateEvent, task: asyncio.Task[bool]
+    ) -> None:
         """Remember a published notice; log a failed publish (a redelivery will retry it)."""
-        del self._publishing[notice.notice_id]
+        del self._publishing[key]
         if task.cancelled():
             return
         error = task.exception()
         context = {
+            "app_id": key[0],
             "notice_id": notice.notice_id,
             "event_type": notice.event_type,
             "agent_id": event.agent_id,
@@ -210,7 +290,7 @@ class WebhookReceiver:
         if error is not None:
             log.warning("webhook_publish_failed", error=repr(error), **context)
             return
-        self._published[notice.notice_id] = None
+        self._published[key] = None
         if len(self._published) > self._remember:
             self._published.popitem(last=False)
         log.info("webhook_state_published" if task.result() else "webhook_state_known", **context)

@@ -132,7 +132,8 @@ class ConvoAIClient:
         )
 
     def _headers_of(self, request: ApiRequest) -> dict[str, str]:
-        """The request's headers, built once per App ID and content type."""
+        """The request's headers, built once per App ID served and content type (so the cache
+        is bounded by the App IDs configured, whatever App IDs commands name)."""
         cache_key = (request.app_id, request.json_content)
         headers = self._headers.get(cache_key)
         if headers is None:
@@ -142,7 +143,8 @@ class ConvoAIClient:
                 headers["Authorization"] = auth
             if request.json_content:
                 headers["Content-Type"] = "application/json"
-            self._headers[cache_key] = headers
+            if self._tenants.serves(request.app_id):
+                self._headers[cache_key] = headers
         return headers
 
     def _capped(self, time_left: float | None) -> aiohttp.ClientTimeout:

@@ -16,7 +16,7 @@ from typing import Any, cast
 import structlog
 
 from worker.api.tenants import Tenants
-from worker.kafka.connection import client_options
+from worker.kafka.connection import client_options, exposure_warnings
 from worker.settings import Settings, credentials_warning, load_settings, unknown_variables
 
 
@@ -24,12 +24,13 @@ def load(
     *, api: bool, flags: Mapping[str, str] | None = None, **overrides: object
 ) -> tuple[Settings, list[str]]:
     """The settings (flags override variables) and warnings: unknown `CONVOAI_*` variables,
-    and, for commands that call the API (`api`), missing credentials for the real API."""
+    Kafka settings that expose credentials, and, for commands that call the API (`api`),
+    missing credentials for the real API."""
     settings = load_settings(flags=flags, **cast(dict[str, Any], overrides))
     client_options(settings)
     if api:
         Tenants.from_settings(settings)
-    warnings = unknown_variables()
+    warnings = unknown_variables() + exposure_warnings(settings)
     if api and (missing := credentials_warning(settings)) is not None:
         warnings.append(missing)
     return settings, warnings

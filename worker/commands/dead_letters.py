@@ -21,6 +21,7 @@ from contracts.headers import (
     DLQ_ORIGINAL_PARTITION,
     DLQ_ORIGINAL_TOPIC,
     DLQ_REASON,
+    DLQ_REDACTED,
     DLQ_TRUNCATED,
     REPLAY,
 )
@@ -43,6 +44,7 @@ class DeadLetter(NamedTuple):
     error: str  # "ExceptionClass: message"
     truncated: bool  # the value is only the head of the original (or empty)
     null_value: bool  # the original record had no value
+    redacted: bool = False  # its secret fields were masked: it is not the original any more
 
     @property
     def command(self) -> str | None:
@@ -59,6 +61,7 @@ class DeadLetter(NamedTuple):
             "reason": self.reason,
             "error": self.error,
             "truncated": self.truncated,
+            "redacted": self.redacted,
             "key": _text_or_base64(self.key),
             "value": None if self.null_value else _text_or_base64(self.value),
             "headers": {name: _text_or_base64(value) for name, value in self.original_headers},
@@ -92,6 +95,7 @@ def parse(record: Record) -> DeadLetter:
         error=f"{error_class}: {context.get(DLQ_EXCEPTION_MESSAGE, '')}",
         truncated=context.get(DLQ_TRUNCATED) == "true",
         null_value=context.get(DLQ_NULL_VALUE) == "true",
+        redacted=context.get(DLQ_REDACTED) == "true",
     )
 
 

@@ -7,8 +7,8 @@ itself is redelivered or replayed twice (see `worker.pipeline.dedupe`). With new
 gets a fresh id derived from the same position, so replaying twice still yields one id.
 
 Not replayable, reported and skipped: a dead letter whose value was cut to fit the DLQ
-(`convoai.dlq.truncated`), one whose original had no value, and (for new ids) one whose value
-is not a JSON object with an id.
+(`convoai.dlq.truncated`), one whose secret fields were masked (`convoai.dlq.redacted`), one
+whose original had no value, and (for new ids) one whose value is not a JSON object with an id.
 """
 
 from __future__ import annotations
@@ -72,6 +72,10 @@ def plan(
     for letter in letters:
         if letter.truncated:
             skipped.append(Skipped(letter, "its value was cut to fit the dead-letter topic"))
+            continue
+        if letter.redacted:
+            reason = "its secret fields were masked (CONVOAI_DLQ_REDACT_SECRETS): send it again"
+            skipped.append(Skipped(letter, f"{reason} from its source"))
             continue
         if letter.null_value or letter.value is None:
             skipped.append(Skipped(letter, "the original record had no value"))

@@ -10,8 +10,9 @@ What the commands tell the lifecycle model: a start reports the new agent (START
 status the API answered); a stop or hang-up only makes the agent STOPPING (the API stops it
 asynchronously; STOPPED comes from a webhook, an agent.get or the reconciler); a 404 on stop,
 hang-up or number delete is `already_gone` only for a target known to have existed (the
-directory knows the agent, or an earlier attempt of the command may have removed it), and
-`failed`/`not_found` otherwise, with no state event for an id never seen.
+directory knows the agent under the command's own App ID, or an earlier attempt of the command
+may have removed it), and `failed`/`not_found` otherwise, with no state event for an id never
+seen: another tenant's agent id is one this tenant never had.
 """
 
 from __future__ import annotations
@@ -300,7 +301,7 @@ class Executor:
         agent_id = job.agent_id
         assert agent_id is not None  # noqa: S101 - both commands address an agent
         if isinstance(reply, Refusal):
-            self._gone(job, reply, known=self._names.state(agent_id) is not None)
+            self._gone(job, reply, known=self._names.state(job.app_id, agent_id) is not None)
         self._emit(job, agent_id, STOPPING)  # a later state already known wins over this
         return _data(reply)
 
@@ -334,7 +335,7 @@ class Executor:
         data = _data(reply)
         page = read_as(data, AgentPage, "agent.list")
         for item in page.data.items if page.data else ():
-            if item.status and self._names.state(item.agent_id) is not None:
+            if item.status and self._names.state(job.app_id, item.agent_id) is not None:
                 self._emit(job, item.agent_id, item.status, name=item.name)
         return data
 

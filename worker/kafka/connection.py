@@ -51,6 +51,24 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def exposure_warnings(settings: Settings) -> list[str]:
+    """Warnings for settings that connect but expose what they should protect: a PLAIN
+    password over a connection without TLS, or TLS that accepts any certificate of its CA."""
+    protocol = settings.kafka_security_protocol
+    warnings = []
+    if protocol == "SASL_PLAINTEXT" and settings.kafka_sasl_mechanism == "PLAIN":
+        warnings.append(
+            "SASL PLAIN over SASL_PLAINTEXT sends the Kafka password in clear text: use "
+            "CONVOAI_KAFKA_SECURITY_PROTOCOL=SASL_SSL, or a SCRAM mechanism"
+        )
+    if protocol in TLS_PROTOCOLS and not settings.kafka_ssl_check_hostname:
+        warnings.append(
+            "CONVOAI_KAFKA_SSL_CHECK_HOSTNAME=false: any certificate the CA signed is accepted "
+            "for any broker, so whoever holds one can read and change the worker's traffic"
+        )
+    return warnings
+
+
 def tls_context(settings: Settings) -> ssl.SSLContext:
     """The TLS context: system CAs or `CONVOAI_KAFKA_SSL_CAFILE`, plus a client certificate."""
     certfile, keyfile = settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile

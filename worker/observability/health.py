@@ -9,7 +9,9 @@ make a busy worker look stuck, and an idle worker (no backlog) is never stuck.
 Readiness answers "is this pod doing its job?": the producer is connected, the consumer has
 joined its group (with partitions, or idle because the group has more members than the topic
 has partitions), outputs are being delivered, every background task is running, and the worker
-is not shutting down. The reason says which of these is missing.
+is not shutting down. The reason says which of these is missing; what went wrong (an exception,
+whose text may quote a broker's or a credential's words) is in the logs, never in the answer
+of a probe that anyone who reaches the port can read.
 
 The stall window starts at the latest of: the last progress, the moment a backlog appeared, the
 last change of assignment. So a consumer that was idle for an hour is not declared stuck the
@@ -48,8 +50,8 @@ class Health:
         self._assigned = 0
         self._backlog = 0
         self._waiting_since = now  # start of the current stall window
-        self._outputs_failing: str | None = None
-        self._failed_tasks: dict[str, str] = {}
+        self._outputs_failing = False
+        self._failed_tasks: set[str] = set()
         self._stopping = False
         self._loop_lag = 0.0
         self._loop_measured_at = now  # the monitor gets one threshold of grace to start
@@ -77,8 +79,9 @@ class Health:
         self._backlog = records
 
     def outputs_failing(self, reason: str | None) -> None:
-        """Output records cannot be delivered right now (None: they can again)."""
-        self._outputs_failing = reason
+        """Output records cannot be delivered right now (None: they can again). The reason is
+        the caller's to log: the probe says only that outputs fail."""
+        self._outputs_failing = reason is not None
 
     @property
     def outputs_failed(self) -> bool:
@@ -86,11 +89,11 @@ class Health:
         return self._outputs_failing is not None
 
     def task_failed(self, name: str, reason: str | None) -> None:
-        """A background task died (None: it runs again)."""
+        """A background task died (None: it runs again). The reason is the caller's to log."""
         if reason is None:
-            self._failed_tasks.pop(name, None)
+            self._failed_tasks.discard(name)
         else:
-            self._failed_tasks[name] = reason
+            self._failed_tasks.add(name)
 
     def stopping(self) -> None:
         """Shutdown began: take no new webhooks, let the pod be removed from endpoints."""
@@ -136,7 +139,7 @@ class Health:
             "group_joined": self._joined,
             "assigned_partitions": self._assigned,
             "outputs_failing": self._outputs_failing,
-            "failed_tasks": dict(self._failed_tasks),
+            "failed_tasks": sorted(self._failed_tasks),
         }
         problem = self._not_ready()
         if problem is not None:
@@ -150,11 +153,11 @@ class Health:
         """The first reason the worker is not ready, if any."""
         if self._stopping:
             return "shutting down"
-        if self._outputs_failing is not None:
-            return f"outputs not delivered: {self._outputs_failing}"
+        if self._outputs_failing:
+            return "outputs not delivered to Kafka (output_delivery_failed in the logs)"
         if self._failed_tasks:
-            name, why = next(iter(self._failed_tasks.items()))
-            return f"background task {name} failed: {why}"
+            name = min(self._failed_tasks)
+            return f"background task {name} failed (background_task_failed in the logs)"
         if not self._producer_ok:
             return "producer not connected"
         if not self._joined:

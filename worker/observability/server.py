@@ -1,10 +1,20 @@
-"""The worker's one HTTP server: /metrics, /livez, /readyz and /webhooks/agora on one port."""
+"""The worker's one HTTP server: /metrics, /livez, /readyz and the NCS webhooks on one port.
+
+The port is reachable from the cluster (Prometheus, the kubelet, the ingress controller), so
+the server is set up for clients that misbehave: a request head must arrive complete within
+the header timeout of the connection opening (or of its previous response: the same limit
+closes idle keep-alive connections), and is bounded in lines and fields; a webhook body the
+receiver refused early is not drained (no lingering), the connection is closed instead; a
+handler whose client went away is cancelled. Webhook bodies are bounded by the receiver
+(`worker.agents.webhooks`), and the probes answer without exception texts (`Health`).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Any, NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -14,18 +24,42 @@ from worker.agents.webhooks import WebhookReceiver
 from worker.metrics import Metrics
 from worker.observability.health import Health, HealthReport
 
-# NCS history (103) and turns (112) payloads can outgrow aiohttp's 1 MiB default.
-MAX_BODY_BYTES = 8 * 1024 * 1024
 SHUTDOWN_TIMEOUT_SECONDS = 2.0  # probes, scrapes and webhooks all answer well within this
+# A request head of Prometheus, the kubelet, NCS or an ingress controller fits in a fraction of
+# these; they bound what a connection can make the parser hold (aiohttp's own defaults: 8190
+# bytes a line or field, 128 fields).
+MAX_LINE_BYTES = 8190
+MAX_FIELD_BYTES = 8190
+MAX_HEADERS = 48
+
+
+class ClientLimits(NamedTuple):
+    """What the server allows clients it does not control (the worker's ops port)."""
+
+    header_timeout_seconds: float  # CONVOAI_HTTP_HEADER_TIMEOUT_SECONDS
+
+    def runner_options(self) -> dict[str, Any]:
+        """The `AppRunner` options (passed on to each connection's `RequestHandler`)."""
+        return {
+            # aiohttp's keep-alive timer runs from the connection's start (and from each
+            # response) until a complete request head: it is the header timeout too
+            "keepalive_timeout": self.header_timeout_seconds,
+            "lingering_time": 0,  # a refused body is not drained: the connection is closed
+            "handler_cancellation": True,  # a client that went away holds no handler
+            "max_line_size": MAX_LINE_BYTES,
+            "max_field_size": MAX_FIELD_BYTES,
+            "max_headers": MAX_HEADERS,
+        }
 
 
 def build_ops_app(metrics: Metrics, health: Health, webhooks: WebhookReceiver) -> web.Application:
     """The routes of the ops server; pending webhook publishes are cancelled at cleanup."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=webhooks.max_body_bytes)
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
     app.router.add_get("/livez", _probe(health.liveness))
     app.router.add_get("/readyz", _probe(health.readiness))
-    app.router.add_post("/webhooks/agora", webhooks.handle)
+    app.router.add_post("/webhooks/agora", webhooks.handle)  # a worker of one App ID
+    app.router.add_post("/webhooks/agora/{app_id}", webhooks.handle)
 
     async def close_webhooks(_: web.Application) -> None:
         await webhooks.close()
@@ -55,11 +89,21 @@ class ListenError(OSError):
 
 
 class OpsServer:
-    """Serves an app on host:port for the lifetime of an `async with` block (no access log)."""
+    """Serves an app on host:port for the lifetime of an `async with` block (no access log).
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    `limits` are for clients the server does not control; without them aiohttp's defaults
+    apply (the emulator, a local tool whose API clients keep connections alive between
+    requests and whose delayed answers must run to their end).
+    """
+
+    def __init__(
+        self, app: web.Application, host: str, port: int, *, limits: ClientLimits | None = None
+    ) -> None:
         self._runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+            app,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+            **(limits.runner_options() if limits else {}),
         )
         self._host = host
         self._port = port

@@ -34,6 +34,7 @@ from contracts.headers import (
     cloudevent_headers,
     dlq_headers,
 )
+from worker.dlq_redaction import dead_letter_copy
 from worker.kafka.ports import Record
 from worker.settings import Settings
 
@@ -72,6 +73,7 @@ class Outputs:
         self._max_record = settings.max_record_bytes
         self._connector = settings.group_id
         self._source = f"convoai-worker/{settings.group_id}"
+        self._letter_copy = dead_letter_copy(settings)  # the record, or its redacted copy
 
     def result(
         self, event: ResultEvent, key: bytes | None, replay: str | None = None
@@ -169,6 +171,7 @@ class Outputs:
         `keep_value=False` drops the value entirely (size and hash stay in the headers): for
         when the broker refused a copy that fit this worker's own limit.
         """
+        record = self._letter_copy(record)
         context = [
             (name, value[: HEADER_LIMITS[name]] if name in HEADER_LIMITS else value)
             for name, value in dlq_headers(

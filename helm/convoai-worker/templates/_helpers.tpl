@@ -88,6 +88,32 @@ true
 {{- end }}
 
 {{/*
+The secrets the worker reads from files (`CONVOAI_<NAME>_FILE`), never from environment values:
+a projected volume mounts each at /etc/convoai/secrets/<path>. With a tenants file, each App ID's
+NCS secret is in that file, and the worker refuses CONVOAI_WEBHOOK_SECRET next to it.
+Renders {"files": [{variable, secret, key, path}, ...]}.
+*/}}
+{{- define "convoai-worker.secretFiles" -}}
+{{- $files := list }}
+{{- $credentials := .Values.credentials }}
+{{- if $credentials.existingSecret }}
+{{- $wanted := list (list "CONVOAI_CUSTOMER_ID_FILE" $credentials.customerIdKey "customer-id") (list "CONVOAI_CUSTOMER_SECRET_FILE" $credentials.customerSecretKey "customer-secret") (list "CONVOAI_AUTH_TOKEN_FILE" $credentials.authTokenKey "auth-token") }}
+{{- if not .Values.tenants.existingSecret }}
+{{- $wanted = append $wanted (list "CONVOAI_WEBHOOK_SECRET_FILE" $credentials.webhookSecretKey "webhook-secret") }}
+{{- end }}
+{{- range $wanted }}
+{{- if index . 1 }}
+{{- $files = append $files (dict "variable" (index . 0) "secret" $credentials.existingSecret "key" (index . 1) "path" (index . 2)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.kafkaSasl.existingSecret }}
+{{- $files = append $files (dict "variable" "CONVOAI_KAFKA_SASL_PASSWORD_FILE" "secret" . "key" $.Values.kafkaSasl.passwordKey "path" "kafka-sasl-password") }}
+{{- end }}
+{{- toYaml (dict "files" $files) }}
+{{- end }}
+
+{{/*
 Cross-field rules that values.schema.json cannot express; rendering fails with the reason.
 */}}
 {{- define "convoai-worker.validate" -}}

@@ -3,12 +3,12 @@ The worker's pod template, shared by the Deployment and, with staticMembership.e
 StatefulSet (whose stable pod names become the consumer group's instance ids).
 */}}
 {{- define "convoai-worker.podTemplate" -}}
-{{- $credentials := .Values.credentials }}
-{{- $sasl := .Values.kafkaSasl }}
 {{- $tls := .Values.kafkaTls }}
 {{- $tlsDir := "/etc/convoai/kafka-tls" }}
 {{- $tenants := .Values.tenants }}
 {{- $tenantsDir := "/etc/convoai/tenants" }}
+{{- $secretFiles := (include "convoai-worker.secretFiles" . | fromYaml).files }}
+{{- $secretsDir := "/etc/convoai/secrets" }}
 {{- $static := .Values.staticMembership.enabled -}}
 metadata:
   annotations:
@@ -49,7 +49,7 @@ spec:
       envFrom:
         - configMapRef:
             name: {{ include "convoai-worker.fullname" . }}
-      {{- if or $static $credentials.existingSecret $sasl.existingSecret $tls.caSecret $tls.clientSecret $tenants.existingSecret .Values.extraEnv }}
+      {{- if or $static $secretFiles $tls.caSecret $tls.clientSecret $tenants.existingSecret .Values.extraEnv }}
       env:
         {{- if $static }}
         {{- /* Stable in a StatefulSet: the group recognises the member when it comes back. */}}
@@ -58,23 +58,11 @@ spec:
             fieldRef:
               fieldPath: metadata.name
         {{- end }}
-        {{- with $credentials.existingSecret }}
-        {{- range $name, $key := dict "CONVOAI_CUSTOMER_ID" $credentials.customerIdKey "CONVOAI_CUSTOMER_SECRET" $credentials.customerSecretKey "CONVOAI_AUTH_TOKEN" $credentials.authTokenKey "CONVOAI_WEBHOOK_SECRET" $credentials.webhookSecretKey }}
-        {{- if $key }}
-        - name: {{ $name }}
-          valueFrom:
-            secretKeyRef:
-              name: {{ $credentials.existingSecret }}
-              key: {{ $key }}
-        {{- end }}
-        {{- end }}
-        {{- end }}
-        {{- with $sasl.existingSecret }}
-        - name: CONVOAI_KAFKA_SASL_PASSWORD
-          valueFrom:
-            secretKeyRef:
-              name: {{ . }}
-              key: {{ $sasl.passwordKey }}
+        {{- /* Secrets as files: values in the environment would show in `kubectl describe`,
+        in crash dumps and to every process of the container. */}}
+        {{- range $secretFiles }}
+        - name: {{ .variable }}
+          value: {{ printf "%s/%s" $secretsDir .path | quote }}
         {{- end }}
         {{- if $tenants.existingSecret }}
         - name: CONVOAI_API_CREDENTIALS_FILE
@@ -123,6 +111,11 @@ spec:
           mountPath: {{ $tenantsDir }}
           readOnly: true
         {{- end }}
+        {{- if $secretFiles }}
+        - name: secrets
+          mountPath: {{ $secretsDir }}
+          readOnly: true
+        {{- end }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -153,6 +146,19 @@ spec:
                   path: client.crt
                 - key: {{ $tls.keyKey }}
                   path: client.key
+          {{- end }}
+    {{- end }}
+    {{- if $secretFiles }}
+    - name: secrets
+      projected:
+        defaultMode: 0440
+        sources:
+          {{- range $secretFiles }}
+          - secret:
+              name: {{ .secret }}
+              items:
+                - key: {{ .key }}
+                  path: {{ .path }}
           {{- end }}
     {{- end }}
     {{- with $tenants.existingSecret }}
