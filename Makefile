@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export UV_SYSTEM_CERTS ?= 1
 UV := $(shell command -v uv 2>/dev/null || echo $${XDG_CACHE_HOME:-$$HOME/.cache}/convoai-worker/tools/bin/uv)
 
-.PHONY: help setup lint test test-only chaos chaos-quick kafka-up kafka-down run bench bench-quick bench-emulator schemas policy-doc mutants check-deploy clean
+.PHONY: help setup lint test test-only simulate simulate-quick chaos chaos-quick kafka-up kafka-down run bench bench-quick bench-emulator schemas policy-doc mutants check-deploy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -26,6 +26,12 @@ test: setup  ## lint, deployment checks, all tests (they start their own broker)
 
 test-only: setup  ## the test suite alone (args: PYTEST_ARGS=...; CONVOAI_TEST_BOOTSTRAP=host:port reuses a broker)
 	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+simulate: setup  ## the group under seeded overlapping faults on virtual time, 10 min (SEED=n: one schedule)
+	$(UV) run --locked python -m simulation $(if $(SEED),--seed $(SEED),--budget $(or $(SIMULATE_BUDGET),600))
+
+simulate-quick: setup  ## the same for 90 s (CI runs it)
+	$(UV) run --locked python -m simulation --quick
 
 chaos: setup  ## seven failure scenarios on a broker of its own (about 10 min); chaos/results/latest.json
 	$(UV) run --locked python -m chaos

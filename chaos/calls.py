@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from chaos.workload import Sent
 from contracts import ResultEvent
+from devtools.workload import Sent
 
 # the body field naming the command (speak, call.start) or its agent (agent.start)
 NAMING_FIELD = {"agent.speak": "text", "call.start": "name", "agent.start": "name"}

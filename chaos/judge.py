@@ -45,9 +45,9 @@ from typing import Any, NamedTuple
 from aiokafka import ConsumerRecord
 
 from chaos.calls import Call
-from chaos.workload import Sent
 from contracts import ResultEvent
 from contracts.headers import DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION
+from devtools.workload import Sent
 from tests.pipeline.group import dead_letter_problems
 
 Records = Sequence[ConsumerRecord[bytes, bytes]]

@@ -13,8 +13,8 @@ from typing import Any
 
 from chaos.judge import EXHAUSTED, Figures
 from chaos.stage import Run, Stage, setup_of, slug
-from chaos.workload import lifecycles, with_poison
 from devtools.measure import cpu_seconds
+from devtools.workload import lifecycles, with_poison
 from worker.settings import Settings
 
 RSS_BOUND_MIB = 512  # the Helm chart's memory limit (helm/convoai-worker/values.yaml)

@@ -22,7 +22,7 @@ from chaos.calls import attribute
 from chaos.infra import EmulatorProcess, OwnBroker
 from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
 from chaos.leaks import SecretScan
-from chaos.workload import Sent
+from devtools.workload import Sent
 from tests.kafka import create_topics
 from tests.pipeline.group import Member, ResultsTail, TopicTail, WorkerGroup
 from tests.pipeline.harness import make_settings, produce, read_topic

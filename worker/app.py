@@ -204,8 +204,9 @@ class Worker:
             remember_results(completed),
         )
         stack.push_async_callback(results.close)
-        agents = await states.load()
-        remembered = await results.load(newest(settings.dedupe_capacity))
+        within = settings.startup_timeout_seconds
+        agents = await states.load(within=within)
+        remembered = await results.load(newest(settings.dedupe_capacity), within=within)
         log.info(
             "worker_state_loaded",
             state_events=agents,

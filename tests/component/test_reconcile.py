@@ -4,9 +4,9 @@ in-memory broker."""
 from __future__ import annotations
 
 from contracts import decode_agent_state
+from devtools.workload import agent_properties
 from tests.component.harness import APP_ID, produce, results, running, until
 from tests.emulator.harness import running_emulator
-from tests.pipeline.scenarios import agent_properties
 from worker.api.client import ConvoAIClient
 from worker.kafka.memory import InMemoryBroker
 

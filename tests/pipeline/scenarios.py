@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from devtools.workload import agent_properties
+
 SPEAKS_PER_AGENT = 6
-
-
-def agent_properties(channel: str) -> dict[str, Any]:
-    """Minimal valid join properties."""
-    return {
-        "channel": channel,
-        "token": "rtc-token",
-        "agent_rtc_uid": "1",
-        "remote_rtc_uids": ["2"],
-        "llm": {"url": "https://llm.invalid/v1/chat/completions", "api_key": "llm-key"},
-        "tts": {"vendor": "microsoft", "params": {"key": "tts-key", "region": "eastus"}},
-    }
 
 
 def agent_lifecycle(prefix: str, agents: int) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from contracts import AgentStateEvent, ResultEvent, decode_agent_state, encode_event
+from devtools.workload import agent_properties
 from tests.emulator.harness import RunningEmulator, running_emulator
 from tests.observability.fakes import notice, signed
 from tests.pipeline.harness import (
@@ -22,7 +23,6 @@ from tests.pipeline.harness import (
     read_topic,
     wait_for_results,
 )
-from tests.pipeline.scenarios import agent_properties
 from worker.agents.directory import AgentDirectory
 from worker.agents.records import StateRecords
 from worker.emulator.config import EmulatorConfig

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from devtools.workload import agent_properties
 from tests.emulator.harness import RunningEmulator, running_emulator
 from tests.pipeline.harness import (
     committed_offsets,
@@ -27,7 +28,7 @@ from tests.pipeline.harness import (
     wait_for_results,
     wait_ready,
 )
-from tests.pipeline.scenarios import agent_lifecycle, agent_properties
+from tests.pipeline.scenarios import agent_lifecycle
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.faults import FaultSettings
 

@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts import decode_agent_state, decode_result
+from devtools.workload import agent_properties
 from tests.conftest import TopicFactory
 from tests.emulator.harness import RunningEmulator
 from tests.pipeline.harness import (
@@ -26,7 +27,6 @@ from tests.pipeline.harness import (
     total,
     wait_ready,
 )
-from tests.pipeline.scenarios import agent_properties
 
 pytestmark = pytest.mark.kafka
 

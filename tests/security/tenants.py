@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from devtools.workload import agent_properties
 from tests.pipeline.harness import make_settings, produce, wait_for_results
-from tests.pipeline.scenarios import agent_properties
 from worker.emulator.config import EmulatorConfig
 from worker.settings import Settings
 

@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from contracts.headers import DLQ_REDACTED
+from devtools.workload import agent_properties
 from tests import kafka
 from tests.emulator.harness import RunningEmulator
 from tests.pipeline.conftest import ROLES
@@ -20,7 +21,6 @@ from tests.pipeline.harness import (
     read_topic,
     wait_for_results,
 )
-from tests.pipeline.scenarios import agent_properties
 from worker.commands.dead_letters import parse
 from worker.commands.replay import plan
 

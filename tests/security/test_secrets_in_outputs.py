@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devtools.workload import agent_properties
 from tests.console import clean_environment, console
 from tests.emulator.harness import running_emulator
 from tests.observability.fakes import notice, signed
@@ -22,7 +23,6 @@ from tests.pipeline.harness import (
     wait_for_results,
     wait_ready,
 )
-from tests.pipeline.scenarios import agent_properties
 from tests.security.tenants import EMULATOR, TENANTS, A, B, two_tenant_settings
 
 pytestmark = pytest.mark.kafka

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chaos.calls import Call, attribute
-from chaos.workload import lifecycles
+from devtools.workload import lifecycles
 from tests.unit.chaos_records import result
 
 PROJECT = "/api/conversational-ai-agent/v2/projects/app"

@@ -6,8 +6,8 @@ from aiokafka import ConsumerRecord
 
 from chaos.calls import Call
 from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
-from chaos.workload import Sent
 from contracts import ResultEvent
+from devtools.workload import Sent
 from tests.unit.chaos_records import dead_letter, record, result
 
 SENT = [

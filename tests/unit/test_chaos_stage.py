@@ -13,7 +13,7 @@ from chaos.infra import EmulatorProcess, OwnBroker
 from chaos.judge import Fault
 from chaos.leaks import SecretScan
 from chaos.stage import Run, Stage
-from chaos.workload import lifecycles
+from devtools.workload import lifecycles
 from tests.pipeline.group import ResultsTail, TopicTail
 from tests.unit.chaos_records import record
 

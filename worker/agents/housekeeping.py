@@ -57,7 +57,8 @@ class StateHousekeeper:
         self._sleep = sleep
         # often enough for repairs to follow soon after they are due, and for the retention
         self.tick = max(MIN_TICK_SECONDS, min(REPAIR_AFTER_SECONDS / 2, retention_seconds / 20))
-        self._random = random.Random()  # noqa: S311 - spreading replicas, not cryptography
+        # its own generator, seeded from the process's: a simulation that seeds it repeats exactly
+        self._random = random.Random(random.getrandbits(64))  # noqa: S311 - spreading replicas
 
     async def run(self) -> None:
         """Sweep every `tick` seconds (±50 %) until cancelled."""

@@ -88,8 +88,10 @@ class Agent:
         properties: dict[str, Any],
         created: float,
         start_delay: float,
+        *,
+        agent_id: str,
     ) -> None:
-        self.agent_id = secrets.token_hex(12).upper()
+        self.agent_id = agent_id
         self.app_id = app_id
         self.name = name
         self.channel: str = properties.get("channel", "")
@@ -196,13 +198,16 @@ class EmulatorState:
         retain_stopped: int = 10_000,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: secrets.token_hex(12).upper(),
     ) -> None:
+        """`clock` and `new_id` (agent ids) are for runs that must repeat exactly."""
         self.start_delay = start_delay
         self.stop_delay = stop_delay
         self.max_agents_per_app = max_agents_per_app
         self.notifier: Notifier = notifier or SilentNotifier()
         self._retain_stopped = retain_stopped
         self._clock = clock
+        self._new_id = new_id
         self._agents: dict[str, dict[str, Agent]] = {}  # app_id -> agent_id -> agent
         self._names: dict[tuple[str, str], Agent] = {}  # (app_id, name) -> latest agent
         self._live: dict[str, int] = {}  # app_id -> agents not asked to stop
@@ -462,7 +467,7 @@ class EmulatorState:
             raise EmulatedError(
                 422, QUOTA_REASON, f"more than {self.max_agents_per_app} concurrent agents"
             )
-        agent = Agent(app_id, name, properties, now, self.start_delay)
+        agent = Agent(app_id, name, properties, now, self.start_delay, agent_id=self._new_id())
         self._agents.setdefault(app_id, {})[agent.agent_id] = agent
         self._names[(app_id, name)] = agent
         self._live[app_id] = self._live.get(app_id, 0) + 1

@@ -167,6 +167,7 @@ class CommandConsumer:
     async def run(self) -> None:
         """Fetch and dispatch until stopped; then wait for every release to end."""
         stopping = asyncio.ensure_future(self._stop.wait())
+        fetch: asyncio.Future[None] | None = None
         try:
             while not self._stop.is_set():
                 # a poll waits for the next assignment while the group rebalances, whatever its
@@ -174,7 +175,6 @@ class CommandConsumer:
                 fetch = asyncio.ensure_future(self._fetch())
                 await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
-                    fetch.cancel()
                     break
                 try:
                     fetch.result()
@@ -185,6 +185,8 @@ class CommandConsumer:
                     await asyncio.sleep(POLL_RETRY_SECONDS)
         finally:
             stopping.cancel()
+            if fetch is not None:
+                fetch.cancel()  # done already, or a poll nobody waits for any more
         await self.release(set(self._partitions), self._deadlines.drain_grace, "shutdown")
 
     async def _fetch(self) -> None:

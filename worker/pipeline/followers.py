@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from worker.kafka.ports import Record, TopicReader
 
 POLL_SECONDS = 1.0
+RETRY_BASE_SECONDS = 0.5  # a failed read is tried again after this, doubling ...
+RETRY_MAX_SECONDS = 5.0  # ... up to this
 
 StartAt = Callable[[Mapping[int, int], Mapping[int, int]], dict[int, int]]
 """(first offsets, end offsets) → the offset to start reading each partition at."""
@@ -40,13 +42,17 @@ class TopicFollower:
         self._partitions: list[int] = []
         self._lock = asyncio.Lock()
 
-    async def load(self, start_at: StartAt = from_beginning) -> int:
-        """Read from `start_at` up to the current end; return how many records were used."""
+    async def load(self, start_at: StartAt = from_beginning, *, within: float = 60.0) -> int:
+        """Read from `start_at` up to the current end; return how many records were used.
+
+        Reads that fail are tried again for up to `within` seconds (a broker restarting while
+        the worker starts), then the failure is raised.
+        """
         self._partitions = await self._reader.start()
         first, end = await self._reader.offsets()
         for partition, offset in start_at(first, end).items():
             self._reader.seek(partition, offset)
-        return await self._read_to(end)
+        return await self._read_to(end, asyncio.get_running_loop().time() + within)
 
     async def follow(self) -> None:
         """Apply new records until cancelled."""
@@ -65,17 +71,29 @@ class TopicFollower:
             for partition, offset in start_at(first, end).items():
                 if await self._reader.position(partition) < offset:
                     self._reader.seek(partition, offset)
+            deadline = asyncio.get_running_loop().time() + within
             try:
                 async with asyncio.timeout(within):
-                    await self._read_to(end)
+                    await self._read_to(end, deadline)
             except TimeoutError:
                 return False
             return True
 
-    async def _read_to(self, end: Mapping[int, int]) -> int:
+    async def _read_to(self, end: Mapping[int, int], deadline: float) -> int:
+        loop = asyncio.get_running_loop()
         used = 0
+        failures = 0
         while not await self._reached(end):
-            for record in await self._reader.poll(POLL_SECONDS):
+            try:
+                records = await self._reader.poll(POLL_SECONDS)
+            except Exception:
+                failures += 1
+                pause = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (failures - 1))
+                if loop.time() + pause >= deadline:
+                    raise
+                await asyncio.sleep(pause)
+                continue
+            for record in records:
                 # records past `end` are applied too (the reader moved on), just not counted
                 used += self._apply(record) and record.offset < end[record.partition]
         return used

@@ -52,7 +52,8 @@ class Publisher:
         self._metrics = metrics
         self._health = health
         self._sleep = sleep
-        self._random = random.Random()  # noqa: S311 - backoff jitter, not cryptography
+        # its own generator, seeded from the process's: a simulation that seeds it repeats exactly
+        self._random = random.Random(random.getrandbits(64))  # noqa: S311 - backoff jitter
 
     async def deliver(self, records: Sequence[OutputRecord]) -> list[Rejected]:
         """Deliver `records`; return those the broker refused for good."""
