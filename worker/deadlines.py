@@ -19,6 +19,7 @@ the same figure).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 MIN_GRACE_SECONDS = 1.0
@@ -29,6 +30,7 @@ MIN_PHASE_SECONDS = 1.0
 CLIENT_STOP_SECONDS = 5.0  # each Kafka client's stop (worker.kafka.connection.stop_within)
 CLOSING_CLIENTS = 2  # the group member (leaves the group) and the producer (flushes)
 SHUTDOWN_MARGIN_SECONDS = 5.0  # the rest of closing: API client, readers, ops server
+WATCHDOG_MARGIN_SECONDS = 2.0  # past the shutdown bound, for the loop's own scheduling
 
 
 class Deadlines(NamedTuple):
@@ -57,6 +59,12 @@ class Deadlines(NamedTuple):
         """The longest a graceful shutdown takes, from SIGTERM to exit."""
         closing = CLOSING_CLIENTS * CLIENT_STOP_SECONDS + SHUTDOWN_MARGIN_SECONDS
         return self.drain_grace + self.after_grace + closing
+
+    @property
+    def termination_grace(self) -> int:
+        """The pod's `terminationGracePeriodSeconds`: the shutdown bound and the watchdog's
+        margin (the Helm chart derives the same figure from the same settings)."""
+        return math.ceil(self.shutdown_bound + WATCHDOG_MARGIN_SECONDS)
 
 
 def _phases(rebalance_timeout: float) -> tuple[float, float]:

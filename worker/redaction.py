@@ -81,12 +81,18 @@ def mask_secret_fields(value: Any) -> Any:
     if isinstance(value, Mapping):
         # an empty or null value reveals nothing and shows that the secret is not set
         return {
-            k: MASK if is_secret_name(k) and v not in ("", None) else mask_secret_fields(v)
+            k: MASK if is_secret_name(k) and _revealing(v) else mask_secret_fields(v)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
         return [mask_secret_fields(v) for v in value]
     return value
+
+
+def _revealing(value: Any) -> bool:
+    """Whether a value under a secret-named field would reveal anything: not when empty or null
+    (the line then shows the secret is not set), nor a flag (`dlq_redact_secrets: false`)."""
+    return value not in ("", None) and not isinstance(value, bool)
 
 
 def mask_url_passwords(text: str) -> str:

@@ -21,6 +21,9 @@ TENANTS = {"app-one": ("customer-one", "secret-one"), "app-two": ("customer-two"
 NOT_COMPACTED = "agent states would be deleted with age instead of kept per agent"
 CREATE_IT = "create it before `run`"
 NO_WEBHOOK_SECRET = "CONVOAI_WEBHOOK_SECRET is not set, so /webhooks/agora refuses every callback"
+NO_TENANT_SECRET = (
+    "no webhook_secret in CONVOAI_API_CREDENTIALS_FILE, so its endpoint refuses every callback"
+)
 DEFAULT_TOPICS = (
     "convoai.commands",
     "convoai.results",
@@ -30,10 +33,17 @@ DEFAULT_TOPICS = (
 EMULATOR = EmulatorConfig(tenants={app: ":".join(pair) for app, pair in TENANTS.items()})
 
 
-def credentials_file(path: Path, wrong_secret_of: str | None = None) -> Path:
-    """The per-tenant credentials file; one App ID's secret wrong when asked."""
+def credentials_file(
+    path: Path, wrong_secret_of: str | None = None, *, webhook_secrets: bool = True
+) -> Path:
+    """The per-tenant credentials file (each App ID with its NCS secret unless told not to);
+    one App ID's API secret wrong when asked."""
     entries = {
-        app: {"customer_id": cid, "customer_secret": "wrong" if app == wrong_secret_of else s}
+        app: {
+            "customer_id": cid,
+            "customer_secret": "wrong" if app == wrong_secret_of else s,
+            **({"webhook_secret": f"ncs-{app}"} if webhook_secrets else {}),
+        }
         for app, (cid, s) in TENANTS.items()
     }
     path.write_text(json.dumps(entries))
@@ -74,7 +84,6 @@ async def test_a_good_setup_passes_every_check(
         code, lines = await check(
             **worker_env(kafka_bootstrap, [commands, results, state, dlq], emulator.api_url),
             CONVOAI_API_CREDENTIALS_FILE=str(credentials_file(tmp_path / "tenants.json")),
-            CONVOAI_WEBHOOK_SECRET="ncs-secret-0123",
         )
     assert masked(lines) == [
         f"kafka {kafka_bootstrap}: ok (1 broker)",
@@ -84,7 +93,8 @@ async def test_a_good_setup_passes_every_check(
         f"topic {dlq}: ok (1 partition)",
         "api app-one: ok (agent.list answered 200",
         "api app-two: ok (agent.list answered 200",
-        "webhooks: ok (CONVOAI_WEBHOOK_SECRET is set)",
+        "webhooks app-one: ok (its webhook_secret is set (/webhooks/agora/app-one))",
+        "webhooks app-two: ok (its webhook_secret is set (/webhooks/agora/app-two))",
     ]
     assert code == 0
     assert [(e.operation, e.query) for e in emulator.log.entries()] == [
@@ -105,7 +115,9 @@ async def test_a_broken_setup_names_each_failure(
     async with running_emulator(EMULATOR) as emulator:
         code, lines = await check(
             **worker_env(kafka_bootstrap, [commands, results, state, missing], emulator.api_url),
-            CONVOAI_API_CREDENTIALS_FILE=str(credentials_file(tmp_path / "t.json", "app-two")),
+            CONVOAI_API_CREDENTIALS_FILE=str(
+                credentials_file(tmp_path / "t.json", "app-two", webhook_secrets=False)
+            ),
         )
     assert code == 1
     failed = [line for line in lines if ": failed: " in line]
@@ -113,9 +125,10 @@ async def test_a_broken_setup_names_each_failure(
         f"topic {state}: failed: cleanup.policy is delete, not compact: {NOT_COMPACTED}",
         f"topic {missing}: failed: missing, and CONVOAI_CREATE_TOPICS=false: {CREATE_IT}",
         "api app-two: failed: agent.list: HTTP 401 authentication failed",
-        f"webhooks: failed: {NO_WEBHOOK_SECRET}",
+        f"webhooks app-one: failed: {NO_TENANT_SECRET}",
+        f"webhooks app-two: failed: {NO_TENANT_SECRET}",
     ]
-    assert len(lines) == 8
+    assert len(lines) == 9
 
 
 async def test_an_unreachable_cluster_fails_with_its_cause() -> None:

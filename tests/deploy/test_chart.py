@@ -17,6 +17,7 @@ import jsonschema
 import msgspec
 import pytest
 
+from worker.deadlines import derive
 from worker.settings import SECRET_FIELDS, Settings
 
 from .artifacts import CHART, CI_VALUES, REPO, load
@@ -176,11 +177,34 @@ class TestChartInvariants:
         project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
         assert load(CHART / "Chart.yaml")["appVersion"] == project["version"]
 
-    def test_termination_grace_exceeds_the_drain_grace(self, values):
-        """SIGKILL leaves the worker its drain grace plus 10 s to publish, commit and leave."""
-        drain = values["config"]["drainGraceSeconds"]
-        assert drain == Settings().drain_grace_seconds
-        assert values["terminationGracePeriodSeconds"] >= drain + 10
+    @pytest.mark.parametrize(
+        ("rebalance", "heartbeat", "drain"), [(30, 3, 25), (60, 3, 40), (7, 1, 5), (600, 10, 300)]
+    )
+    def test_the_termination_grace_is_the_workers_shutdown_bound(
+        self, rebalance: float, heartbeat: float, drain: float
+    ):
+        """The pod's grace period is derived from the settings as the worker derives its own
+        shutdown bound (worker/deadlines.py): the kubelet's SIGKILL never cuts a drain short."""
+        settings = {
+            "config.kafkaBootstrap": "kafka:9092",
+            "config.kafkaRebalanceTimeoutSeconds": rebalance,
+            "config.kafkaHeartbeatIntervalSeconds": heartbeat,
+            "config.kafkaSessionTimeoutSeconds": heartbeat * 3,
+            "config.drainGraceSeconds": drain,
+        }
+        (deployment,) = kinds(render(**settings), "Deployment")
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace == derive(rebalance, heartbeat, drain).termination_grace
+
+    def test_a_termination_grace_shorter_than_the_shutdown_bound_is_refused(self):
+        """A grace period that would SIGKILL a draining worker fails the rendering, as do
+        group timings that leave no revoke grace (the worker refuses them too)."""
+        with pytest.raises(RenderError, match="shorter than the worker's shutdown bound"):
+            render(**{"config.kafkaBootstrap": "kafka:9092", "terminationGracePeriodSeconds": 40})
+        with pytest.raises(RenderError, match=r"leaves .* of revoke grace"):
+            render(
+                **{"config.kafkaBootstrap": "kafka:9092", "config.kafkaRebalanceTimeoutSeconds": 5}
+            )
 
     def test_the_chart_names_its_repository(self):
         """`home` and `sources` lead to the code; the alerts' runbook links are derived from it

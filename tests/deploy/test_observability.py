@@ -140,7 +140,8 @@ class TestAlertRules:
 
     def test_cover_the_failure_modes_on_call_needs(self):
         """Down or absent, stalled, lagging, dead-lettering, API errors, rate limiting and
-        latency, failing/unknown/expiring commands, saturation, rebalances, commits, webhooks."""
+        latency, failing/unknown/expiring commands, saturation, rebalances, commits, contained
+        bugs, partitions that cannot be opened, webhooks."""
         assert {rule["alert"] for rule in alert_rules()} == {
             "ConvoAIWorkerDown",
             "ConvoAIWorkerAbsent",
@@ -156,6 +157,8 @@ class TestAlertRules:
             "ConvoAIInFlightSaturated",
             "ConvoAIRebalanceStorm",
             "ConvoAICommitFailures",
+            "ConvoAIInternalErrors",
+            "ConvoAIPartitionsNotOpened",
             "ConvoAIWebhookSignatureFailures",
             "ConvoAIWebhookAppMismatch",
         }

@@ -92,7 +92,8 @@ async def webhooked(
     kafka_bootstrap: str, topics: dict[str, str]
 ) -> AsyncIterator[tuple[Settings, RunningEmulator]]:
     """Worker settings and an emulator that sends signed NCS callbacks to that worker."""
-    settings = make_settings(kafka_bootstrap, topics, "", webhook_secret=SECRET)
+    # the emulator's address is known once it runs; the worker's port is needed before
+    settings = make_settings(kafka_bootstrap, topics, "http://127.0.0.1", webhook_secret=SECRET)
     url = f"http://127.0.0.1:{settings.http_port}/webhooks/agora"
     config = EmulatorConfig(max_agents_per_app=100_000, webhook_url=url, webhook_secret=SECRET)
     async with running_emulator(config) as emulator:

@@ -49,7 +49,9 @@ async def test_the_per_app_id_header_cache_holds_only_app_ids_served() -> None:
         return web.json_response({})
 
     async with serving(answering(ok)) as origin:
-        settings = Settings(api_base_url=origin, app_id=A.app_id, customer_id="id")
+        settings = Settings(
+            api_base_url=origin, app_id=A.app_id, customer_id="id", customer_secret="secret"
+        )
         async with ConvoAIClient(settings) as client:
             for n in range(1000):
                 app_id = f"app-{n}" if n % 2 else A.app_id
@@ -85,6 +87,8 @@ def test_a_kafka_connection_that_exposes_credentials_is_warned_about(
     for name in [n for n in os.environ if n.startswith("CONVOAI_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("CONVOAI_ENV_FILE", "")
+    if "SASL" in variables["SECURITY_PROTOCOL"]:  # SASL needs its credentials to load at all
+        variables = {"SASL_USERNAME": "worker", "SASL_PASSWORD": "kafka-password", **variables}
     for name, value in variables.items():
         monkeypatch.setenv(f"CONVOAI_KAFKA_{name}", value)
     _, warnings = load(api=False)

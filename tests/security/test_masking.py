@@ -131,6 +131,7 @@ def test_the_credentials_files_values_are_masked_once_read(
 def test_config_output_masks_credentials_and_url_passwords() -> None:
     """`convoai-worker config` prints the redacted settings."""
     settings = Settings(
+        customer_id="customer",
         customer_secret="s3cret-value",
         kafka_ssl_key_password="pem-pass-1",
         api_base_url="https://user:url-pass-9@proxy.invalid/api",

@@ -20,7 +20,8 @@ SECRET = "customer-secret-0123456789"
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
     """Logging into a buffer, restored afterwards."""
-    with logging_into_buffer(Settings(customer_secret=SECRET, log_format="json")) as buffer:
+    settings = Settings(customer_id="c", customer_secret=SECRET, log_format="json")
+    with logging_into_buffer(settings) as buffer:
         yield buffer
 
 

@@ -3,8 +3,9 @@
 What a restart loop would otherwise reveal one failure at a time, checked in one go before a
 rollout: the Kafka cluster and the four topics (a missing one is fine when the worker may create
 it; the agent-state topic must be compacted), the ConvoAI API with each tenant's credentials (a
-harmless read: the first page of agents, one item), and the webhook secret when Agora is
-expected to call back. Every check prints `NAME: ok (...)` or `NAME: failed: REASON`.
+harmless read: the first page of agents, one item), and the webhook secrets (the one of a
+single App ID, or each App ID's) when Agora is expected to call back. Every check prints
+`NAME: ok (...)` or `NAME: failed: REASON`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ async def checks(settings: Settings, *, webhooks: bool) -> AsyncIterator[Check]:
         yield check
     async for check in api_checks(settings):
         yield check
-    yield webhook_check(settings, expected=webhooks)
+    for check in webhook_checks(settings, expected=webhooks):
+        yield check
 
 
 async def kafka_checks(settings: Settings) -> list[Check]:
@@ -115,11 +117,33 @@ async def api_checks(settings: Settings) -> AsyncIterator[Check]:
             yield Check(f"api {app_id}", ok=True, detail=detail)
 
 
-def webhook_check(settings: Settings, *, expected: bool) -> Check:
-    """The NCS secret: required when Agora calls back, or every callback is refused."""
-    if settings.webhook_secret:
-        return Check("webhooks", ok=True, detail="CONVOAI_WEBHOOK_SECRET is set")
-    refused = "CONVOAI_WEBHOOK_SECRET is not set, so /webhooks/agora refuses every callback"
-    if expected:
-        return Check("webhooks", ok=False, detail=refused)
-    return Check("webhooks", ok=True, detail=f"off: {refused}")
+def webhook_checks(settings: Settings, *, expected: bool) -> list[Check]:
+    """The NCS secrets: required when Agora calls back, or every callback is refused. One
+    secret for a single App ID (`/webhooks/agora`); with a credentials file, one per App ID
+    (`/webhooks/agora/{app_id}`, the `webhook_secret` of its entry)."""
+    tenants = Tenants.from_settings(settings)
+    if not settings.api_credentials_file:
+        refused = "CONVOAI_WEBHOOK_SECRET is not set, so /webhooks/agora refuses every callback"
+        found = {"webhooks": ("CONVOAI_WEBHOOK_SECRET is set" if settings.webhook_secret else "")}
+    else:
+        refused = (
+            "no webhook_secret in CONVOAI_API_CREDENTIALS_FILE, so its endpoint refuses every "
+            "callback"
+        )
+        found = {
+            f"webhooks {app_id}": (
+                f"its webhook_secret is set (/webhooks/agora/{app_id})"
+                if tenants.webhook_secret(app_id)
+                else ""
+            )
+            for app_id in tenants.named()
+        }
+    checks = []
+    for name, detail in found.items():
+        if detail:
+            checks.append(Check(name, ok=True, detail=detail))
+        elif expected:
+            checks.append(Check(name, ok=False, detail=refused))
+        else:
+            checks.append(Check(name, ok=True, detail=f"off: {refused}"))
+    return checks

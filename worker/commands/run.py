@@ -41,7 +41,6 @@ from worker.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 
-WATCHDOG_MARGIN_SECONDS = 2.0  # past the shutdown bound, for the loop's own scheduling
 FORCED_EXIT_SECONDS = 10.0  # a forced exit kills work (0.5 s) and closes each client (≤ 5 s)
 
 
@@ -111,7 +110,8 @@ async def _serve(worker: Worker) -> int:
     main = asyncio.current_task()
     signals_seen = 0
     watchdog = Watchdog(worker)
-    bound = GroupTiming.from_settings(worker.settings).deadlines.shutdown_bound
+    deadlines = GroupTiming.from_settings(worker.settings).deadlines
+    bound = deadlines.shutdown_bound
 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen
@@ -119,7 +119,7 @@ async def _serve(worker: Worker) -> int:
         name = signal.Signals(signum).name
         if signals_seen == 1:
             log.info("shutdown_requested", signal=name, bound_seconds=round(bound, 1))
-            watchdog.arm(bound + WATCHDOG_MARGIN_SECONDS, "graceful")
+            watchdog.arm(deadlines.termination_grace, "graceful")
             worker.request_stop()
         elif main is not None:
             log.warning("shutdown_forced", signal=name, phase=worker.phase)

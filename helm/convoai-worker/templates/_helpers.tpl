@@ -114,12 +114,41 @@ Renders {"files": [{variable, secret, key, path}, ...]}.
 {{- end }}
 
 {{/*
+The worker's release and shutdown deadlines (worker/deadlines.py, the same arithmetic): the
+revoke grace is what the rebalance timeout leaves after one heartbeat, the interrupt wait
+(a sixth of it, at least 1 s), the kill wait (0.5 s) and the commit (a tenth, at least 1 s);
+the termination grace is the drain grace, those three phases, each Kafka client's stop (2 x
+5 s), 5 s for the rest of closing and the watchdog's 2 s, rounded up.
+*/}}
+{{- define "convoai-worker.deadlines" -}}
+{{- $config := .Values.config }}
+{{- $rebalance := float64 ($config.kafkaRebalanceTimeoutSeconds | default 30) }}
+{{- $heartbeat := float64 ($config.kafkaHeartbeatIntervalSeconds | default 3) }}
+{{- $drain := float64 ($config.drainGraceSeconds | default 25) }}
+{{- $interrupt := maxf 1.0 (divf $rebalance 6) }}
+{{- $commit := maxf 1.0 (divf $rebalance 10) }}
+{{- $afterGrace := addf $interrupt 0.5 $commit }}
+{{- $revokeGrace := subf (subf $rebalance $heartbeat) $afterGrace }}
+{{- $shutdown := addf $drain $afterGrace 10.0 5.0 }}
+rebalance: {{ $rebalance }}
+heartbeat: {{ $heartbeat }}
+revokeGrace: {{ $revokeGrace }}
+terminationGrace: {{ ceil (addf $shutdown 2.0) | int }}
+{{- end }}
+
+{{/*
 Cross-field rules that values.schema.json cannot express; rendering fails with the reason.
 */}}
 {{- define "convoai-worker.validate" -}}
 {{- $config := .Values.config }}
-{{- if le (float64 .Values.terminationGracePeriodSeconds) (float64 $config.drainGraceSeconds) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must be larger than config.drainGraceSeconds (%v): the worker needs the grace period to drain, publish and commit before SIGKILL" .Values.terminationGracePeriodSeconds $config.drainGraceSeconds) }}
+{{- $deadlines := include "convoai-worker.deadlines" . | fromYaml }}
+{{- if lt (float64 $deadlines.revokeGrace) 1.0 }}
+{{- fail (printf "config.kafkaRebalanceTimeoutSeconds (%v) leaves %.2f s of revoke grace after one heartbeat (config.kafkaHeartbeatIntervalSeconds %v), the interrupt wait, the kill wait and the commit; it must leave at least 1 s (the worker refuses these settings too)" $deadlines.rebalance $deadlines.revokeGrace $deadlines.heartbeat) }}
+{{- end }}
+{{- with .Values.terminationGracePeriodSeconds }}
+{{- if lt (int .) (int $deadlines.terminationGrace) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) is shorter than the worker's shutdown bound (%v s: config.drainGraceSeconds, the interrupt wait, the kill wait, the commit and each Kafka client's stop): the kubelet would SIGKILL a draining worker; leave it empty to derive it" . $deadlines.terminationGrace) }}
+{{- end }}
 {{- end }}
 {{- if .Values.keda.enabled }}
 {{- if gt (int .Values.keda.maxReplicaCount) (int $config.topicPartitions) }}

@@ -34,7 +34,8 @@ spec:
   {{- with .Values.priorityClassName }}
   priorityClassName: {{ . }}
   {{- end }}
-  terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+  {{- /* Derived from the worker's deadlines unless given (it may only be longer). */}}
+  terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds | default (include "convoai-worker.deadlines" . | fromYaml).terminationGrace }}
   securityContext:
     {{- toYaml .Values.podSecurityContext | nindent 4 }}
   containers:
