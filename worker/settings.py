@@ -96,8 +96,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_in_flight: Positive = 1000
     partition_buffer: Positive = 2000  # records buffered per partition before it is paused
     partition_resume_ratio: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
-    # bytes of consumed, unfinished records over all partitions (sized for a 512 MiB pod)
-    buffer_max_bytes: Annotated[int, msgspec.Meta(ge=1_048_576)] = 134_217_728
+    # bytes of consumed, unfinished records over all partitions; a record costs about 3.5 times
+    # its size while its command runs (decoded, and the request body): sized for a 512 MiB pod
+    buffer_max_bytes: Annotated[int, msgspec.Meta(ge=1_048_576)] = 67_108_864
     # how long a new partition may wait for its committed position and the dedupe catch-up
     partition_open_timeout_seconds: Seconds = 60.0
     drain_grace_seconds: Seconds = 25.0
