@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,11 @@ class Run:
     timeline: Timeline
 
     async def in_flight(self, count: int) -> None:
-        """Wait until `count` speaks reached the API (they are answered seconds later)."""
+        """Wait until the first member has `count` commands in flight (its /metrics)."""
+        member = self.group.members[0]
         deadline = time.monotonic() + WITHIN
-        while len(self.emulator.requests("agent.speak")) < count:
-            assert time.monotonic() < deadline, "the speaks did not reach the API"
+        while await metric(member, "convoai_commands_in_flight") < count:
+            assert time.monotonic() < deadline, "the speaks did not get in flight"
             await asyncio.sleep(0.05)
         self.timeline.mark(f"{count} speaks in flight")
 
@@ -120,23 +121,22 @@ async def wide_topics(topic_factory: TopicFactory) -> dict[str, str]:
     return await pipeline_topics(topic_factory, PARTITIONS)
 
 
-async def revocations(member: Member) -> float:
-    """How many revocations `member` went through (its /metrics)."""
+async def metric(member: Member, name: str, **labels: str) -> float:
+    """The value of one sample on `member`'s /metrics (0 when absent)."""
     url = f"http://127.0.0.1:{member.settings.http_port}/metrics"
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         text = await response.text()
     for family in text_string_to_metric_families(text):
-        if family.name == "convoai_rebalances":
-            for sample in family.samples:
-                if sample.labels.get("kind") == "revoked" and sample.name.endswith("_total"):
-                    return sample.value
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
     return 0.0
 
 
 async def until_revoking(member: Member) -> None:
     """Wait until `member` has begun giving partitions up."""
     deadline = time.monotonic() + WITHIN
-    while await revocations(member) < 1:
+    while await metric(member, "convoai_rebalances_total", kind="revoked") < 1:
         assert time.monotonic() < deadline, "no revocation began"
         await asyncio.sleep(0.05)
 
@@ -151,10 +151,10 @@ def clean(figures: Delivery, exits: dict[str, int | None], report: str) -> None:
 async def test_a_rebalance_during_a_drain_repeats_nothing(
     kafka_bootstrap: str, wide_topics: dict[str, str], tmp_path: Path
 ) -> None:
-    """A rolling deploy: SIGTERM while 400 speaks (2 s each) are in flight, a new member 0.3 s
+    """A rolling deploy: SIGTERM while 400 speaks (8 s each) are in flight, a new member 0.3 s
     later. The leaver's revoke joins its drain, so the newcomer gets the partitions only once
     the speaks are done: none reaches the API twice, none has two results."""
-    async with speak_run(kafka_bootstrap, wide_topics, tmp_path, speak_seconds=2) as run:
+    async with speak_run(kafka_bootstrap, wide_topics, tmp_path, speak_seconds=8) as run:
         leaver = run.group.members[0]
         await run.in_flight(100)
         leaving = asyncio.create_task(run.group.terminate(leaver))
@@ -309,10 +309,9 @@ async def test_a_backlog_of_1_mb_commands_stays_within_the_memory_budget(
         ):
             member = await group.join()
             peak_buffered = 0.0
-            sample = buffered_bytes(member)
             while len(tail.per_command) < len(commands):
                 group.check()
-                peak_buffered = max(peak_buffered, await sample())
+                peak_buffered = max(peak_buffered, await metric(member, "convoai_buffered_bytes"))
                 await tail.poll(100)
             rss = peak_rss_mib(member.process.pid)
     budget = settings.buffer_max_bytes
@@ -323,18 +322,3 @@ async def test_a_backlog_of_1_mb_commands_stays_within_the_memory_budget(
     show(report)
     assert peak_buffered <= budget + budget // 4, report  # plus at most one fetch
     assert rss <= 512, report
-
-
-def buffered_bytes(member: Member) -> Callable[[], Any]:
-    """A sampler of the member's `convoai_buffered_bytes`."""
-    url = f"http://127.0.0.1:{member.settings.http_port}/metrics"
-
-    async def sample() -> float:
-        async with aiohttp.ClientSession() as session, session.get(url) as response:
-            text = await response.text()
-        for family in text_string_to_metric_families(text):
-            if family.name == "convoai_buffered_bytes":
-                return float(family.samples[0].value)
-        return 0.0
-
-    return sample
