@@ -6,7 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from contracts import AgentList
+from tests.emulator.harness import serving
+from worker.api.client import ConvoAIClient
+from worker.api.requests import request_for
 from worker.api.tenants import Tenants, authorization
 from worker.settings import Settings, SettingsError
 
@@ -123,3 +128,33 @@ def test_authorization_is_what_the_sdk_sends() -> None:
         == "agora token=t"
     )
     assert authorization(Settings()) is None
+
+
+async def test_the_client_signs_each_request_with_its_own_app_ids_credentials(
+    tmp_path: Path,
+) -> None:
+    """Requests of two App IDs through one client, alternating: each carries its App ID's
+    `Authorization`, never the one the client built for the other (its header cache is per App
+    ID and content type)."""
+    seen: list[tuple[str, str | None]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.match_info["app"], request.headers.get("Authorization")))
+        return web.json_response({"list": []})
+
+    app = web.Application()
+    app.router.add_get("/v2/projects/{app}/agents", record)
+    path = tmp_path / "credentials.json"
+    path.write_text(CREDENTIALS)
+    async with serving(app) as origin:
+        settings = Settings(api_base_url=origin, api_credentials_file=str(path))
+        async with ConvoAIClient(settings, Tenants.from_settings(settings)) as client:
+            for app_id in ("app-a", "app-b", "app-a", "app-b"):
+                path_of = f"/v2/projects/{app_id}/agents"
+                await client.send(request_for(AgentList, path_of, {}, app_id=app_id))
+    assert seen == [
+        ("app-a", BASIC_A),
+        ("app-b", "agora token=b-token"),
+        ("app-a", BASIC_A),
+        ("app-b", "agora token=b-token"),
+    ]

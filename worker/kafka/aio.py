@@ -40,6 +40,7 @@ from worker.kafka.ports import (
     PartitionListener,
     Record,
     RecordRejectedError,
+    fetch_bytes,
 )
 from worker.kafka.startup import wait_for_cluster
 from worker.kafka.timing import GroupTiming
@@ -51,9 +52,7 @@ FETCH_MAX_WAIT_MS = 100
 PRODUCER_LINGER_MS = 5  # batch the results of commands that finish together
 PRODUCER_MAX_BATCH_BYTES = 262_144
 ASSIGNMENT_WAIT_SECONDS = 30.0
-MAX_FETCH_BYTES = 52_428_800  # aiokafka's and Kafka's default fetch.max.bytes
 MAX_PARTITION_FETCH_BYTES = 1_048_576  # the default; a larger first record still comes whole
-FETCHES_PER_BUDGET = 4
 
 # The assignor the settings prefer first; the others stay supported, so a group whose older
 # members speak only one of them (a rolling upgrade) keeps working with that one until they
@@ -100,7 +99,7 @@ class AioCommandSource:
 
     def __init__(self, settings: Settings) -> None:
         timing = GroupTiming.from_settings(settings)
-        fetch_max = min(MAX_FETCH_BYTES, settings.buffer_max_bytes // FETCHES_PER_BUDGET)
+        fetch_max = fetch_bytes(settings.buffer_max_bytes)
         self.topic = settings.topic_commands
         self._group = settings.group_id
         self._options = client_options(settings)

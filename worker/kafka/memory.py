@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from worker.kafka.ports import (
+    MAX_FETCH_BYTES,
     CommitRejectedError,
     Committed,
     Headers,
@@ -41,6 +42,7 @@ from worker.kafka.ports import (
     PartitionListener,
     Record,
     RecordRejectedError,
+    fetch_bytes,
 )
 from worker.kafka.topics import required_topics
 from worker.settings import Settings
@@ -191,10 +193,17 @@ class InMemoryBroker:
 
     # ---------------------------------------------------------------- clients
     def command_source(
-        self, topic: str, group: str, *, rebalance_timeout: float = 30.0
+        self,
+        topic: str,
+        group: str,
+        *,
+        rebalance_timeout: float = 30.0,
+        fetch_max_bytes: int = MAX_FETCH_BYTES,
     ) -> MemoryCommandSource:
         """A new member of `group` reading `topic` (it joins on `start`)."""
-        return MemoryCommandSource(self, topic, group, rebalance_timeout=rebalance_timeout)
+        return MemoryCommandSource(
+            self, topic, group, rebalance_timeout=rebalance_timeout, fetch_max_bytes=fetch_max_bytes
+        )
 
     def output_sink(self) -> MemoryOutputSink:
         """A producer."""
@@ -335,9 +344,16 @@ class MemoryCommandSource:
     """A group member; implements `CommandSource`."""
 
     def __init__(
-        self, broker: InMemoryBroker, topic: str, group: str, *, rebalance_timeout: float = 30.0
+        self,
+        broker: InMemoryBroker,
+        topic: str,
+        group: str,
+        *,
+        rebalance_timeout: float = 30.0,
+        fetch_max_bytes: int = MAX_FETCH_BYTES,
     ) -> None:
         self.topic = topic
+        self.fetch_max_bytes = fetch_max_bytes
         self.group = group
         self.rebalance_timeout = rebalance_timeout
         self.owned: set[int] = set()
@@ -395,11 +411,16 @@ class MemoryCommandSource:
             return {}
         logs = self._broker._partitions(self.topic)
         batch: dict[int, list[StoredRecord]] = {}
-        room = MAX_POLL_RECORDS
+        room, space = MAX_POLL_RECORDS, self.fetch_max_bytes
         for partition, position in sorted(self._positions.items()):
-            if partition in self._paused or room == 0:
+            if partition in self._paused or room == 0 or space <= 0:
                 continue
-            records = logs[partition][position : position + room]
+            records: list[StoredRecord] = []
+            for record in logs[partition][position : position + room]:
+                if records and space - len(record.value or b"") < 0:
+                    break  # as Kafka's fetch.max.bytes: whole records, at least one
+                records.append(record)
+                space -= len(record.value or b"") + len(record.key or b"")
             if records:
                 batch[partition] = records
                 self._positions[partition] = position + len(records)
@@ -574,6 +595,7 @@ class MemoryBackend:
             self._settings.topic_commands,
             self._settings.group_id,
             rebalance_timeout=self._settings.kafka_rebalance_timeout_seconds,
+            fetch_max_bytes=fetch_bytes(self._settings.buffer_max_bytes),
         )
         self.sources.append(source)
         return source

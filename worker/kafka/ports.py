@@ -19,6 +19,15 @@ from typing import NamedTuple, Protocol
 
 Headers = Sequence[tuple[str, bytes]]
 
+MAX_FETCH_BYTES = 52_428_800  # aiokafka's and Kafka's default fetch.max.bytes
+FETCHES_PER_BUDGET = 4
+
+
+def fetch_bytes(buffer_max_bytes: int) -> int:
+    """The most record bytes one poll returns (a larger first record still comes whole): a
+    quarter of the worker's byte budget, so what a poll adds beyond the budget stays small."""
+    return min(MAX_FETCH_BYTES, buffer_max_bytes // FETCHES_PER_BUDGET)
+
 
 class Record(Protocol):
     """One consumed record, read-only. aiokafka's `ConsumerRecord` is one as it is."""

@@ -86,7 +86,7 @@ class Health:
     @property
     def outputs_failed(self) -> bool:
         """Whether the latest word on output delivery was a failure."""
-        return self._outputs_failing is not None
+        return self._outputs_failing
 
     def task_failed(self, name: str, reason: str | None) -> None:
         """A background task died (None: it runs again). The reason is the caller's to log."""

@@ -484,11 +484,9 @@ class CommandConsumer:
         except AbandonedError:
             self._metrics.interrupted("redelivered").inc()
             raise
+        # `state` is the assignment's own: a record finishing after its partition was given up
+        # (and perhaps assigned again) marks only that earlier assignment's offsets
         state = work.state
-        if self._partitions.get(state.partition) is not state:
-            # the partition was revoked (and perhaps assigned again) meanwhile: this record
-            # belongs to an earlier assignment, whose offsets must not mark the new one's done
-            return
         state.offsets.finished(work.record.offset)
         self._health.progress()
         if "buffer" in state.holds and state.offsets.outstanding <= self._resume_below:

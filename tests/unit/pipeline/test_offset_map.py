@@ -68,3 +68,39 @@ def test_unreadable_or_oversized_maps_are_refused(metadata: str) -> None:
     """Foreign, corrupt or implausibly large metadata raises instead of skipping records."""
     with pytest.raises(OffsetMapError):
         offset_map.decode(7, metadata)
+
+
+# Maps as this format writes them: a worker of a later version must read what an earlier one
+# committed (a rolling upgrade), so these strings never change meaning.
+WRITTEN = [
+    (41, "om1:41:eNpjYwQAAA8ACA==", {43, 44, 50}),
+    (0, "om1:0:eNr7938AASMAIpJ8hA==", set(range(2, 1002))),
+    (1000, "om1:1000:eNpjZGRkGCjQAAACcQCE", {1001, 1009, 1017, 2000}),
+]
+
+
+@pytest.mark.parametrize(("position", "metadata", "finished"), WRITTEN)
+def test_the_format_reads_and_writes_fixed_examples(
+    position: int, metadata: str, finished: set[int]
+) -> None:
+    """Bit i of byte j stands for `position + 1 + 8j + i`, zlib-compressed, URL-safe base64."""
+    assert offset_map.decode(position, metadata) == finished
+    assert offset_map.encode(position, finished, BUDGET) == metadata
+
+
+def test_encode_refuses_what_decode_would_refuse() -> None:
+    """A map spanning more offsets than `decode` accepts is not written, whatever the budget."""
+    assert offset_map.encode(0, {offset_map.MAX_SPAN + 1}, 10**9) is None
+    assert offset_map.encode(0, {offset_map.MAX_SPAN}, 10**9) is not None
+
+
+def test_the_lowest_offsets_that_fit_are_kept_when_the_whole_map_does_not() -> None:
+    """Over budget, the map keeps every finished offset up to some point and none beyond."""
+    rng = random.Random(11)
+    finished = {o for o in range(1, 50_000) if rng.random() < 0.9}
+    assert offset_map.encode(0, finished, 512) is None
+    metadata = offset_map.encode_lowest(0, finished, 512)
+    kept = offset_map.decode(0, metadata)
+    assert len(metadata) <= 512
+    assert kept
+    assert kept == {o for o in finished if o <= max(kept)}

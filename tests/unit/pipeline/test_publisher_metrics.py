@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
@@ -90,3 +92,32 @@ async def test_a_very_long_outage_is_waited_out() -> None:
     publisher = Publisher(sink, Metrics(CollectorRegistry()), Health(settings), sleep=no_wait)
     assert await publisher.deliver([OutputRecord("results", None, b"{}", [])]) == []
     assert len(broker.records("results")) == 1
+
+
+async def test_readiness_recovers_as_soon_as_any_delivery_succeeds() -> None:
+    """A delivery that keeps failing makes the worker not ready; when it is given up (its
+    command interrupted), the next delivery that succeeds makes it ready again. A delivery that
+    succeeds while nothing failed leaves readiness alone."""
+    settings = Settings()
+    broker = InMemoryBroker()
+    broker.create_topic("results")
+    health = Health(settings)
+    health.producer_ready(True)
+    health.group_state(joined=True, assigned_partitions=1)
+    broker.send_fault = lambda *_: KafkaTimeoutError()
+    failed = asyncio.Event()
+
+    async def backoff(_: float) -> None:
+        failed.set()
+        await asyncio.Event().wait()  # the retry pause, until the delivery is given up
+
+    publisher = Publisher(broker.output_sink(), Metrics(CollectorRegistry()), health, sleep=backoff)
+    stuck = asyncio.create_task(publisher.deliver([OutputRecord("results", None, b"1", [])]))
+    await failed.wait()
+    assert not health.readiness().ok
+    stuck.cancel()  # its command was interrupted: this delivery will never succeed
+    broker.send_fault = None
+    assert not health.readiness().ok
+    assert await publisher.deliver([OutputRecord("results", None, b"2", [])]) == []
+    assert health.readiness().ok
+    assert not health.outputs_failed
