@@ -68,7 +68,8 @@ async def bench(n: int) -> None:
     completed = CompletedCommands(n)
     started = time.perf_counter()
     follower = TopicFollower(
-        AioTopicReader(settings, topic, "bench-dedupe"), remember_results(completed)
+        AioTopicReader(settings, topic, "bench-dedupe"),
+        remember_results(completed, settings.topic_dlq),
     )
     try:
         read = await follower.load(newest(n))

@@ -77,6 +77,7 @@ def decode_command(data: bytes | str) -> DecodedCommand:
             reason=reason,
             command=tag,
             command_id=command_id if isinstance(command_id, str) else None,
+            app_id=_string(obj.get("app_id")),
         ) from exc
     excluded = _NON_REST_FIELDS[cls]
     return DecodedCommand(command, {k: v for k, v in obj.items() if k not in excluded})
@@ -130,7 +131,12 @@ def _unknown_command(obj: dict[str, Any], command_id: object) -> CommandDecodeEr
         reason=reason,
         command=tag if isinstance(tag, str) else None,
         command_id=command_id if isinstance(command_id, str) else None,
+        app_id=_string(obj.get("app_id")),
     )
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _locate(exc: msgspec.ValidationError) -> tuple[str, str]:

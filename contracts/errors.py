@@ -34,8 +34,9 @@ class ContractDecodeError(ValueError):
 class CommandDecodeError(ContractDecodeError):
     """A command record the worker cannot execute.
 
-    `command` and `command_id` are the record's `command` and `id` values when they could be read
-    as strings (even if invalid), so the rejection can still be reported against the command.
+    `command`, `command_id` and `app_id` are the record's `command`, `id` and `app_id` values
+    when they could be read as strings (even if invalid), so the rejection can still be reported
+    against the command, under its App ID.
     """
 
     def __init__(
@@ -46,10 +47,12 @@ class CommandDecodeError(ContractDecodeError):
         reason: str,
         command: str | None = None,
         command_id: str | None = None,
+        app_id: str | None = None,
     ) -> None:
         super().__init__(kind=kind, path=path, reason=reason)
         self.command = command
         self.command_id = command_id
+        self.app_id = app_id
 
 
 class EventDecodeError(ContractDecodeError):

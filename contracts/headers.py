@@ -10,9 +10,11 @@ numbers included, as Connect writes them.
 from __future__ import annotations
 
 import functools
+import re
 import traceback
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 DLQ_HEADER_PREFIX = "__connect.errors."
 DLQ_ORIGINAL_TOPIC = "__connect.errors.topic"
@@ -47,7 +49,40 @@ REPLAY = "convoai.replay"
 """On a command record re-produced from the dead-letter topic (`convoai-worker dlq replay`):
 the dead letter it came from, `<dlq topic>:<partition>:<offset>`. The worker runs such a record
 even though its command id already has a result, once per marker; the result of a replayed
-command carries the same header, so every worker knows that replay is done."""
+command carries the same header, so every worker knows that replay is done. A record whose
+marker is not of that form, or names another topic than the worker's dead-letter topic, is
+rejected (`parse_replay`), so the header cannot fill the memory of every worker that remembers
+it; who may write markers at all is a matter of the commands topic's ACLs (docs/security.md)."""
+REPLAY_MAX_BYTES = 300  # a topic name (249), a partition and an offset
+REPLAY_PATTERN = re.compile(
+    r"(?P<topic>[A-Za-z0-9._-]{1,249}):(?P<partition>\d{1,10}):(?P<offset>\d{1,19})"
+)
+
+
+class ReplayMarker(NamedTuple):
+    """A record's replay header: the marker when it is one, else why it is refused."""
+
+    marker: str | None
+    refusal: str | None = None
+
+
+def parse_replay(headers: Iterable[tuple[str, bytes | None]], dlq_topic: str) -> ReplayMarker:
+    """The replay marker among `headers`, checked: of the form `dlq replay` writes and naming
+    `dlq_topic`; `(None, None)` when there is none."""
+    for name, value in headers:
+        if name != REPLAY or not value:
+            continue
+        text = value.decode("ascii", "replace")
+        found = REPLAY_PATTERN.fullmatch(text) if len(value) <= REPLAY_MAX_BYTES else None
+        if found is None:
+            shape = f"{REPLAY} ({len(value)} bytes) is not <topic>:<partition>:<offset>"
+            return ReplayMarker(None, shape)
+        if found["topic"] != dlq_topic:
+            other = f"{REPLAY} names {found['topic']!r}, not the dead-letter topic {dlq_topic!r}"
+            return ReplayMarker(None, other)
+        return ReplayMarker(text)
+    return ReplayMarker(None)
+
 
 DlqStage = Literal["VALUE_CONVERTER", "TASK_PUT"]
 """Connect's names for where a record failed: `VALUE_CONVERTER` = the value could not be

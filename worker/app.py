@@ -155,7 +155,9 @@ class Worker:
             )
             supervisor.start("reconciler", reconciler.run)
 
-            processor = CommandProcessor(executor, outputs, publisher, completed, metrics)
+            processor = CommandProcessor(
+                executor, outputs, publisher, completed, metrics, default_app_id=settings.app_id
+            )
             consumer = CommandConsumer(
                 kafka.command_source(),
                 processor,
@@ -201,7 +203,7 @@ class Worker:
         completed = CompletedCommands(settings.dedupe_capacity)
         results = TopicFollower(
             kafka.topic_reader(settings.topic_results, "results-follower"),
-            remember_results(completed),
+            remember_results(completed, settings.topic_dlq),
         )
         stack.push_async_callback(results.close)
         within = settings.startup_timeout_seconds

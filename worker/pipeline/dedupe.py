@@ -1,52 +1,51 @@
 """Command ids that already have a final result, so redelivered commands are not run again.
 
 Kafka redelivers a command whose offset was not committed: after a crash, a rebalance, or a
-producer that wrote it twice. The worker remembers the ids of the last `capacity` results (an
-LRU set): its own as it publishes them, and the whole group's — at startup it reads the tail of
-the results topic, and whenever it is assigned partitions it reads what was added since, so it
+producer that wrote it twice. The worker remembers the last `capacity` results (an LRU set):
+its own as it publishes them, and the whole group's — at startup it reads the tail of the
+results topic, and whenever it is assigned partitions it reads what was added since, so it
 knows what another member finished on those partitions before it takes them over. A result is
 written last, after the command's state events and dead letter (`worker.pipeline.processor`),
-so a known id means every output of that command is on Kafka.
+so a known command means every output of it is on Kafka.
+
+What is remembered is keyed by tenant and by what happened (`DedupeKey`): the App ID the command
+ran under, its id, and for a rejection its reason. So a record of one App ID cannot make
+another App ID's command look done, and a rejected record (whatever id it claims) only shadows a
+record rejected the same way, never a valid command.
 
 Guarantee: a command is not executed twice when its result is among the last `capacity` results
 of the group as of the member's latest assignment, or was published by the member itself. A
 command whose API call ran but whose result was not acknowledged when its worker died runs
 again (at most the in-flight limit of that worker).
 
-A record re-produced from the dead-letter topic carries a replay marker (`contracts.headers.REPLAY`)
-and is remembered under (command id, marker): its command runs although the id is done, and at
-most once per marker, because its result carries the same marker back to every member.
+A record re-produced from the dead-letter topic carries a replay marker (`contracts.headers.REPLAY`,
+checked by `contracts.headers.parse_replay`) and is remembered with it: its command runs although
+the id is done, and at most once per marker, because its result carries the same marker back to
+every member.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeAlias, TypeVar
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, TypeVar
 
 import msgspec
 
-from contracts.headers import REPLAY
+from contracts.headers import parse_replay
 from worker.kafka.ports import Record
 from worker.pipeline.followers import StartAt
 
 K = TypeVar("K")
 
-DedupeKey: TypeAlias = str | tuple[str, str]
-"""A command id, or (command id, replay marker) for a replayed dead letter."""
 
-
-def replay_marker(headers: Sequence[tuple[str, bytes | None]]) -> str | None:
-    """The record's replay marker, when it was re-produced from the dead-letter topic."""
-    for name, value in headers:
-        if name == REPLAY and value:
-            return value.decode("utf-8", "replace")
-    return None
-
-
-def dedupe_key(command_id: str, replay: str | None) -> DedupeKey:
+class DedupeKey(NamedTuple):
     """What the dedupe memory knows a command by."""
-    return command_id if replay is None else (command_id, replay)
+
+    app_id: str  # the App ID it ran (or was rejected) under; "" when none was resolved
+    command_id: str
+    rejected: str | None = None  # the rejection's reason; None for a command that ran
+    replay: str | None = None  # the replay marker of a re-produced dead letter
 
 
 class CompletedCommands:
@@ -73,27 +72,40 @@ class CompletedCommands:
             ids.popitem(last=False)
 
 
-class _ResultId(msgspec.Struct):
-    """The one field of a result event that dedupe needs; decoding only it keeps reading cheap."""
+class _Error(msgspec.Struct):
+    code: str = ""
+
+
+class ResultIdentity(msgspec.Struct):
+    """The fields of a result event that dedupe needs; decoding only them keeps reading cheap."""
 
     command_id: str
+    app_id: str | None = None
+    outcome: str = ""
+    error: _Error | None = None
 
 
-_RESULT_ID = msgspec.json.Decoder(_ResultId)
+_RESULT = msgspec.json.Decoder(ResultIdentity)
 
 
-def remember_results(completed: CompletedCommands) -> Callable[[Record], bool]:
-    """A follower's `apply`: add the dedupe key of each result record to `completed`."""
+def result_key(result: ResultIdentity, replay: str | None) -> DedupeKey:
+    """The key of the command a result event reports."""
+    rejected = result.error.code if result.outcome == "rejected" and result.error else None
+    return DedupeKey(result.app_id or "", result.command_id, rejected, replay)
+
+
+def remember_results(completed: CompletedCommands, dlq_topic: str) -> Callable[[Record], bool]:
+    """A follower's `apply`: add the key of each result record to `completed`."""
 
     def remember(record: Record) -> bool:
         if not record.value:
             return False
         try:
-            command_id = _RESULT_ID.decode(record.value).command_id
+            result = _RESULT.decode(record.value)
         except (msgspec.DecodeError, RecursionError):
             return False  # not a result event (or one nested past any result): nothing to learn
-        if command_id:
-            completed.add(dedupe_key(command_id, replay_marker(record.headers)))
+        if result.command_id:
+            completed.add(result_key(result, parse_replay(record.headers, dlq_topic).marker))
         return True
 
     return remember

@@ -33,6 +33,7 @@ from contracts.headers import (
     STAGE_EXECUTE,
     cloudevent_headers,
     dlq_headers,
+    parse_replay,
 )
 from worker.dlq_redaction import dead_letter_copy
 from worker.kafka.ports import Record
@@ -185,7 +186,12 @@ class Outputs:
             )
         ]
         context.append((DLQ_REASON, reason.encode()))
-        original = [(name, value or b"") for name, value in record.headers]
+        # a replay header the worker did not write is not copied (it can be 300 KB of anything)
+        original = [
+            (name, value or b"")
+            for name, value in record.headers
+            if name != REPLAY or not parse_replay([(name, value)], self.dlq_topic).refusal
+        ]
         key, value = record.key, record.value
         if key is None and value is None:
             value = b""  # a record needs a key or a value

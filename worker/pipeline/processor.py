@@ -34,18 +34,20 @@ import structlog
 
 from contracts import (
     AgentStateEvent,
+    Command,
     CommandDecodeError,
     DecodedCommand,
     ErrorInfo,
     ResultEvent,
     decode_command,
 )
+from contracts.headers import parse_replay
 from worker.errors import AbandonedError
 from worker.execution import Execution
 from worker.execution.caller import Progress
 from worker.kafka.ports import Record
 from worker.metrics import Metrics
-from worker.pipeline.dedupe import CompletedCommands, DedupeKey, dedupe_key, replay_marker
+from worker.pipeline.dedupe import CompletedCommands, DedupeKey
 from worker.pipeline.outputs import OutputRecord, Outputs
 from worker.pipeline.publisher import Publisher, Rejected
 
@@ -109,25 +111,32 @@ class CommandProcessor:
         publisher: Publisher,
         completed: CompletedCommands,
         metrics: Metrics,
+        *,
+        default_app_id: str = "",
     ) -> None:
+        """`default_app_id` is the App ID of commands that name none (`CONVOAI_APP_ID`)."""
         self._executor = executor
         self._outputs = outputs
         self._publisher = publisher
         self._completed = completed
         self._metrics = metrics
+        self._default_app_id = default_app_id
 
     async def __call__(self, work: Work) -> None:
         """Process `work.record` to the end; raises `AbandonedError` if abandoned half-way."""
         record = work.record
         self._metrics.record_size(record.topic).observe(len(record.value or b""))
         decoded: DecodedCommand | None = None
+        replay = parse_replay(record.headers, self._outputs.dlq_topic)
         try:
             try:
                 decoded = _decode(record.value)
+                if replay.refusal is not None:
+                    raise _refused_marker(decoded.command, replay.refusal)
             except CommandDecodeError as error:
-                done = await self._reject(work, error)
+                done = await self._reject(work, error, replay.marker)
             else:
-                done = await self._execute(work, decoded)
+                done = await self._execute(work, decoded, replay.marker)
         except asyncio.CancelledError:
             if not work.abandoned or work.killed:
                 raise
@@ -136,18 +145,19 @@ class CommandProcessor:
         except AbandonedError:
             raise
         except Exception as error:  # noqa: BLE001 - a bug of ours, contained to this record
-            done = await self._contain(work, decoded, error)
+            done = await self._contain(work, decoded, error, replay.marker)
         if done is not None:
             self._completed.add(done.key)
             self._count(done.tag, done.result, record)
 
-    async def _execute(self, work: Work, decoded: DecodedCommand) -> Done | None:
+    async def _execute(
+        self, work: Work, decoded: DecodedCommand, replay: str | None
+    ) -> Done | None:
         command = decoded.command
         tag = command.tag()
         record = work.record
         self._metrics.received(tag).inc()
-        replay = replay_marker(record.headers)
-        key = dedupe_key(command.id, replay)
+        key = DedupeKey(self._app_of(command.app_id), command.id, None, replay)
         if key in self._completed:
             self._metrics.deduplicated(tag).inc()
             log.info("command_deduplicated", replay=replay, **_where(record, command.id, tag))
@@ -170,11 +180,13 @@ class CommandProcessor:
         dead_letter = None
         if result.error is not None and result.error.code == EXHAUSTED:
             dead_letter = RetriesExhaustedError(f"{tag}: {result.error.message}")
-        await self._publish(record, result, execution.state_events, EXHAUSTED, dead_letter)
+        await self._publish(
+            record, result, execution.state_events, EXHAUSTED, dead_letter, replay=replay
+        )
         return Done(key, tag, result)
 
     async def _contain(
-        self, work: Work, decoded: DecodedCommand | None, error: Exception
+        self, work: Work, decoded: DecodedCommand | None, error: Exception, replay: str | None
     ) -> Done | None:
         """A bug met this record: a `failed` result and a dead letter naming the exception."""
         work.interruptible = False
@@ -201,23 +213,27 @@ class CommandProcessor:
                 app_id=command.app_id,
                 correlation_id=command.correlation_id,
             )
-        await self._publish(record, result, [], INTERNAL_ERROR, error)
-        if result is None:
+        await self._publish(record, result, [], INTERNAL_ERROR, error, replay=replay)
+        if result is None or command is None:
             return None
-        return Done(dedupe_key(result.command_id, replay_marker(record.headers)), tag, result)
+        return Done(DedupeKey(self._app_of(command.app_id), command.id, None, replay), tag, result)
 
-    async def _reject(self, work: Work, error: CommandDecodeError) -> Done | None:
+    async def _reject(
+        self, work: Work, error: CommandDecodeError, replay: str | None
+    ) -> Done | None:
         work.interruptible = False  # nothing ran; what is left is publishing the rejection
         record = work.record
         # Only known command names become label values: producers' typos must not create series.
         tag = error.command if error.kind == "invalid_field" and error.command else "invalid"
         self._metrics.received("invalid").inc()
         command_id = error.command_id or None  # an empty id correlates nothing
-        key = None if command_id is None else dedupe_key(command_id, replay_marker(record.headers))
+        reason = "decode_error" if error.kind in DECODE_KINDS else "invalid_command"
+        app_id = self._app_of(error.app_id)
+        # a rejection is remembered as such: it never makes a valid command of that id look done
+        key = None if command_id is None else DedupeKey(app_id, command_id, reason, replay)
         if key is not None and key in self._completed:
             self._metrics.deduplicated(tag).inc()
             return None  # redelivered: its rejection and dead letter are already on Kafka
-        reason = "decode_error" if error.kind in DECODE_KINDS else "invalid_command"
         where = _where(record, command_id, error.command)
         log.warning("command_rejected", reason=reason, error=str(error), **where)
         rejected = None
@@ -226,13 +242,14 @@ class CommandProcessor:
                 command_id=command_id,
                 command=error.command,
                 outcome="rejected",
+                app_id=app_id or None,
                 error=ErrorInfo(code=reason, message=str(error)),
                 attempts=0,
                 received_at=record_time(record),
                 completed_at=datetime.now(UTC),
                 duration_ms=0.0,
             )
-        await self._publish(record, rejected, [], reason, error)
+        await self._publish(record, rejected, [], reason, error, replay=replay)
         if rejected is None or key is None:
             return None
         return Done(key, tag, rejected)
@@ -244,8 +261,11 @@ class CommandProcessor:
         events: list[AgentStateEvent],
         reason: str,
         dead_letter: BaseException | None,
+        *,
+        replay: str | None,
     ) -> None:
-        """Deliver state events and the dead letter, then the result."""
+        """Deliver state events and the dead letter, then the result (with the record's checked
+        replay marker)."""
         first: list[OutputRecord] = [self._outputs.state(event) for event in events]
         if dead_letter is not None:
             first.append(self._outputs.dead_letter(record, reason, dead_letter))
@@ -255,7 +275,6 @@ class CommandProcessor:
             self._metrics.dead_lettered(reason).inc()
         if result is None:
             return
-        replay = replay_marker(record.headers)
         for refused in await self._publisher.deliver(
             [self._outputs.result(result, record.key, replay)]
         ):
@@ -290,6 +309,10 @@ class CommandProcessor:
             for lost in await self._publisher.deliver(letters):
                 await self._refused(record, lost, "output_rejected", error)
             self._metrics.dead_lettered("output_rejected").inc()
+
+    def _app_of(self, app_id: str | None) -> str:
+        """The App ID a command runs under: its own, else the worker's default."""
+        return app_id or self._default_app_id
 
     def _count(self, tag: str, result: ResultEvent, record: Record) -> None:
         metrics = self._metrics
@@ -334,6 +357,18 @@ def _where(
     if command is not None:
         context["command"] = command
     return context
+
+
+def _refused_marker(command: Command, refusal: str) -> CommandDecodeError:
+    """A command whose replay header is not one the worker writes: rejected as invalid."""
+    return CommandDecodeError(
+        kind="invalid_field",
+        path="$",
+        reason=refusal,
+        command=command.tag(),
+        command_id=command.id,
+        app_id=command.app_id,
+    )
 
 
 def _decode(value: bytes | None) -> DecodedCommand:
