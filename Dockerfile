@@ -37,20 +37,21 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
     --mount=type=bind,source=contracts/pyproject.toml,target=contracts/pyproject.toml \
     --mount=type=bind,source=worker/emulator/pyproject.toml,target=worker/emulator/pyproject.toml \
-    uv sync --locked --no-dev --no-install-workspace
+    uv sync --locked --no-dev --extra otel --no-install-workspace
 
 # The project and convoai-contracts, installed as wheels (--no-editable) so the venv does not
-# point at /app. README.md is part of the package metadata.
+# point at /app. README.md is part of the package metadata. The otel extra is in the image, so
+# CONVOAI_TRACING=true works without another image; it stays off by default.
 COPY pyproject.toml uv.lock README.md ./
 COPY contracts ./contracts
 COPY worker ./worker
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable
+    uv sync --locked --no-dev --extra otel --no-editable
 
 
 FROM builder AS emulator-builder
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --group emulator --no-editable
+    uv sync --locked --no-dev --extra otel --group emulator --no-editable
 
 
 FROM ${PYTHON_IMAGE} AS base

@@ -2,8 +2,9 @@
 
 Setup (printed with the figures): the local broker, one fake API (`bench/fake_api.py`, fixed
 latency, own process) and each system in its own process, on fresh topics of 12 partitions and
-a fresh consumer group. Systems: convoai-worker (`convoai-worker run`) and the peers of
-`bench/peers.py`. For each Kafka system:
+a fresh consumer group. Systems: convoai-worker (`convoai-worker run`), the same with tracing
+on (`CONVOAI_TRACING=true`, spans made but not exported: what tracing itself costs) and the
+peers of `bench/peers.py`. For each Kafka system:
 
 1. Backlog at 100 ms, then at 0 ms API latency: W warm-up commands wait on the topic when the
    system starts (start → first result, and for the worker start → /readyz); once they are done
@@ -49,8 +50,11 @@ from devtools.measure import cpu_seconds, peak_rss_mib
 from devtools.workload import speaks
 
 WORKER = "convoai-worker"
+TRACED = "convoai-worker-traced"  # tracing on, spans kept but not exported: its CPU cost
+WORKERS = {WORKER: {}, TRACED: {"CONVOAI_TRACING": "true", "OTEL_TRACES_EXPORTER": "none"}}
 KAFKA_SYSTEMS = (
     WORKER,
+    TRACED,
     "faststream",
     "faststream-concurrent",
     "aiokafka-sequential",
@@ -176,7 +180,9 @@ class Run:
         self.phases += 1
         prefix = f"bench.{self.id}.{self.phases}"
         kinds = (
-            ("commands", "results", "state", "dlq") if system == WORKER else ("commands", "results")
+            ("commands", "results", "state", "dlq")
+            if system in WORKERS
+            else ("commands", "results")
         )
         topics = {k: f"{prefix}.{k}" for k in kinds}
         await create_topics(list(topics.values()))
@@ -188,13 +194,14 @@ class Run:
     def spawn(self, system: str, topics: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
         """Start a system; returns the process and the worker's ops port (0 for the peers)."""
         group = f"bench-{self.id}-{self.phases}"
-        if system == WORKER:
+        if system in WORKERS:
             port = free_port()
             env = worker_env(f"{self.id}-{self.phases}", self.api.url, topics, port, self.plan.keys)
             env |= {
                 "CONVOAI_CUSTOMER_ID": "bench",
                 "CONVOAI_CUSTOMER_SECRET": "bench",
                 "CONVOAI_DRAIN_GRACE_SECONDS": "2",
+                **WORKERS[system],
             }
             argv = [sys.executable, "-m", "worker", "run"]
         else:

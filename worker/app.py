@@ -35,6 +35,7 @@ from worker.agents.records import StateRecords
 from worker.agents.state_sink import DirectoryStateSink
 from worker.agents.webhooks import WebhookReceiver
 from worker.api.client import ConvoAIClient
+from worker.api.observer import ApiObserver
 from worker.api.tenants import Tenants
 from worker.execution import Executor
 from worker.execution.caller import ApiSender
@@ -53,6 +54,7 @@ from worker.pipeline.processor import CommandProcessor
 from worker.pipeline.publisher import Publisher
 from worker.settings import Settings
 from worker.supervision import Supervisor
+from worker.tracing import TracingObserver, build_tracer
 
 log = structlog.get_logger(__name__)
 
@@ -146,7 +148,10 @@ class Worker:
             completed, results = await self._rebuild_memory(stack, supervisor, state_output)
 
             client = await stack.enter_async_context(self._api(settings, tenants))
-            executor = Executor(client, settings, self.directory, observer=metrics, tenants=tenants)
+            tracer = build_tracer(settings)
+            if tracer is not None:
+                stack.callback(tracer.shutdown)  # export what is left, last
+            executor = self._executor(client, tenants, traced=tracer is not None)
             reconciler = Reconciler(
                 settings.reconcile_interval_seconds,
                 self.directory,
@@ -156,7 +161,13 @@ class Worker:
             supervisor.start("reconciler", reconciler.run)
 
             processor = CommandProcessor(
-                executor, outputs, publisher, completed, metrics, default_app_id=settings.app_id
+                executor,
+                outputs,
+                publisher,
+                completed,
+                metrics,
+                default_app_id=settings.app_id,
+                tracer=tracer,
             )
             consumer = CommandConsumer(
                 kafka.command_source(),
@@ -184,6 +195,12 @@ class Worker:
                 self._enter("closing")
             if consumer.fatal is not None:
                 raise consumer.fatal
+
+    def _executor(self, client: ApiSender, tenants: Tenants, *, traced: bool) -> Executor:
+        """The executor, reporting API attempts to the metrics (and to the command's trace)."""
+        metrics = self.metrics
+        observer: ApiObserver = TracingObserver(metrics) if traced else metrics
+        return Executor(client, self.settings, self.directory, observer=observer, tenants=tenants)
 
     async def _rebuild_memory(
         self,

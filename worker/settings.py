@@ -120,6 +120,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # agents that stopped are forgotten (tombstoned on the state topic) this long after
     state_retention_seconds: Seconds = 86_400.0
 
+    # OpenTelemetry tracing (the otel extra; exported as the OTEL_* variables say)
+    tracing: bool = False
+
     # logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import socket
 import time
@@ -153,6 +154,22 @@ async def test_time_left_shortens_the_timeout(emulator: RunningEmulator) -> None
     async with ConvoAIClient(emulator.settings(api_timeout_seconds=5)) as client:
         with pytest.raises(ApiTimeoutError):
             await client.send(PHONE_NUMBERS, time_left=0.1)
+
+
+async def test_a_cancellation_from_outside_stays_a_cancellation(emulator: RunningEmulator) -> None:
+    """A request cancelled before its deadline (its partition is released) is cancelled, not
+    turned into a timeout: only the deadline's own cancellation becomes ApiTimeoutError, and a
+    cancelled request leaves nothing behind for the deadline to cancel later."""
+    inject(emulator, FaultRule(action="delay", delay_ms=400))
+    async with ConvoAIClient(emulator.settings(api_timeout_seconds=0.3)) as client:
+        sending = asyncio.create_task(client.send(PHONE_NUMBERS))
+        await asyncio.sleep(0.1)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        await asyncio.sleep(0.4)  # past the deadline: the next request is not cancelled by it
+        emulator.faults.replace(FaultSettings())
+        assert (await client.send(PHONE_NUMBERS)).status == 200
 
 
 @pytest.fixture

@@ -129,3 +129,6 @@ def test_the_worker_without_the_emulator_says_what_to_install(tmp_path: Path) ->
     (tmp_path / "one.jsonl").write_text('{"command":"agent.list","id":"p-1"}\n')
     checked = _run(str(cli), "validate", "one.jsonl", cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
+    traced = _run(str(cli), "config", cwd=tmp_path, env={"CONVOAI_TRACING": "true"})
+    assert traced.returncode == 2
+    assert "needs the otel extra: install 'convoai-worker[otel]'" in traced.stderr

@@ -4,12 +4,15 @@
 response or raises an `ApiError` subclass that says whether the request may have reached the
 API; retries and outcome decisions belong to the caller (`worker.execution`). The per-request
 path is kept lean because the worker sends thousands of requests per second: the headers are
-built once, the URL is assembled from pre-encoded parts, bodies arrive already encoded, and
-nothing is logged per request. The `Authorization` header is never logged.
+built once, the URL is assembled from pre-encoded parts, bodies arrive already encoded, the
+request deadline is watched by one timer for all requests (`worker.api.expiry`) instead of
+aiohttp's timer per request, and nothing is logged per request. The `Authorization` header is
+never logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import math
 import time
@@ -29,6 +32,7 @@ from worker.api.errors import (
     InvalidResponseError,
     TransportError,
 )
+from worker.api.expiry import RequestExpiry
 from worker.api.requests import ApiRequest
 from worker.api.tenants import Tenants
 from worker.settings import Settings
@@ -57,14 +61,15 @@ class ConvoAIClient:
         """`tenants` says whose credentials sign each request (from `settings` by default)."""
         self._settings = settings
         self._base = settings.api_base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(
-            total=settings.api_timeout_seconds, connect=settings.api_connect_timeout_seconds
-        )
+        # the total is watched by `self._expiry`; aiohttp only bounds opening a new connection
+        self._timeout = aiohttp.ClientTimeout(sock_connect=settings.api_connect_timeout_seconds)
+        self._expiry = RequestExpiry()
         self._tenants = tenants or Tenants.from_settings(settings)
         self._headers: dict[tuple[str, bool], dict[str, str]] = {}  # (App ID, JSON?) → headers
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
+        await self._expiry.__aenter__()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._settings.api_max_connections),
             timeout=self._timeout,
@@ -84,6 +89,7 @@ class ConvoAIClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._expiry.__aexit__(exc_type, exc, tb)
 
     async def send(self, request: ApiRequest, *, time_left: float | None = None) -> ApiResponse:
         """Send `request` once; `time_left` (seconds to the deadline) caps the request timeout.
@@ -96,6 +102,10 @@ class ConvoAIClient:
         url = self._base + request.path
         if request.query:
             url = f"{url}?{request.query}"
+        seconds = self._settings.api_timeout_seconds
+        if time_left is not None and time_left < seconds:
+            seconds = max(0.0, time_left)
+        token, watch = self._expiry.watch(seconds)
         try:
             async with session.request(
                 request.method,
@@ -103,21 +113,22 @@ class ConvoAIClient:
                 data=request.body,
                 headers=self._headers_of(request),
                 allow_redirects=False,
-                timeout=self._capped(time_left),
+                timeout=self._connect_timeout(seconds),
             ) as response:
                 status = response.status
                 raw = await response.read()
                 headers = response.headers
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise ApiConnectError(request.operation, f"connect timeout: {exc}") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise ApiConnectError(request.operation, f"cannot connect: {exc}") from exc
-        except TimeoutError as exc:
-            raise ApiTimeoutError(request.operation, "no response before the timeout") from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise ConnectionLostError(request.operation, f"connection lost: {exc!r}") from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(request.operation, repr(exc)) from exc
+        except asyncio.CancelledError:
+            if not watch.expired:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the deadline's cancellation, handled here
+            raise ApiTimeoutError(request.operation, "no response before the timeout") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_error(request.operation, exc) from exc
+        finally:
+            self._expiry.unwatch(token)
         request_id = _request_id(headers)
         if 200 <= status < 300:
             return ApiResponse(
@@ -147,12 +158,12 @@ class ConvoAIClient:
                 self._headers[cache_key] = headers
         return headers
 
-    def _capped(self, time_left: float | None) -> aiohttp.ClientTimeout:
-        if time_left is None or time_left >= self._settings.api_timeout_seconds:
-            return self._timeout  # never None: aiohttp reads None as "no timeout at all"
-        return aiohttp.ClientTimeout(
-            total=time_left, connect=min(time_left, self._settings.api_connect_timeout_seconds)
-        )
+    def _connect_timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for one request: a new connection within the connect timeout, or
+        within the request's whole time when that is shorter."""
+        if seconds >= self._settings.api_connect_timeout_seconds:
+            return self._timeout  # never None: aiohttp reads None as its 5-minute default
+        return aiohttp.ClientTimeout(sock_connect=seconds)
 
     @staticmethod
     def _success_body(request: ApiRequest, status: int, raw: bytes, request_id: str | None) -> Any:
@@ -166,6 +177,19 @@ class ConvoAIClient:
             raise InvalidResponseError(
                 request.operation, status, "a body that is not JSON", request_id
             ) from None
+
+
+def _transport_error(operation: str, exc: aiohttp.ClientError | TimeoutError) -> TransportError:
+    """What a failure without a response means: whether the request may have reached the API."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ApiConnectError(operation, f"connect timeout: {exc}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ApiConnectError(operation, f"cannot connect: {exc}")
+    if isinstance(exc, TimeoutError):
+        return ApiTimeoutError(operation, "no response before the timeout")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return ConnectionLostError(operation, f"connection lost: {exc!r}")
+    return TransportError(operation, repr(exc))
 
 
 def _request_id(headers: Any) -> str | None:

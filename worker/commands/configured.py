@@ -18,6 +18,7 @@ import structlog
 from worker.api.tenants import Tenants
 from worker.kafka.connection import client_options, exposure_warnings
 from worker.settings import Settings, credentials_warning, load_settings, unknown_variables
+from worker.tracing import require_extra
 
 
 def load(
@@ -28,6 +29,7 @@ def load(
     missing credentials for the real API."""
     settings = load_settings(flags=flags, **cast(dict[str, Any], overrides))
     client_options(settings)
+    require_extra(settings)
     if api:
         Tenants.from_settings(settings)
     warnings = unknown_variables() + exposure_warnings(settings)

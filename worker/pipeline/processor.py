@@ -50,6 +50,7 @@ from worker.metrics import Metrics
 from worker.pipeline.dedupe import CompletedCommands, DedupeKey
 from worker.pipeline.outputs import OutputRecord, Outputs
 from worker.pipeline.publisher import Publisher, Rejected
+from worker.tracing import CommandTracer, trace_headers
 
 log = structlog.get_logger(__name__)
 
@@ -113,24 +114,31 @@ class CommandProcessor:
         metrics: Metrics,
         *,
         default_app_id: str = "",
+        tracer: CommandTracer | None = None,
     ) -> None:
-        """`default_app_id` is the App ID of commands that name none (`CONVOAI_APP_ID`)."""
+        """`default_app_id` is the App ID of commands that name none (`CONVOAI_APP_ID`);
+        `tracer` traces each command (`worker.tracing`; None: off)."""
         self._executor = executor
         self._outputs = outputs
         self._publisher = publisher
         self._completed = completed
         self._metrics = metrics
         self._default_app_id = default_app_id
+        self._tracer = tracer
 
     async def __call__(self, work: Work) -> None:
         """Process `work.record` to the end; raises `AbandonedError` if abandoned half-way."""
         record = work.record
         self._metrics.record_size(record.topic).observe(len(record.value or b""))
+        span = self._tracer.start(record) if self._tracer is not None else None
         decoded: DecodedCommand | None = None
         replay = parse_replay(record.headers, self._outputs.dlq_topic)
+        done: Done | None = None
         try:
             try:
                 decoded = _decode(record.value)
+                if span is not None:
+                    span.describe(decoded.command.tag(), decoded.command.id)
                 if replay.refusal is not None:
                     raise _refused_marker(decoded.command, replay.refusal)
             except CommandDecodeError as error:
@@ -146,6 +154,9 @@ class CommandProcessor:
             raise
         except Exception as error:  # noqa: BLE001 - a bug of ours, contained to this record
             done = await self._contain(work, decoded, error, replay.marker)
+        finally:
+            if span is not None:
+                span.end(done.result.outcome if done is not None else None)
         if done is not None:
             self._completed.add(done.key)
             self._count(done.tag, done.result, record)
@@ -266,7 +277,10 @@ class CommandProcessor:
     ) -> None:
         """Deliver state events and the dead letter, then the result (with the record's checked
         replay marker)."""
+        trace = trace_headers()  # the command span's context, when tracing
         first: list[OutputRecord] = [self._outputs.state(event) for event in events]
+        for output in first:
+            output.headers.extend(trace)
         if dead_letter is not None:
             first.append(self._outputs.dead_letter(record, reason, dead_letter))
         for refused in await self._publisher.deliver(first):
@@ -275,9 +289,9 @@ class CommandProcessor:
             self._metrics.dead_lettered(reason).inc()
         if result is None:
             return
-        for refused in await self._publisher.deliver(
-            [self._outputs.result(result, record.key, replay)]
-        ):
+        output = self._outputs.result(result, record.key, replay)
+        output.headers.extend(trace)
+        for refused in await self._publisher.deliver([output]):
             await self._result_refused(record, result, refused, replay)
 
     async def _refused(
