@@ -1,6 +1,6 @@
 """The figures of one scenario and the guarantees they must meet.
 
-Definitions (the README's table uses them):
+Definitions (the table of docs/guarantees.md uses them):
 
 - *without result*: a produced record with a usable command id and no result on the results
   topic. Must be 0.

@@ -1,4 +1,4 @@
-"""The run's figures as `chaos/results/*.json` and as a Markdown table for the README."""
+"""The run's figures as `chaos/results/*.json` and as the Markdown table of docs/guarantees.md."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import COMMANDS, main
+from worker.cli import COMMANDS, build_parser, main
 from worker.commands.exit_codes import TABLE
 
 
@@ -74,3 +74,23 @@ def test_the_readme_lists_every_command_and_the_exit_codes() -> None:
     assert codes == ["0", "1", "2", "3", "130"]
     for code in codes:
         assert f"\n| {code} | " in readme, code
+
+
+def test_the_readme_quick_start_names_real_targets_commands_and_flags() -> None:
+    """Every line of the quick start runs as written: its make targets exist and each
+    `convoai-worker` line parses with the CLI's own parser."""
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    block = readme.split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    targets = set(re.findall(r"^([a-z-]+):", (root / "Makefile").read_text(), re.MULTILINE))
+    commands = []
+    for line in block.splitlines():
+        for step in line.split("#", 1)[0].split(";"):
+            words = step.split(">", 1)[0].rstrip(" &").split()
+            if words[:1] == ["make"]:
+                assert set(words[1:]) <= targets, words
+            elif words[:1] == ["convoai-worker"]:
+                commands.append(words[1:])
+    assert [words[0] for words in commands] == ["emulator", "run", "send", "tail"]
+    for words in commands:
+        build_parser(words).parse_args(words)
