@@ -29,6 +29,26 @@ PROMETHEUS_SERIES = frozenset({"up"})
 # that no other workload's pods are judged (TestAlertRules checks both).
 KUBE_STATE_METRICS_SERIES = frozenset({"kube_pod_status_ready"})
 WORKER_PODS_JOIN = re.compile(r'up\{job="convoai-worker"\}.*\band on \(namespace, pod\)', re.S)
+# The dashboard's variables, in order, and the matcher each puts into every selector.
+FILTERS = {
+    "cluster": 'cluster=~"$cluster"',
+    "job": 'job="$job"',
+    "namespace": 'namespace=~"$namespace"',
+    "pod": 'pod=~"$pod"',
+}
+# Series that describe one worker process: meaningless summed over pods.
+PER_PROCESS = frozenset(
+    {
+        "convoai_commands_in_flight",
+        "convoai_buffered_bytes",
+        "convoai_event_loop_lag_seconds",
+        "convoai_webhooks_in_flight",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    }
+)
 # PromQL keywords that can stand without parentheses and so look like metric names.
 KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "group_left", "group_right"})
 
@@ -122,6 +142,32 @@ class TestDashboard:
                 continue
             assert panel["datasource"] == expected, panel["title"]
             assert all(t["datasource"] == expected for t in panel["targets"]), panel["title"]
+
+    def test_variables_narrow_cluster_job_namespace_pod_in_turn(self, dashboard):
+        """Each variable offers only the values under the ones chosen before it."""
+        variables = [v for v in dashboard["templating"]["list"] if v["type"] == "query"]
+        assert [v["name"] for v in variables] == list(FILTERS)
+        for index, variable in enumerate(variables):
+            chosen = set(re.findall(r'(\w+)=~?"\$\w+"', variable["query"]["query"]))
+            assert chosen == set(list(FILTERS)[:index]), variable["name"]
+
+    def test_every_query_is_filtered_by_the_variables_and_none_by_instance(self, dashboard):
+        """Every selector narrows to the chosen cluster, job, namespace and pods; workers are
+        pods, never `instance` (a pod's address, new at every restart)."""
+        for where, expr in dashboard_queries(dashboard):
+            if where.startswith("variable"):
+                continue
+            selectors = re.findall(r"\{([^}]*)\}", expr)
+            assert selectors, where
+            for selector in selectors:
+                assert set(FILTERS.values()) <= {m.strip() for m in selector.split(",")}, where
+            assert "instance" not in expr, where
+
+    def test_per_process_series_are_shown_per_pod(self, dashboard):
+        """A series that describes one worker process is plotted one line per pod."""
+        for where, expr in dashboard_queries(dashboard):
+            if metric_names(expr) & PER_PROCESS:
+                assert re.search(r"\bby \((?:\w+, )*pod\b", expr), where
 
     def test_panels_have_unique_ids_and_do_not_overlap(self, dashboard):
         """Grafana keeps every panel where the layout puts it: ids unique, no shared grid cells."""
