@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import structlog
+from aiokafka.abc import AbstractTokenProvider
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
@@ -31,6 +34,7 @@ from worker.kafka.oauth import (
     CommandToken,
     FileToken,
     TokenUnavailableError,
+    jwt_expiry,
 )
 from worker.settings import Settings, SettingsError
 
@@ -160,10 +164,21 @@ async def diagnose(settings: Settings) -> Diagnosis:
         cause, refused = _cause(error, settings)
         return Diagnosis(f"cannot connect to Kafka at {address} ({who}): {cause}", refused)
     connection.close()
-    return Diagnosis(
-        f"Kafka at {address} ({who}) accepts connections; the cluster itself did not answer",
-        refused=False,
-    )
+    message = f"Kafka at {address} ({who}) accepts connections; the cluster itself did not answer"
+    if "sasl_oauth_token_provider" in options:
+        message += await _token_doubt(options["sasl_oauth_token_provider"], settings)
+    return Diagnosis(message, refused=False)
+
+
+async def _token_doubt(provider: AbstractTokenProvider, settings: Settings) -> str:
+    """aiokafka takes a broker's refusal of an OAUTHBEARER token for success (the refusal is a
+    challenge it does not read), and the broker then drops the connection: to the client a
+    refused token looks like a cluster that does not answer. Say so, and what is known."""
+    expiry = jwt_expiry(await provider.token())
+    if expiry is not None and expiry <= time.time():
+        when = datetime.fromtimestamp(expiry, UTC).isoformat(timespec="seconds")
+        return f", or refused the token, which expired at {when}"
+    return f", or refused the token ({REFUSED_HINTS[settings.kafka_sasl_mechanism]})"
 
 
 def _describe_security(settings: Settings) -> str:
