@@ -11,6 +11,8 @@
 #
 # Pin the base by digest for reproducible builds:
 #   docker build --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest> .
+# Optional extras of the worker, e.g. AWS MSK IAM (it brings botocore, about 100 MB):
+#   docker build --build-arg EXTRAS=msk -t convoai-worker-msk:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -22,6 +24,7 @@ RUN pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"
 # Compile bytecode now: the runtime root filesystem is read-only and PYTHONDONTWRITEBYTECODE is set.
 # Copy instead of hard-linking from the cache mount, which is gone after the build step. Use the
 # image's interpreter so the venv's `python` link is valid in the runtime stage (same base image).
+ARG EXTRAS=""
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=0 \
@@ -37,7 +40,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
     --mount=type=bind,source=contracts/pyproject.toml,target=contracts/pyproject.toml \
     --mount=type=bind,source=worker/emulator/pyproject.toml,target=worker/emulator/pyproject.toml \
-    uv sync --locked --no-dev --extra otel --no-install-workspace
+    uv sync --locked --no-dev --extra otel --no-install-workspace ${EXTRAS:+--extra "$EXTRAS"}
 
 # The project and convoai-contracts, installed as wheels (--no-editable) so the venv does not
 # point at /app. README.md is part of the package metadata. The otel extra is in the image, so
@@ -46,12 +49,13 @@ COPY pyproject.toml uv.lock README.md ./
 COPY contracts ./contracts
 COPY worker ./worker
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --extra otel --no-editable
+    uv sync --locked --no-dev --extra otel --no-editable ${EXTRAS:+--extra "$EXTRAS"}
 
 
 FROM builder AS emulator-builder
+ARG EXTRAS=""
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --extra otel --group emulator --no-editable
+    uv sync --locked --no-dev --extra otel --group emulator --no-editable ${EXTRAS:+--extra "$EXTRAS"}
 
 
 FROM ${PYTHON_IMAGE} AS base

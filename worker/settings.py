@@ -75,9 +75,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     topic_replication_factor: Positive = 1
     # Kafka security (worker.kafka.connection)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_mechanism: Literal[
+        "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM"
+    ] = "PLAIN"
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = ""
+    # OAUTHBEARER: the token is read from this file at every new connection (worker.kafka.oauth)
+    kafka_sasl_oauth_token_file: str = ""
+    # ... or printed by this command, run again when its token is about to expire
+    kafka_sasl_oauth_token_command: str = ""
+    kafka_aws_region: str = ""  # AWS_MSK_IAM: the MSK cluster's region (worker.kafka.msk)
     kafka_ssl_cafile: str = ""  # PEM CA bundle; the system CAs when empty
     kafka_ssl_certfile: str = ""  # client certificate (PEM) for mutual TLS
     kafka_ssl_keyfile: str = ""  # its private key (PEM)

@@ -18,7 +18,9 @@ import msgspec
 import pytest
 
 from worker.deadlines import derive
-from worker.settings import SECRET_FIELDS, Settings
+from worker.kafka.connection import client_options
+from worker.kafka.oauth import FileToken
+from worker.settings import SECRET_FIELDS, Settings, load_settings
 
 from .artifacts import CHART, CI_VALUES, REPO, load
 from .helm import RenderError, kinds, render
@@ -425,3 +427,114 @@ def test_keda_on_sasl_needs_the_workers_password_secret() -> None:
                 "keda.enabled": True,
             }
         )
+
+
+MSK_IAM = {
+    "config.kafkaBootstrap": "b-1.events.kafka.eu-west-1.amazonaws.com:9098",
+    "config.kafkaSecurityProtocol": "SASL_SSL",
+    "config.kafkaSaslMechanism": "AWS_MSK_IAM",
+    "config.kafkaAwsRegion": "eu-west-1",
+    "keda.enabled": True,
+}
+OAUTH = {
+    "config.kafkaBootstrap": "events-kafka-bootstrap.kafka:9093",
+    "config.kafkaSecurityProtocol": "SASL_SSL",
+    "config.kafkaSaslMechanism": "OAUTHBEARER",
+}
+TOKEN_FILE = "/etc/convoai/kafka-oauth/token"
+
+
+def test_keda_reads_the_lag_of_an_msk_iam_cluster_with_its_aws_identity() -> None:
+    """The scaler signs its own MSK IAM tokens for the worker's region, as KEDA's AWS pod
+    identity (the operator's, or the role it is told to assume); no password is involved."""
+    role = "arn:aws:iam::123456789012:role/keda-convoai"
+    manifests = render(**MSK_IAM, **{"keda.awsRoleArn": role})
+    [scaled] = kinds(manifests, "ScaledObject")
+    [trigger] = scaled["spec"]["triggers"]
+    wanted = {"sasl", "saslTokenProvider", "awsRegion", "tls"}
+    assert {k: v for k, v in trigger["metadata"].items() if k in wanted} == {
+        "sasl": "oauthbearer",
+        "saslTokenProvider": "aws_msk_iam",
+        "awsRegion": "eu-west-1",
+        "tls": "enable",
+    }
+    [authentication] = kinds(manifests, "TriggerAuthentication")
+    assert trigger["authenticationRef"] == {"name": authentication["metadata"]["name"]}
+    assert authentication["spec"] == {"podIdentity": {"provider": "aws", "roleArn": role}}
+
+
+def test_keda_on_oauthbearer_uses_a_trigger_authentication_of_ones_own() -> None:
+    """KEDA cannot read the worker's token file: without the escape hatch rendering fails and
+    says why; with it the chart renders no TriggerAuthentication and points the trigger at it."""
+    values = {**OAUTH, "kafkaOAuth.serviceAccountTokenAudience": "kafka", "keda.enabled": True}
+    with pytest.raises(RenderError, match=r"needs keda\.authenticationRef\.name"):
+        render(**values)
+    manifests = render(**values, **{"keda.authenticationRef.name": "convoai-kafka-oauth"})
+    assert kinds(manifests, "TriggerAuthentication") == []
+    [scaled] = kinds(manifests, "ScaledObject")
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["authenticationRef"] == {
+        "name": "convoai-kafka-oauth",
+        "kind": "TriggerAuthentication",
+    }
+    assert (trigger["metadata"]["sasl"], trigger["metadata"]["tls"]) == ("oauthbearer", "enable")
+
+
+@pytest.mark.parametrize(
+    ("values", "source"),
+    [
+        pytest.param(
+            {"kafkaOAuth.serviceAccountTokenAudience": "kafka"},
+            {
+                "serviceAccountToken": {
+                    "audience": "kafka",
+                    "expirationSeconds": 3600,
+                    "path": "token",
+                }
+            },
+            id="service-account-token",
+        ),
+        pytest.param(
+            {"kafkaOAuth.existingSecret": "kafka-token"},
+            {"secret": {"name": "kafka-token", "items": [{"key": "token", "path": "token"}]}},
+            id="secret",
+        ),
+    ],
+)
+def test_the_oauth_token_is_mounted_where_the_worker_reads_it_at_each_connection(
+    values: dict[str, str], source: dict[str, Any]
+) -> None:
+    """A projected volume the kubelet keeps current, read-only, and the variable naming it: the
+    rendered settings load in the worker as a token file source."""
+    manifests = render(**OAUTH, **values)
+    [workload] = kinds(manifests, "Deployment")
+    pod = workload["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "kafka-oauth"]
+    assert volume["projected"]["sources"] == [source]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "kafka-oauth"]
+    assert (mount["mountPath"], mount["readOnly"]) == (TOKEN_FILE.rsplit("/", 1)[0], True)
+    [variable] = [e for e in container["env"] if e["name"] == "CONVOAI_KAFKA_SASL_OAUTH_TOKEN_FILE"]
+    assert variable["value"] == TOKEN_FILE
+    [config] = kinds(manifests, "ConfigMap")
+    environ = {**config["data"], variable["name"]: variable["value"], "CONVOAI_ENV_FILE": ""}
+    provider = client_options(load_settings(environ))["sasl_oauth_token_provider"]
+    assert isinstance(provider, FileToken)
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        pytest.param({}, id="none"),
+        pytest.param(
+            {
+                "kafkaOAuth.existingSecret": "kafka-token",
+                "config.kafkaSaslOauthTokenCommand": "get-token",
+            },
+            id="two",
+        ),
+    ],
+)
+def test_oauthbearer_needs_exactly_one_token_source(sources: dict[str, str]) -> None:
+    with pytest.raises(RenderError, match="needs exactly one token source"):
+        render(**OAUTH, **sources)

@@ -142,13 +142,14 @@ def test_mounted_files_exist(services):
 
 
 def test_prometheus_scrapes_the_worker_and_loads_the_chart_rules(services):
-    """Job `convoai-worker` scrapes worker:<port>; rule_files matches the mounted chart rules."""
+    """Job `convoai-worker` scrapes worker:<port> as pod `worker` (the dashboard's per-pod
+    panels); rule_files matches the mounted chart rules."""
     config = load(PROMETHEUS_CONFIG)
     mounts = bind_mounts(services["prometheus"])
     [job] = config["scrape_configs"]
     assert job["job_name"] == "convoai-worker"  # what the dashboard and the rules select
     port = services["worker"]["environment"]["CONVOAI_HTTP_PORT"]
-    assert job["static_configs"] == [{"targets": [f"worker:{port}"]}]
+    assert job["static_configs"] == [{"targets": [f"worker:{port}"], "labels": {"pod": "worker"}}]
     rules_in_container = [path for path, host in mounts.items() if REPO / host == RULES]
     assert len(rules_in_container) == 1
     assert any(fnmatch.fnmatch(rules_in_container[0], glob) for glob in config["rule_files"])

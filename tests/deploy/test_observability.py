@@ -2,6 +2,8 @@
 
 Both files ship in helm/convoai-worker/files/ and are loaded as they are by the chart and by
 compose. Rule behaviour (what fires when) is unit-tested with promtool in scripts/check-deploy.
+Two exceptions, listed below: Prometheus' own `up`, and the kube-state-metrics series an alert
+needs for what the worker cannot report about itself (whether Kubernetes counts its pod ready).
 """
 
 from __future__ import annotations
@@ -22,6 +24,31 @@ RUNBOOK_BASE = load(CHART / "Chart.yaml")["home"] + "/blob/main/docs/runbook.md"
 THRESHOLD = re.compile(r"([0-9][0-9.]*)\s*# threshold: (\w+)$", re.MULTILINE)
 # Series Prometheus itself attaches to every scrape target.
 PROMETHEUS_SERIES = frozenset({"up"})
+# Series of kube-state-metrics (kube-prometheus-stack installs it): Kubernetes' view of the
+# worker's pods. Alert rules only, and only joined on (namespace, pod) to the worker's `up`, so
+# that no other workload's pods are judged (TestAlertRules checks both).
+KUBE_STATE_METRICS_SERIES = frozenset({"kube_pod_status_ready"})
+WORKER_PODS_JOIN = re.compile(r'up\{job="convoai-worker"\}.*\band on \(namespace, pod\)', re.S)
+# The dashboard's variables, in order, and the matcher each puts into every selector.
+FILTERS = {
+    "cluster": 'cluster=~"$cluster"',
+    "job": 'job="$job"',
+    "namespace": 'namespace=~"$namespace"',
+    "pod": 'pod=~"$pod"',
+}
+# Series that describe one worker process: meaningless summed over pods.
+PER_PROCESS = frozenset(
+    {
+        "convoai_commands_in_flight",
+        "convoai_buffered_bytes",
+        "convoai_event_loop_lag_seconds",
+        "convoai_webhooks_in_flight",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    }
+)
 # PromQL keywords that can stand without parentheses and so look like metric names.
 KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "group_left", "group_right"})
 
@@ -116,6 +143,32 @@ class TestDashboard:
             assert panel["datasource"] == expected, panel["title"]
             assert all(t["datasource"] == expected for t in panel["targets"]), panel["title"]
 
+    def test_variables_narrow_cluster_job_namespace_pod_in_turn(self, dashboard):
+        """Each variable offers only the values under the ones chosen before it."""
+        variables = [v for v in dashboard["templating"]["list"] if v["type"] == "query"]
+        assert [v["name"] for v in variables] == list(FILTERS)
+        for index, variable in enumerate(variables):
+            chosen = set(re.findall(r'(\w+)=~?"\$\w+"', variable["query"]["query"]))
+            assert chosen == set(list(FILTERS)[:index]), variable["name"]
+
+    def test_every_query_is_filtered_by_the_variables_and_none_by_instance(self, dashboard):
+        """Every selector narrows to the chosen cluster, job, namespace and pods; workers are
+        pods, never `instance` (a pod's address, new at every restart)."""
+        for where, expr in dashboard_queries(dashboard):
+            if where.startswith("variable"):
+                continue
+            selectors = re.findall(r"\{([^}]*)\}", expr)
+            assert selectors, where
+            for selector in selectors:
+                assert set(FILTERS.values()) <= {m.strip() for m in selector.split(",")}, where
+            assert "instance" not in expr, where
+
+    def test_per_process_series_are_shown_per_pod(self, dashboard):
+        """A series that describes one worker process is plotted one line per pod."""
+        for where, expr in dashboard_queries(dashboard):
+            if metric_names(expr) & PER_PROCESS:
+                assert re.search(r"\bby \((?:\w+, )*pod\b", expr), where
+
     def test_panels_have_unique_ids_and_do_not_overlap(self, dashboard):
         """Grafana keeps every panel where the layout puts it: ids unique, no shared grid cells."""
         panels = dashboard["panels"]
@@ -132,19 +185,31 @@ class TestDashboard:
 
 class TestAlertRules:
     def test_query_only_exported_series(self):
-        """Every series an alert expression selects is exported by the worker (or is `up`)."""
+        """Every series an alert expression selects is exported by the worker, is `up`, or is
+        one of the allowed kube-state-metrics series."""
+        allowed = QUERYABLE | KUBE_STATE_METRICS_SERIES
         for rule in alert_rules():
             names = metric_names(rule["expr"])
             assert names, rule["alert"]
-            assert names <= QUERYABLE, f"{rule['alert']}: {sorted(names - QUERYABLE)}"
+            assert names <= allowed, f"{rule['alert']}: {sorted(names - allowed)}"
+
+    def test_read_kube_state_metrics_only_for_the_workers_own_pods(self):
+        """A rule that reads kube-state-metrics keeps the worker's scraped pods (`up` of the
+        worker's job, which the chart scopes to the release's namespace) and nothing else."""
+        readers = [r for r in alert_rules() if metric_names(r["expr"]) & KUBE_STATE_METRICS_SERIES]
+        assert readers
+        for rule in readers:
+            assert WORKER_PODS_JOIN.search(rule["expr"]), rule["alert"]
 
     def test_cover_the_failure_modes_on_call_needs(self):
-        """Down or absent, stalled, lagging, dead-lettering, API errors, rate limiting and
-        latency, failing/unknown/expiring commands, saturation, rebalances, commits, contained
-        bugs, partitions that cannot be opened, webhooks."""
+        """Down, absent or not ready, stalled, lagging, dead-lettering, API errors, rate
+        limiting and latency, failing/unknown/expiring commands, saturation, rebalances,
+        commits, produces failing or refused, contained bugs, partitions that cannot be opened,
+        restarting tasks, a late event loop, webhooks."""
         assert {rule["alert"] for rule in alert_rules()} == {
             "ConvoAIWorkerDown",
             "ConvoAIWorkerAbsent",
+            "ConvoAIPodNotReady",
             "ConvoAIConsumerStalled",
             "ConvoAIConsumerLagHigh",
             "ConvoAIDeadLetters",
@@ -157,8 +222,12 @@ class TestAlertRules:
             "ConvoAIInFlightSaturated",
             "ConvoAIRebalanceStorm",
             "ConvoAICommitFailures",
+            "ConvoAIProduceFailing",
+            "ConvoAIProduceRejected",
             "ConvoAIInternalErrors",
             "ConvoAIPartitionsNotOpened",
+            "ConvoAIBackgroundTaskRestarts",
+            "ConvoAIEventLoopLag",
             "ConvoAIWebhookSignatureFailures",
             "ConvoAIWebhookAppMismatch",
         }

@@ -132,3 +132,23 @@ def test_the_worker_without_the_emulator_says_what_to_install(tmp_path: Path) ->
     traced = _run(str(cli), "config", cwd=tmp_path, env={"CONVOAI_TRACING": "true"})
     assert traced.returncode == 2
     assert "needs the otel extra: install 'convoai-worker[otel]'" in traced.stderr
+
+
+def test_aws_msk_iam_comes_with_the_msk_extra_only(tmp_path: Path) -> None:
+    """The default install (and image) carries no AWS SDK; configured for MSK IAM it says what
+    to install, and with `convoai-worker[msk]` the same settings are accepted."""
+    msk = {
+        "CONVOAI_ENV_FILE": "",
+        "CONVOAI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CONVOAI_KAFKA_SASL_MECHANISM": "AWS_MSK_IAM",
+        "CONVOAI_KAFKA_AWS_REGION": "eu-west-1",
+    }
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "extra").mkdir()
+    plain = _installed(tmp_path / "plain") / "convoai-worker"
+    refused = _run(str(plain), "config", cwd=tmp_path, env=msk)
+    assert refused.returncode == 2
+    assert "pip install 'convoai-worker[msk]'" in refused.stderr
+    extra = _installed(tmp_path / "extra", "--extra", "msk") / "convoai-worker"
+    accepted = _run(str(extra), "config", cwd=tmp_path, env=msk)
+    assert accepted.returncode == 0, accepted.stderr

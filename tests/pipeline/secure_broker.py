@@ -2,9 +2,12 @@
 
 Certificates are made for the test by trustme (a CA, the broker's certificate for 127.0.0.1 and
 a client certificate); SCRAM credentials are written when the storage is formatted. Listeners:
-PLAINTEXT (inter-broker), SASL_SSL with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and SSL that
-requires a client certificate (mutual TLS). It runs through `scripts/kafka` like the main broker,
-with its own ports and directory, and is stopped (by its pid file) at the end.
+PLAINTEXT (inter-broker), SASL_SSL with PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER,
+and SSL that requires a client certificate (mutual TLS). OAUTHBEARER takes unsecured JWS tokens
+(`tests.tokens`), checked by Kafka's unsecured validator as a real one checks signed tokens:
+a `sub` claim and an `exp` in the future; a connection is closed by the broker at its next
+request once the token it authenticated with has expired. It runs through `scripts/kafka` like
+the main broker, with its own ports and directory, and is stopped (by its pid file) at the end.
 """
 
 from __future__ import annotations
@@ -76,11 +79,15 @@ SASL_SSL://127.0.0.1:{sasl},SSL://127.0.0.1:{mtls}
 advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_SSL://127.0.0.1:{sasl},\\
 SSL://127.0.0.1:{mtls}
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
-sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER
 listener.name.sasl_ssl.plain.sasl.jaas.config={login}.plain.PlainLoginModule required \\
   user_{USERNAME}="{PASSWORD}";
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={login}.scram.ScramLoginModule required;
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={login}.scram.ScramLoginModule required;
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config={login}.oauthbearer.OAuthBearerLoginModule \\
+  required unsecuredLoginStringClaim_sub="broker";
+listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class=\\
+{login}.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler
 ssl.keystore.type=PEM
 ssl.keystore.location={keystore}
 ssl.truststore.type=PEM

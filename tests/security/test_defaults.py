@@ -68,6 +68,10 @@ async def test_the_per_app_id_header_cache_holds_only_app_ids_served() -> None:
             "SASL PLAIN over SASL_PLAINTEXT sends the Kafka password in clear text",
         ),
         (
+            {"SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SASL_MECHANISM": "OAUTHBEARER"},
+            "SASL OAUTHBEARER over SASL_PLAINTEXT sends the Kafka bearer token",
+        ),
+        (
             {"SECURITY_PROTOCOL": "SSL", "SSL_CHECK_HOSTNAME": "false"},
             "CONVOAI_KAFKA_SSL_CHECK_HOSTNAME=false",
         ),
@@ -77,6 +81,7 @@ async def test_the_per_app_id_header_cache_holds_only_app_ids_served() -> None:
         ),
         ({"SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SASL_MECHANISM": "SCRAM-SHA-512"}, None),
         ({"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "PLAIN"}, None),
+        ({"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "OAUTHBEARER"}, None),
         ({"SECURITY_PROTOCOL": "PLAINTEXT", "SSL_CHECK_HOSTNAME": "false"}, None),
     ],
 )
@@ -88,7 +93,10 @@ def test_a_kafka_connection_that_exposes_credentials_is_warned_about(
         monkeypatch.delenv(name)
     monkeypatch.setenv("CONVOAI_ENV_FILE", "")
     if "SASL" in variables["SECURITY_PROTOCOL"]:  # SASL needs its credentials to load at all
-        variables = {"SASL_USERNAME": "worker", "SASL_PASSWORD": "kafka-password", **variables}
+        credentials = {"SASL_USERNAME": "worker", "SASL_PASSWORD": "kafka-password"}
+        if variables.get("SASL_MECHANISM") == "OAUTHBEARER":
+            credentials = {"SASL_OAUTH_TOKEN_FILE": "/var/run/secrets/kafka/token"}
+        variables = {**credentials, **variables}
     for name, value in variables.items():
         monkeypatch.setenv(f"CONVOAI_KAFKA_{name}", value)
     _, warnings = load(api=False)

@@ -3,24 +3,39 @@
 One function builds the options for all clients (consumer, producer, admin, readers, and the
 `send` and `tail` commands), so TLS and SASL are configured once and apply everywhere.
 Supported: PLAINTEXT, SSL (with a client certificate for mutual TLS), SASL_PLAINTEXT and
-SASL_SSL with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. Configuration mistakes (a missing file,
-a certificate without its key, SASL without a password) fail at startup naming the variable.
+SASL_SSL with PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER (a token from a file or a
+command, `worker.kafka.oauth`) or AWS_MSK_IAM (OAUTHBEARER with tokens signed by AWS
+credentials, `worker.kafka.msk`). Each client gets its own token provider. Configuration
+mistakes (a missing file, a certificate without its key, SASL without a password or a token
+source) fail at startup naming the variable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import structlog
+from aiokafka.abc import AbstractTokenProvider
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from worker import deadlines
+from worker.kafka.msk import msk_token
+from worker.kafka.oauth import (
+    TOKEN_COMMAND,
+    TOKEN_FILE,
+    CommandToken,
+    FileToken,
+    TokenUnavailableError,
+    jwt_expiry,
+)
 from worker.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
@@ -28,6 +43,8 @@ log = structlog.get_logger(__name__)
 STOP_SECONDS = deadlines.CLIENT_STOP_SECONDS  # shutdown_bound counts on it
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+# mechanisms that send the credential itself, readable without TLS
+CLEAR_TEXT_MECHANISMS = frozenset({"PLAIN", "OAUTHBEARER"})
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -40,15 +57,36 @@ def client_options(settings: Settings) -> dict[str, Any]:
     if protocol in TLS_PROTOCOLS:
         options["ssl_context"] = tls_context(settings)
     if protocol in SASL_PROTOCOLS:
-        if not settings.kafka_sasl_username or not settings.kafka_sasl_password:
-            raise SettingsError(
-                f"CONVOAI_KAFKA_SECURITY_PROTOCOL={protocol} needs CONVOAI_KAFKA_SASL_USERNAME "
-                "and CONVOAI_KAFKA_SASL_PASSWORD (or CONVOAI_KAFKA_SASL_PASSWORD_FILE)"
-            )
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = settings.kafka_sasl_password
+        options.update(_sasl_options(settings))
     return options
+
+
+def _sasl_options(settings: Settings) -> dict[str, Any]:
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism == "AWS_MSK_IAM":
+        return {"sasl_mechanism": "OAUTHBEARER", "sasl_oauth_token_provider": msk_token(settings)}
+    if mechanism == "OAUTHBEARER":
+        return {"sasl_mechanism": mechanism, "sasl_oauth_token_provider": _token_source(settings)}
+    if not settings.kafka_sasl_username or not settings.kafka_sasl_password:
+        raise SettingsError(
+            f"CONVOAI_KAFKA_SASL_MECHANISM={mechanism} needs CONVOAI_KAFKA_SASL_USERNAME "
+            "and CONVOAI_KAFKA_SASL_PASSWORD (or CONVOAI_KAFKA_SASL_PASSWORD_FILE)"
+        )
+    return {
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": settings.kafka_sasl_username,
+        "sasl_plain_password": settings.kafka_sasl_password,
+    }
+
+
+def _token_source(settings: Settings) -> FileToken | CommandToken:
+    path, command = settings.kafka_sasl_oauth_token_file, settings.kafka_sasl_oauth_token_command
+    if bool(path) == bool(command):
+        raise SettingsError(
+            f"CONVOAI_KAFKA_SASL_MECHANISM=OAUTHBEARER needs one of {TOKEN_FILE} and "
+            f"{TOKEN_COMMAND}, not {'both' if path else 'neither'}"
+        )
+    return FileToken(path) if path else CommandToken(command)
 
 
 def exposure_warnings(settings: Settings) -> list[str]:
@@ -56,10 +94,15 @@ def exposure_warnings(settings: Settings) -> list[str]:
     password over a connection without TLS, or TLS that accepts any certificate of its CA."""
     protocol = settings.kafka_security_protocol
     warnings = []
-    if protocol == "SASL_PLAINTEXT" and settings.kafka_sasl_mechanism == "PLAIN":
+    mechanism = settings.kafka_sasl_mechanism
+    if protocol == "SASL_PLAINTEXT" and mechanism in CLEAR_TEXT_MECHANISMS:
+        credential = (
+            "password" if mechanism == "PLAIN" else "bearer token (replayable until it expires)"
+        )
         warnings.append(
-            "SASL PLAIN over SASL_PLAINTEXT sends the Kafka password in clear text: use "
-            "CONVOAI_KAFKA_SECURITY_PROTOCOL=SASL_SSL, or a SCRAM mechanism"
+            f"SASL {mechanism} over SASL_PLAINTEXT sends the Kafka {credential} in clear "
+            "text: use CONVOAI_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+            + (", or a SCRAM mechanism" if mechanism == "PLAIN" else "")
         )
     if protocol in TLS_PROTOCOLS and not settings.kafka_ssl_check_hostname:
         warnings.append(
@@ -121,20 +164,51 @@ async def diagnose(settings: Settings) -> Diagnosis:
         cause, refused = _cause(error, settings)
         return Diagnosis(f"cannot connect to Kafka at {address} ({who}): {cause}", refused)
     connection.close()
-    return Diagnosis(
-        f"Kafka at {address} ({who}) accepts connections; the cluster itself did not answer",
-        refused=False,
-    )
+    message = f"Kafka at {address} ({who}) accepts connections; the cluster itself did not answer"
+    if "sasl_oauth_token_provider" in options:
+        message += await _token_doubt(options["sasl_oauth_token_provider"], settings)
+    return Diagnosis(message, refused=False)
+
+
+async def _token_doubt(provider: AbstractTokenProvider, settings: Settings) -> str:
+    """aiokafka takes a broker's refusal of an OAUTHBEARER token for success (the refusal is a
+    challenge it does not read), and the broker then drops the connection: to the client a
+    refused token looks like a cluster that does not answer. Say so, and what is known."""
+    expiry = jwt_expiry(await provider.token())
+    if expiry is not None and expiry <= time.time():
+        when = datetime.fromtimestamp(expiry, UTC).isoformat(timespec="seconds")
+        return f", or refused the token, which expired at {when}"
+    return f", or refused the token ({REFUSED_HINTS[settings.kafka_sasl_mechanism]})"
 
 
 def _describe_security(settings: Settings) -> str:
     protocol = settings.kafka_security_protocol
     parts: list[str] = [protocol]
     if protocol in SASL_PROTOCOLS:
-        parts.append(f"{settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username!r}")
+        parts.append(_describe_sasl(settings))
     if protocol in TLS_PROTOCOLS and settings.kafka_ssl_certfile:
         parts.append("client certificate")
     return ", ".join(parts)
+
+
+def _describe_sasl(settings: Settings) -> str:
+    """The mechanism and whose credential it presents (never the credential)."""
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism == "AWS_MSK_IAM":
+        return f"AWS_MSK_IAM in {settings.kafka_aws_region}"
+    if mechanism == "OAUTHBEARER":
+        path = settings.kafka_sasl_oauth_token_file
+        return f"OAUTHBEARER, token from {path}" if path else "OAUTHBEARER, token from a command"
+    return f"{mechanism} as {settings.kafka_sasl_username!r}"
+
+
+# what to check when the broker refuses the credential, per mechanism
+REFUSED_HINTS = {
+    "OAUTHBEARER": f"is the token from {TOKEN_FILE} or {TOKEN_COMMAND} expired, or issued for "
+    "another audience or issuer than the brokers accept?",
+    "AWS_MSK_IAM": "may the AWS identity kafka-cluster:Connect to this cluster, and is "
+    "CONVOAI_KAFKA_AWS_REGION its region?",
+}
 
 
 def _cause(error: BaseException, settings: Settings) -> tuple[str, bool]:
@@ -144,8 +218,14 @@ def _cause(error: BaseException, settings: Settings) -> tuple[str, bool]:
     if isinstance(error, ssl.SSLCertVerificationError):
         hint = "is CONVOAI_KAFKA_SSL_CAFILE the CA that signed the broker's certificate?"
         return f"{text} ({hint})", True
+    if isinstance(error, TokenUnavailableError):
+        return str(error), False  # a token file or endpoint may yet come up
     if "SaslAuthenticationFailed" in text or "Authentication failed" in text:
-        return f"{text} (check CONVOAI_KAFKA_SASL_USERNAME, _PASSWORD and _MECHANISM)", True
+        hint = REFUSED_HINTS.get(
+            settings.kafka_sasl_mechanism,
+            "check CONVOAI_KAFKA_SASL_USERNAME, _PASSWORD and _MECHANISM",
+        )
+        return f"{text} ({hint})", True
     if settings.kafka_security_protocol in TLS_PROTOCOLS and "closed" in text:
         return (
             f"{text} (the broker ended the TLS session: does it require a client certificate, "

@@ -14,7 +14,7 @@ import contextlib
 import ssl
 
 import structlog
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from worker.kafka.cluster import describe
 from worker.kafka.connection import diagnose
@@ -30,8 +30,8 @@ UNREACHABLE = (KafkaError, OSError, ssl.SSLError, TimeoutError)
 async def wait_for_cluster(settings: Settings, stop: asyncio.Event) -> bool:
     """Return True once the cluster answers, False when `stop` is set meanwhile.
 
-    Raises the last connection error when the timeout has passed or the broker refused the
-    worker's settings.
+    Raises `KafkaConnectionError` with the diagnosis when the timeout has passed or the broker
+    refused the worker's settings.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -42,11 +42,12 @@ async def wait_for_cluster(settings: Settings, stop: asyncio.Event) -> bool:
         attempt += 1
         try:
             await describe(settings)
-        except UNREACHABLE:
+        except UNREACHABLE as error:
             diagnosis = await diagnose(settings)
             left = deadline - loop.time()
             if diagnosis.refused or left <= 0:
-                raise
+                # whatever aiokafka raised last (a node never ready, say): it could not connect
+                raise KafkaConnectionError(diagnosis.message) from error
             delay = min(backoff, left)
             log.warning(
                 "kafka_unreachable",

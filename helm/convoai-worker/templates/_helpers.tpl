@@ -75,14 +75,32 @@ that outlasts a pod's replacement.
 {{- ternary "StatefulSet" "Deployment" .Values.staticMembership.enabled }}
 {{- end }}
 
+{{/* The SASL mechanism the worker uses, or nothing when its security protocol has no SASL. */}}
+{{- define "convoai-worker.saslMechanism" -}}
+{{- if hasPrefix "SASL_" (.Values.config.kafkaSecurityProtocol | default "PLAINTEXT") }}
+{{- .Values.config.kafkaSaslMechanism | default "PLAIN" }}
+{{- end }}
+{{- end }}
+
 {{/*
-"true" when KEDA's scaler needs credentials to read the lag: SASL, or TLS with the worker's CA or
-client certificate (TLS with the system CAs needs none).
+"true" when the chart mounts the OAUTHBEARER token (kafkaOAuth) as the worker's token file.
+*/}}
+{{- define "convoai-worker.oauthTokenMounted" -}}
+{{- $oauth := .Values.kafkaOAuth }}
+{{- if and (eq (include "convoai-worker.saslMechanism" .) "OAUTHBEARER") (or $oauth.serviceAccountTokenAudience $oauth.existingSecret) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the chart renders KEDA's TriggerAuthentication: KEDA needs credentials to read the lag
+(SASL, AWS identity for MSK IAM, or TLS with the worker's CA or client certificate; TLS with the
+system CAs needs none) and keda.authenticationRef names none of the user's own.
 */}}
 {{- define "convoai-worker.kedaNeedsAuthentication" -}}
 {{- $protocol := .Values.config.kafkaSecurityProtocol | default "PLAINTEXT" }}
 {{- $tls := .Values.kafkaTls }}
-{{- if and .Values.keda.enabled (or (hasPrefix "SASL_" $protocol) (and (hasSuffix "SSL" $protocol) (or $tls.caSecret $tls.clientSecret))) -}}
+{{- if and .Values.keda.enabled (not .Values.keda.authenticationRef.name) (or (hasPrefix "SASL_" $protocol) (and (hasSuffix "SSL" $protocol) (or $tls.caSecret $tls.clientSecret))) -}}
 true
 {{- end }}
 {{- end }}
@@ -141,6 +159,19 @@ Cross-field rules that values.schema.json cannot express; rendering fails with t
 */}}
 {{- define "convoai-worker.validate" -}}
 {{- $config := .Values.config }}
+{{- $mechanism := include "convoai-worker.saslMechanism" . }}
+{{- if eq $mechanism "OAUTHBEARER" }}
+{{- $oauth := .Values.kafkaOAuth }}
+{{- $sources := compact (list $oauth.serviceAccountTokenAudience $oauth.existingSecret $config.kafkaSaslOauthTokenFile $config.kafkaSaslOauthTokenCommand) }}
+{{- if ne (len $sources) 1 }}
+{{- fail (printf "config.kafkaSaslMechanism OAUTHBEARER needs exactly one token source (%d given): kafkaOAuth.serviceAccountTokenAudience, kafkaOAuth.existingSecret, config.kafkaSaslOauthTokenFile or config.kafkaSaslOauthTokenCommand" (len $sources)) }}
+{{- end }}
+{{- end }}
+{{- if eq $mechanism "AWS_MSK_IAM" }}
+{{- if not (and $config.kafkaAwsRegion (eq $config.kafkaSecurityProtocol "SASL_SSL")) }}
+{{- fail "config.kafkaSaslMechanism AWS_MSK_IAM needs config.kafkaAwsRegion (the MSK cluster's region) and config.kafkaSecurityProtocol SASL_SSL (MSK serves IAM on TLS only)" }}
+{{- end }}
+{{- end }}
 {{- $deadlines := include "convoai-worker.deadlines" . | fromYaml }}
 {{- if lt (float64 $deadlines.revokeGrace) 1.0 }}
 {{- fail (printf "config.kafkaRebalanceTimeoutSeconds (%v) leaves %.2f s of revoke grace after one heartbeat (config.kafkaHeartbeatIntervalSeconds %v), the interrupt wait, the kill wait and the commit; it must leave at least 1 s (the worker refuses these settings too)" $deadlines.rebalance $deadlines.revokeGrace $deadlines.heartbeat) }}
@@ -154,8 +185,11 @@ Cross-field rules that values.schema.json cannot express; rendering fails with t
 {{- if gt (int .Values.keda.maxReplicaCount) (int $config.topicPartitions) }}
 {{- fail (printf "keda.maxReplicaCount (%v) must not exceed config.topicPartitions (%v): replicas beyond the partition count of %s get no partition and stay idle" .Values.keda.maxReplicaCount $config.topicPartitions $config.topicCommands) }}
 {{- end }}
-{{- if hasPrefix "SASL_" ($config.kafkaSecurityProtocol | default "PLAINTEXT") }}
-{{- if not (and .Values.kafkaSasl.existingSecret $config.kafkaSaslUsername) }}
+{{- if not .Values.keda.authenticationRef.name }}
+{{- if eq $mechanism "OAUTHBEARER" }}
+{{- fail "keda.enabled with OAUTHBEARER needs keda.authenticationRef.name: KEDA cannot read the worker's token file, it fetches tokens itself; give it a TriggerAuthentication with an OAuth client (the chart README shows one)" }}
+{{- end }}
+{{- if and (has $mechanism (list "PLAIN" "SCRAM-SHA-256" "SCRAM-SHA-512")) (not (and .Values.kafkaSasl.existingSecret $config.kafkaSaslUsername)) }}
 {{- fail "keda.enabled with SASL needs kafkaSasl.existingSecret and config.kafkaSaslUsername: KEDA's scaler connects with the worker's credentials" }}
 {{- end }}
 {{- end }}

@@ -10,6 +10,9 @@ StatefulSet (whose stable pod names become the consumer group's instance ids).
 {{- $secretFiles := (include "convoai-worker.secretFiles" . | fromYaml).files }}
 {{- $secretsDir := "/etc/convoai/secrets" }}
 {{- $static := .Values.staticMembership.enabled -}}
+{{- $oauth := .Values.kafkaOAuth }}
+{{- $oauthDir := "/etc/convoai/kafka-oauth" }}
+{{- $oauthMounted := include "convoai-worker.oauthTokenMounted" . -}}
 metadata:
   annotations:
     {{- /* Roll the pods when the settings change; env vars are read once at start. */}}
@@ -50,7 +53,7 @@ spec:
       envFrom:
         - configMapRef:
             name: {{ include "convoai-worker.fullname" . }}
-      {{- if or $static $secretFiles $tls.caSecret $tls.clientSecret $tenants.existingSecret .Values.extraEnv }}
+      {{- if or $static $secretFiles $tls.caSecret $tls.clientSecret $tenants.existingSecret $oauthMounted .Values.extraEnv }}
       env:
         {{- if $static }}
         {{- /* Stable in a StatefulSet: the group recognises the member when it comes back. */}}
@@ -78,6 +81,11 @@ spec:
           value: {{ printf "%s/client.crt" $tlsDir | quote }}
         - name: CONVOAI_KAFKA_SSL_KEYFILE
           value: {{ printf "%s/client.key" $tlsDir | quote }}
+        {{- end }}
+        {{- if $oauthMounted }}
+        {{- /* Read at every new connection: the renewed token is used without a restart. */}}
+        - name: CONVOAI_KAFKA_SASL_OAUTH_TOKEN_FILE
+          value: {{ printf "%s/token" $oauthDir | quote }}
         {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
@@ -115,6 +123,11 @@ spec:
         {{- if $secretFiles }}
         - name: secrets
           mountPath: {{ $secretsDir }}
+          readOnly: true
+        {{- end }}
+        {{- if $oauthMounted }}
+        - name: kafka-oauth
+          mountPath: {{ $oauthDir }}
           readOnly: true
         {{- end }}
         {{- with .Values.extraVolumeMounts }}
@@ -160,6 +173,24 @@ spec:
               items:
                 - key: {{ .key }}
                   path: {{ .path }}
+          {{- end }}
+    {{- end }}
+    {{- if $oauthMounted }}
+    - name: kafka-oauth
+      projected:
+        defaultMode: 0440
+        sources:
+          {{- if $oauth.serviceAccountTokenAudience }}
+          - serviceAccountToken:
+              audience: {{ $oauth.serviceAccountTokenAudience | quote }}
+              expirationSeconds: {{ $oauth.serviceAccountTokenExpirationSeconds }}
+              path: token
+          {{- else }}
+          - secret:
+              name: {{ $oauth.existingSecret }}
+              items:
+                - key: {{ $oauth.tokenKey }}
+                  path: token
           {{- end }}
     {{- end }}
     {{- with $tenants.existingSecret }}
