@@ -3,8 +3,9 @@
 Setup (printed with the figures): the local broker, one fake API (`bench/fake_api.py`, fixed
 latency, own process) and each system in its own process, on fresh topics of 12 partitions and
 a fresh consumer group. Systems: convoai-worker (`convoai-worker run`), the same with tracing
-on (`CONVOAI_TRACING=true`, spans made but not exported: what tracing itself costs) and the
-peers of `bench/peers.py`. For each Kafka system:
+on (`CONVOAI_TRACING=true`, spans made but not exported: what tracing itself costs), the
+peers of `bench/peers.py` and Confluent Parallel Consumer on the JVM (`bench/parallel-consumer`,
+built once by `bench/jvm.py`; without Java 17+ and Maven its row says so). For each Kafka system:
 
 1. Backlog at 100 ms, then at 0 ms API latency: W warm-up commands wait on the topic when the
    system starts (start → first result, and for the worker start → /readyz); once they are done
@@ -42,7 +43,7 @@ import aiohttp
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench import report
+from bench import jvm, report
 from bench.bench_pipeline import BOOTSTRAP, PARTITIONS, create_topics, produce_keyed, worker_env
 from contracts.keys import ordering_key
 from devtools.local import free_port, wait_for_port
@@ -52,6 +53,7 @@ from devtools.workload import speaks
 WORKER = "convoai-worker"
 TRACED = "convoai-worker-traced"  # tracing on, spans kept but not exported: its CPU cost
 WORKERS = {WORKER: {}, TRACED: {"CONVOAI_TRACING": "true", "OTEL_TRACES_EXPORTER": "none"}}
+JVM_PEER = "parallel-consumer"  # bench/parallel-consumer: its own process, a JVM
 KAFKA_SYSTEMS = (
     WORKER,
     TRACED,
@@ -59,6 +61,7 @@ KAFKA_SYSTEMS = (
     "faststream-concurrent",
     "aiokafka-sequential",
     "aiokafka-gather",
+    JVM_PEER,
 )
 SYSTEMS = (*KAFKA_SYSTEMS, "aiohttp")
 LATENCIES = (100.0, 0.0)
@@ -162,8 +165,9 @@ class FakeApi:
 class Run:
     """One benchmark run: the plan, the fake API and a unique prefix for topics and groups."""
 
-    def __init__(self, plan: Plan, api: FakeApi) -> None:
+    def __init__(self, plan: Plan, api: FakeApi, jvm_peer: list[str] | None = None) -> None:
         self.plan, self.api = plan, api
+        self.jvm_peer = jvm_peer  # the argv that starts the JVM peer, when it runs
         self.id = uuid.uuid4().hex[:8]
         self.phases = 0
         self.base = f"{api.url}/api/conversational-ai-agent"
@@ -206,7 +210,11 @@ class Run:
             argv = [sys.executable, "-m", "worker", "run"]
         else:
             port, env = 0, None
-            argv = [sys.executable, "-m", "bench.peers", system, "--api", self.base]
+            if system == JVM_PEER:
+                assert self.jvm_peer is not None  # noqa: S101 - built before the run
+                argv = [*self.jvm_peer, "--api", self.base]
+            else:
+                argv = [sys.executable, "-m", "bench.peers", system, "--api", self.base]
             argv += ["--commands", topics["commands"], "--results", topics["results"]]
             argv += ["--group", group]
         with (self.logs / f"{self.phases}-{system}.log").open("wb") as log:
@@ -402,6 +410,25 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+class JvmPeer(NamedTuple):
+    argv: list[str] | None  # None: it cannot run here
+    about: str  # its versions and flags, or why it cannot run
+
+
+def jvm_peer() -> JvmPeer:
+    """The JVM peer, built first if needed; or why it cannot run (its row says so)."""
+    why = jvm.missing()
+    if why is None:
+        try:
+            jar = jvm.build()
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            why = f"its build failed: {str(error).splitlines()[0]}"
+        else:
+            return JvmPeer(jvm.command(jar), jvm.describe(jar))
+    print(f"{JVM_PEER}: not run, {why}", file=sys.stderr, flush=True)
+    return JvmPeer(None, why)
+
+
 async def bench(args: argparse.Namespace) -> None:
     plan = QUICK if args.quick else FULL
     # the follower's first offset requests on a new topic fail until it has a leader (retried)
@@ -409,15 +436,19 @@ async def bench(args: argparse.Namespace) -> None:
     systems = args.systems.split(",") if args.systems else list(SYSTEMS)
     name = "quick" if args.quick else "latest"
     RESULTS.mkdir(exist_ok=True)
+    peer = jvm_peer() if JVM_PEER in systems else JvmPeer(None, "")
     api = FakeApi()
-    run = Run(plan, api)
+    run = Run(plan, api, peer.argv)
     began = time.monotonic()
     figures: dict[str, dict[str, Any]] = {}
-    setup = report.setup(plan._asdict(), PARTITIONS, BOOTSTRAP)
+    jvm_setup = peer.about if peer.argv else None
+    setup = report.setup(plan._asdict(), PARTITIONS, BOOTSTRAP, jvm_setup)
     print(report.describe(setup), flush=True)
     try:
         for system in systems:
-            if system == "aiohttp":
+            if system == JVM_PEER and peer.argv is None:
+                figures[system] = {"not_run": peer.about, "phases": []}
+            elif system == "aiohttp":
                 figures[system] = {"phases": [await run.bare(ms) for ms in LATENCIES]}
             else:
                 phases = [await run.backlog(system, ms) for ms in LATENCIES]

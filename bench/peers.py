@@ -11,6 +11,10 @@ worker's default pool of 1,000 connections, run on uvloop and log nothing per me
 - `faststream-concurrent`: the same handler under faststream-concurrent-aiokafka (limit 1,000).
 - `aiohttp`: no Kafka, only the POSTs (concurrency 256); prints its own CPU and wall seconds.
 
+The JVM peer, Confluent Parallel Consumer (`bench/parallel-consumer`, `bench/jvm.py`), takes the
+same arguments as the Kafka peers here and sends the same requests and result records
+(`tests/bench/test_parallel_consumer.py`).
+
 Usage: python -m bench.peers SYSTEM --api URL [--commands T --results T --group G]
        python -m bench.peers aiohttp --api URL --count N --warmup W --keys K
 """

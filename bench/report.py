@@ -28,10 +28,13 @@ ROOT = Path(__file__).parent.parent
 LOOP_FILES = ("uvloop/", "asyncio/runners.py", "asyncio/base_events.py", "asyncio/events.py")
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>.*):\d+\)$")
 TOP = 15
+LABELS = {"parallel-consumer": "parallel-consumer (JVM)"}  # system → its name in the table
 
 
-def setup(plan: dict[str, Any], partitions: int, bootstrap: str) -> dict[str, Any]:
-    """What the figures depend on: versions, sizes, machine."""
+def setup(
+    plan: dict[str, Any], partitions: int, bootstrap: str, jvm: str | None = None
+) -> dict[str, Any]:
+    """What the figures depend on: versions, sizes, machine (`jvm`: the JVM peer's, if it runs)."""
     kafka = os.environ.get("KAFKA_VERSION")
     if kafka is None:
         found = re.search(r"KAFKA_VERSION:-([\d.]+)", (ROOT / "scripts/kafka").read_text())
@@ -51,6 +54,7 @@ def setup(plan: dict[str, Any], partitions: int, bootstrap: str) -> dict[str, An
         "kafka": kafka,
         "python": platform.python_version(),
         "packages": {p: version(p) for p in PACKAGES},
+        "jvm": jvm,
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.machine()}",
         "load_average": os.getloadavg()[0],
     }
@@ -65,7 +69,8 @@ def describe(setup: dict[str, Any]) -> str:
         f"{plan['warmup']:,} results warm up; API latency 100 ms and 0 ms (fake API, own "
         f"process); Kafka {setup['kafka']} at {setup['bootstrap']} (one local broker)\n"
         f"Python {setup['python']}; {packages}\n"
-        f"{setup['machine']}; load average {setup['load_average']:.2f} at the start (the cores "
+        + (f"JVM peer: {setup['jvm']}\n" if setup.get("jvm") else "")
+        + f"{setup['machine']}; load average {setup['load_average']:.2f} at the start (the cores "
         "are shared with other work: figures are noisy, compare them side by side)"
     )
 
@@ -76,11 +81,14 @@ def _cell(value: float | None, form: str = ",.0f", mark: str = "") -> str:
 
 def row(system: str, figures: dict[str, Any]) -> str:
     """One line of the table."""
+    label = LABELS.get(system, system)
+    if "not_run" in figures:
+        return f"| {label} | not run: {figures['not_run']} |" + " - |" * 8
     phases = {p["latency_ms"]: p for p in figures["phases"]}
     slow, fast = phases[100.0], phases[0.0]
     paced = figures.get("paced")
     cells = [
-        system,
+        label,
         _cell(slow["per_second"], mark="" if slow["finished"] else "*"),
         _cell(fast["per_second"], mark="" if fast["finished"] else "*"),
         _cell(slow["cpu_us"]),
@@ -138,11 +146,12 @@ def _ratios(systems: dict[str, Any]) -> list[str]:
         figure("convoai-worker", 0.0, "cpu_us"),
     )
     lines = []
-    for peer in ("aiokafka-gather", "aiohttp"):
+    for peer in ("aiokafka-gather", "parallel-consumer", "aiohttp"):
         peer_speed, peer_cpu = figure(peer, 100.0, "per_second"), figure(peer, 0.0, "cpu_us")
         if speed and cpu and peer_speed and peer_cpu:
             lines.append(
-                f"- convoai-worker / {peer}: {speed / peer_speed:.2f}x the commands/s at 100 ms, "
+                f"- convoai-worker / {LABELS.get(peer, peer)}: {speed / peer_speed:.2f}x the "
+                f"commands/s at 100 ms, "
                 f"{cpu / peer_cpu:.2f}x the CPU per command at 0 ms"
             )
     return lines
@@ -251,7 +260,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     systems = document["systems"]
-    names = list(systems)
+    names = [name for name, figures in systems.items() if figures["phases"]]
     figure, axes = plt.subplots(1, 2, figsize=(12, 0.6 * len(names) + 2), sharey=True)
     for axis, key, title in (
         (axes[0], "per_second", "commands/s (higher is better)"),
@@ -270,7 +279,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
             )
             axis.bar_label(bars, fmt="{:,.0f}", fontsize=8, padding=2)
         axis.set_title(title)
-        axis.set_yticks(range(len(names)), names)
+        axis.set_yticks(range(len(names)), [LABELS.get(n, n) for n in names])
         axis.margins(x=0.2)
     axes[0].invert_yaxis()  # the first system on top (the y axis is shared)
     axes[1].legend(loc="lower right")
