@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
@@ -26,8 +27,11 @@ from aiokafka.errors import (
     IllegalStateError,
     MessageSizeTooLargeError,
     OffsetMetadataTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
     RecordListTooLargeError,
     RecordTooLargeError,
+    UnknownProducerId,
 )
 
 from worker.kafka.connection import client_options, stop_within
@@ -46,6 +50,8 @@ from worker.kafka.startup import wait_for_cluster
 from worker.kafka.timing import GroupTiming
 from worker.kafka.topics import ensure_topics
 from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 MAX_POLL_RECORDS = 500  # per fetch; a partition can overshoot its buffer by one batch
 FETCH_MAX_WAIT_MS = 100
@@ -72,6 +78,12 @@ _REJECTIONS = (
     RecordListTooLargeError,
     CorruptRecordException,
 )
+
+# Failures that say the broker no longer knows where this producer's numbering stands: a broker
+# that came back without the acknowledged tail of its log, or producer state it expired. aiokafka
+# keeps numbering from where it was, so every later record of that partition fails the same way,
+# for ever. The Java client resets its producer id here (KIP-360); the sink starts a new producer.
+_SEQUENCE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -213,11 +225,23 @@ def assignors(preferred: str) -> tuple[type[AbstractPartitionAssignor], ...]:
 
 
 class AioOutputSink:
-    """The worker's one producer: idempotent, acks from all in-sync replicas, small linger."""
+    """The worker's one producer: idempotent, acks from all in-sync replicas, small linger.
+
+    When the broker has lost the producer's sequence, the producer is replaced by a new one
+    (a new producer id, numbering from zero) and the failed send is reported as transient, so
+    the publisher sends the record again through the new producer.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.max_record_bytes = settings.max_record_bytes
-        self._producer = AIOKafkaProducer(
+        self._settings = settings
+        self._producer = self._new_producer()
+        self._renewing = asyncio.Lock()  # also held by close(): no producer starts after it
+        self._closed = False
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        settings = self._settings
+        producer = AIOKafkaProducer(
             acks="all",
             enable_idempotence=True,
             linger_ms=PRODUCER_LINGER_MS,
@@ -226,7 +250,8 @@ class AioOutputSink:
             client_id=f"{settings.group_id}-producer",
             **client_options(settings),
         )
-        pace_failed_metadata_refreshes(self._producer.client)
+        pace_failed_metadata_refreshes(producer.client)
+        return producer
 
     async def start(self) -> None:
         """Connect."""
@@ -236,22 +261,42 @@ class AioOutputSink:
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
     ) -> Awaitable[None]:
         """Queue the record; the result completes once acknowledged."""
+        producer = self._producer
         try:
-            ack = await self._producer.send(topic, value=value, key=key, headers=list(headers))
+            ack = await producer.send(topic, value=value, key=key, headers=list(headers))
         except _REJECTIONS as error:
             raise RecordRejectedError(str(error)) from error
-        return _acknowledged(ack)
+        return self._acknowledged(producer, ack)
+
+    async def _acknowledged(self, producer: AIOKafkaProducer, ack: asyncio.Future[Any]) -> None:
+        try:
+            await ack
+        except _REJECTIONS as error:
+            raise RecordRejectedError(str(error)) from error
+        except _SEQUENCE_LOST as error:
+            await self._renew(producer, error)
+            raise
+
+    async def _renew(self, failed: AIOKafkaProducer, error: Exception) -> None:
+        """Replace `failed` by a started new producer, once however many sends saw it fail."""
+        async with self._renewing:
+            if self._closed or self._producer is not failed:
+                return  # closing, or another send's failure renewed it already
+            renewed = self._new_producer()
+            try:
+                await renewed.start()
+            except BaseException:
+                await stop_within(renewed.stop(), "producer")
+                raise  # Kafka unreachable: the next failed send tries again
+            self._producer = renewed
+            log.warning("producer_renewed", reason=repr(error))
+        await stop_within(failed.stop(), "producer")
 
     async def close(self) -> None:
         """Flush and disconnect (also safe when never started)."""
-        await stop_within(self._producer.stop(), "producer")
-
-
-async def _acknowledged(ack: asyncio.Future[Any]) -> None:
-    try:
-        await ack
-    except _REJECTIONS as error:
-        raise RecordRejectedError(str(error)) from error
+        async with self._renewing:
+            self._closed = True
+            await stop_within(self._producer.stop(), "producer")
 
 
 class AioTopicReader:
