@@ -6,7 +6,7 @@ through the new one; seen in the chaos suite's broker outage, where the worker r
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiokafka.errors import OutOfOrderSequenceNumber, UnknownProducerId
@@ -23,8 +23,8 @@ from worker.settings import Settings
 class FakeProducer:
     """Fails every acknowledgement with `error` while it is the first producer made."""
 
-    made: list[FakeProducer] = []
-    error: type[Exception] = OutOfOrderSequenceNumber
+    made: ClassVar[list[FakeProducer]] = []
+    error: ClassVar[type[Exception]] = OutOfOrderSequenceNumber
 
     def __init__(self, **_: Any) -> None:
         self.client = self  # pace_failed_metadata_refreshes wraps this
@@ -77,7 +77,9 @@ async def test_a_lost_sequence_renews_the_producer_once_and_delivery_goes_on(
     async with asyncio.timeout(5):
         assert await publisher.deliver(records) == []
     first, renewed = producers  # five failed acks, one new producer
-    assert first.stopped and renewed.started and not renewed.stopped
+    assert first.stopped
+    assert renewed.started
+    assert not renewed.stopped
     assert renewed.acknowledged == [r.value for r in records]
     await sink.close()
     assert renewed.stopped
