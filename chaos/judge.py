@@ -25,7 +25,8 @@ Definitions (the table of docs/guarantees.md uses them):
   the run's first result and that partition's last one (the downtime a fault causes).
 - *outcomes*: each scenario states the outcomes it allows (`allowed`; a failure counts by its
   code, e.g. `failed (retries_exhausted)`); a poison record's result must be `rejected`, and
-  no other result may be. Any other outcome is a violation.
+  no other result may be; the commands of an agent whose start never ran at the API may also
+  fail with `agent_not_found`. Any other outcome is a violation.
 - *succeeded without a call*: a `succeeded` result, not `reconciled`, of a command none of
   whose requests executed at the API (a 2xx, or a connection closed after the operation ran).
   Must be 0.
@@ -185,6 +186,9 @@ def _judge_repeats(
         )
 
 
+NO_AGENT = "failed (agent_not_found)"
+
+
 def _outcome_of(result: ResultEvent) -> str:
     """A result's outcome as scenarios allow it: a failure with its code."""
     if result.outcome == "failed" and result.error is not None:
@@ -193,13 +197,28 @@ def _outcome_of(result: ResultEvent) -> str:
 
 
 def _judge_outcomes(figures: Figures, seen: Observed, allowed: frozenset[str]) -> None:
-    """Only `allowed` outcomes, and `rejected` exactly for the poison records."""
+    """Only `allowed` outcomes, and `rejected` exactly for the poison records. A command of an
+    agent whose `agent.start` never ran at the API (no request of it executed) may also fail
+    with `agent_not_found`: there is no agent to speak, call or stop. Where a start ran, the
+    agent exists, and not finding it is a violation."""
     poison = {s.command_id for s in seen.sent if s.poison and s.command_id}
+    executed = {call.command_id for call in seen.calls if call.executed}
+    unstarted = {
+        s.key for s in seen.sent if s.operation == "agent.start" and s.command_id not in executed
+    }
+    agentless = {s.command_id for s in seen.sent if s.key in unstarted and s.command_id}
+
+    def allows(result: ResultEvent) -> frozenset[str]:
+        if result.command_id in poison:
+            return frozenset({"rejected"})
+        if result.command_id in agentless:
+            return allowed - {"rejected"} | {NO_AGENT}
+        return allowed - {"rejected"}
+
     unexpected = Counter(
         outcome
         for result in seen.results
-        if (outcome := _outcome_of(result))
-        not in ({"rejected"} if result.command_id in poison else allowed - {"rejected"})
+        if (outcome := _outcome_of(result)) not in allows(result)
     )
     figures.unexpected_outcomes = unexpected.total()
     figures.require(not unexpected, f"outcomes this scenario does not allow: {dict(unexpected)}")

@@ -106,6 +106,17 @@ def test_outcomes_the_scenario_does_not_allow_are_violations() -> None:
     ]
 
 
+def test_agent_not_found_is_allowed_only_when_no_request_of_the_start_ran() -> None:
+    letters = [dead_letter(ORIGINALS[0]), dead_letter(ORIGINALS[2])]  # the start ran out of tries
+    outcomes = [result("a", "retries_exhausted"), result("b", "agent_not_found")]
+    refused = [Call("a", 0.5, 429), Call("a", 0.6, 503)]
+    assert judged(outcomes, letters, refused).violations == []
+    ran = [Call("a", 0.5, 0), *refused]  # dropped after it ran: the agent exists
+    assert judged(outcomes, letters, ran).violations == [
+        "outcomes this scenario does not allow: {'failed (agent_not_found)': 1}"
+    ]
+
+
 def test_rejected_is_the_outcome_of_poison_records_and_of_nothing_else() -> None:
     sent = [*SENT, Sent(b"k", b"{}", "p", poison="wrong types")]
     originals = [*ORIGINALS, record(0, 3, value=b"{}")]
