@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export UV_SYSTEM_CERTS ?= 1
 UV := $(shell command -v uv 2>/dev/null || echo $${XDG_CACHE_HOME:-$$HOME/.cache}/convoai-worker/tools/bin/uv)
 
-.PHONY: help setup lint test test-only simulate simulate-quick chaos chaos-quick kafka-up kafka-down run bench bench-quick bench-emulator schemas policy-doc mutants check-deploy clean
+.PHONY: help setup lint test test-only simulate simulate-quick chaos chaos-quick kafka-up kafka-down run bench bench-quick bench-emulator bench-rebalance schemas policy-doc mutants check-deploy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -56,6 +56,9 @@ bench-quick: setup  ## the same comparison and profile, smaller (under 3 min)
 
 bench-emulator: setup  ## emulator requests/s on one core, load from wrk on the other (apt-get install -y wrk)
 	$(UV) run --locked python bench/bench_emulator.py
+
+bench-rebalance: setup  ## what scaling and rolling restarts cost per assignor and membership, on its own broker (about 5 min; ARGS="--restarts 3": every pod)
+	$(UV) run --locked python -m bench.bench_rebalance $(ARGS)
 
 schemas: setup  ## regenerate contracts/schema/ from the msgspec types
 	$(UV) run --locked python scripts/generate-schemas

@@ -13,8 +13,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiohttp
 import msgspec
@@ -25,17 +26,32 @@ from tests.pipeline.harness import stop_process
 
 API_PATH = "/api/conversational-ai-agent"
 
+T = TypeVar("T")
+
+
+async def polling(work: Awaitable[T], poll: Callable[[], Awaitable[None]]) -> T:
+    """Await `work` (a member joining or leaving, the broker starting) while calling `poll`,
+    which follows the outputs, so that progress is seen as it happens."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await poll()
+    finally:
+        task.cancel()
+    return task.result()
+
 
 class OwnBroker:
-    """A single-node broker on free loopback ports, data in a temporary directory."""
+    """A single-node broker on loopback, data in a temporary directory; on free ports unless
+    `port` is given (the controller then listens on the next one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.run_dir = Path(tempfile.mkdtemp(prefix="chaos-kafka-"))
-        self.port = free_port()
+        self.port = port or free_port()
         self._env = {
             "KAFKA_RUN": str(self.run_dir),
             "KAFKA_BROKER_PORT": str(self.port),
-            "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KAFKA_CONTROLLER_PORT": str(self.port + 1 if port else free_port()),
         }
         self.bootstrap = f"127.0.0.1:{self.port}"
 

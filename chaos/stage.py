@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from chaos.calls import attribute
-from chaos.infra import EmulatorProcess, OwnBroker
+from chaos.infra import EmulatorProcess, OwnBroker, polling
 from chaos.judge import Fault, Figures, Observed, judge, longest_stall, recoveries
 from chaos.leaks import SecretScan
 from devtools.workload import Sent
@@ -155,15 +155,8 @@ class Stage:
         self.figures.require(self.done < len(self.ids), f"{what} came after the last result")
 
     async def meanwhile(self, work: Awaitable[T]) -> T:
-        """Await `work` (a member joining or leaving, the broker starting) while following the
-        outputs, so that progress is seen as it happens."""
-        task = asyncio.ensure_future(work)
-        try:
-            while not task.done():
-                await self.poll()
-        finally:
-            task.cancel()
-        return task.result()
+        """Await `work` while following the outputs (`polling`)."""
+        return await polling(work, self.poll)
 
     async def join(self) -> Member:
         """One more worker, once it is ready."""
