@@ -105,6 +105,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # largest record the worker produces (the broker's default message.max.bytes is ~1 MiB)
     max_record_bytes: Annotated[int, msgspec.Meta(ge=65_536)] = 1_000_000
     max_result_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 262_144  # result `data` budget
+    max_list_pages: Positive = 20  # pages one list or turns command may read (its `pages`)
     offset_metadata_max_bytes: Annotated[int, msgspec.Meta(ge=64)] = 4096  # broker default
 
     # pipeline

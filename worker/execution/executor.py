@@ -58,6 +58,7 @@ from worker.execution.caller import ApiSender, Budget, Caller, Progress, Refusal
 from worker.execution.conflicts import NameConflicts
 from worker.execution.lookup import AgentFinder, FoundAgent
 from worker.execution.outcomes import CommandEndedError, describe, read_as
+from worker.execution.pages import Pages
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -126,6 +127,9 @@ class Executor:
         )
         self._finder = AgentFinder(self._caller, clock=clock)
         self._conflicts = NameConflicts(self._caller, self._finder, names)
+        self._pages = Pages(
+            self._caller, max_pages=settings.max_list_pages, max_bytes=settings.max_result_bytes
+        )
         self._handlers: dict[type[Any], Handler] = {
             AgentStart: self._started,
             AgentStop: self._stopped,
@@ -228,6 +232,7 @@ class Executor:
             phone_number=getattr(command, "phone_number", None),
         )
         reply = await self._caller.perform(job.request, job.budget, idempotent=command.idempotent)
+        reply = await self._pages.complete(command, job.request, reply, job.budget)
         handler = self._handlers.get(type(command), self._plain)
         return await handler(job, reply)
 
