@@ -144,7 +144,7 @@ class ConvoAIClient:
                 request.method,
                 URL(url, encoded=True),
                 data=request.body,
-                headers=self._headers_of(request),
+                headers=self._headers_of(request),  # the command's own headers added last
                 allow_redirects=False,
                 timeout=self._connect_timeout(seconds),
             ) as response:
@@ -199,6 +199,8 @@ class ConvoAIClient:
                 headers["Content-Type"] = "application/json"
             if self._tenants.serves(request.app_id):
                 self._headers[cache_key] = headers
+        if request.headers:
+            return {**headers, **dict(request.headers)}
         return headers
 
     def _connect_timeout(self, seconds: float) -> aiohttp.ClientTimeout:

@@ -48,6 +48,7 @@ from contracts import (
 )
 from worker.agents.directory import NameDirectory
 from worker.api.client import ApiResponse
+from worker.api.headers import ExtraHeaders
 from worker.api.models import AgentCreated, AgentInfo, AgentPage, CallCreated
 from worker.api.observer import ApiObserver, NullObserver
 from worker.api.policy import Action
@@ -115,6 +116,7 @@ class Executor:
         """`tenants` decides which App IDs may be served (from `settings` by default)."""
         self._settings = settings
         self._tenants = tenants or Tenants.from_settings(settings)
+        self._headers = ExtraHeaders.from_settings(settings)
         self._names = names
         self._clock = clock
         self._caller = Caller(
@@ -221,6 +223,11 @@ class Executor:
         if refusal is not None:  # another tenant's command: it must never reach the API
             raise CommandEndedError(
                 "rejected", ErrorInfo(code="app_id_not_allowed", message=refusal)
+            )
+        refusal = self._headers.refusal(command.api_headers)
+        if refusal is not None:  # a header the operator did not allow: never sent
+            raise CommandEndedError(
+                "rejected", ErrorInfo(code="header_not_allowed", message=refusal)
             )
         if isinstance(command, AgentCommand) and command.name is not None and not job.agent_id:
             job.agent_id = await self._resolve(job, command.name)
