@@ -4,6 +4,7 @@ sent finish with the credentials they left with, and an unusable file changes no
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from pathlib import Path
 
 from aiohttp import web
@@ -54,18 +55,26 @@ def test_an_unusable_file_keeps_the_credentials_in_force(tmp_path: Path) -> None
     assert tenants.authorization("app-a") == "agora token=new"
 
 
-def test_a_renewed_token_file_is_read_again(tmp_path: Path) -> None:
-    """A token kept in its own file (renewed by a sidecar, say) is watched like the file."""
+def test_a_renewed_token_file_is_read_again_and_masked_before_use(tmp_path: Path) -> None:
+    """A token kept in its own file (renewed by a sidecar, say) is watched like the file; the
+    log masker learns the new token before any request carries it."""
     token = tmp_path / "token"
     token.write_text("first\n")
     path = tmp_path / FILE
     path.write_text(f'{{"app-a": {{"auth_token_file": "{token}"}}}}')
-    tenants, watcher = watching(path)
+    tenants = Tenants.from_settings(Settings(api_credentials_file=str(path)))
+    masked_when_in_force: list[bool] = []
+
+    def mask(secrets: Iterable[str]) -> None:
+        masked_when_in_force.append(tenants.authorization("app-a") == "agora token=first")
+        assert "second-token" in set(secrets)
+
+    watcher = CredentialsWatcher(tenants, 1.0, mask)
     assert tenants.authorization("app-a") == "agora token=first"
     token.write_text("second-token\n")
     assert watcher.check()
     assert tenants.authorization("app-a") == "agora token=second-token"
-    assert "second-token" in tenants.secrets
+    assert masked_when_in_force == [True]  # masked while the old token was still the one used
 
 
 async def test_rotation_signs_the_next_requests_and_spares_those_in_flight(
