@@ -109,3 +109,15 @@ async def test_rotation_signs_the_next_requests_and_spares_those_in_flight(
             await client.send(LIST)
             await client.send(LIST)
     assert seen == ["agora token=old", "agora token=new", "agora token=new"]
+
+
+def test_a_reload_keeps_what_is_known_of_the_regions(tmp_path: Path) -> None:
+    """A new token with the same base URLs leaves a region that failed set aside."""
+    urls = '"base_urls": ["http://a.test", "http://b.test"]'
+    path = tmp_path / FILE
+    path.write_text(f'{{"app-a": {{"auth_token": "old", {urls}}}}}')
+    tenants, watcher = watching(path)
+    tenants.regions("app-a").failed("http://a.test", "test")
+    path.write_text(f'{{"app-a": {{"auth_token": "new-token", {urls}}}}}')
+    assert watcher.check()
+    assert tenants.regions("app-a").current() == "http://b.test"

@@ -244,6 +244,7 @@ def _from_file(
     """
     where = _where(settings)
     entries = _read(settings.api_credentials_file, where)
+    pools = dict(known)  # App IDs with the same URLs share one pool, and so its health
     tenants: dict[str, Tenant] = {}
     for app_id, credentials in entries.items():
         if allowed and app_id not in allowed:
@@ -251,8 +252,8 @@ def _from_file(
         urls = _urls(credentials, where, app_id)
         regions = default
         if urls:
-            regions = known.get(urls) or Regions(
-                urls, cooldown_seconds=settings.api_region_cooldown_seconds
+            regions = pools.setdefault(
+                urls, Regions(urls, cooldown_seconds=settings.api_region_cooldown_seconds)
             )
         tenants[app_id] = Tenant(
             _header(credentials), credentials.webhook_secret, regions, credentials.auth_token_file
