@@ -30,6 +30,7 @@ from contracts._fields import (
     FieldValueError,
     Model,
     NonEmptyStr,
+    NonNegativeInt,
     PositiveInt,
     StrMap,
     whole_match,
@@ -40,8 +41,37 @@ from contracts.properties import AgentProperties, AgentUpdateProperties, CallPro
 HttpMethod = Literal["GET", "POST", "PATCH", "DELETE"]
 RestLocation = Literal["body", "query"]
 
-ENVELOPE_FIELDS = frozenset({"command", "id", "app_id", "expires_at", "correlation_id"})
-"""Keys every command may carry that are never sent to the API."""
+ENVELOPE_FIELDS = frozenset(
+    {"command", "id", "app_id", "expires_at", "correlation_id", "api_headers"}
+)
+"""Keys every command may carry that are never sent to the API as payload."""
+HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"  # an HTTP token (RFC 9110)
+HEADER_VALUE = r"^[^\r\n\x00]*$"  # no line breaks: a value can never add a header
+
+ApiHeaders = Annotated[
+    dict[
+        Annotated[str, Meta(min_length=1, max_length=128, pattern=HEADER_NAME)],
+        Annotated[str, Meta(max_length=4096, pattern=HEADER_VALUE)],
+    ],
+    Meta(
+        max_length=16,
+        description=(
+            "Extra HTTP request headers (e.g. a preview feature's), sent as given; only names "
+            "the worker's operator allows (CONVOAI_API_EXTRA_HEADERS), else `rejected`."
+        ),
+    ),
+]
+PageCount = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=100,
+        description=(
+            "Read up to this many pages into one result (the worker's CONVOAI_MAX_LIST_PAGES and "
+            "the result budget may stop sooner; the last page's cursor then says where to go on)."
+        ),
+    ),
+]
 
 SPEAK_TEXT_MAX_BYTES = 512
 
@@ -56,19 +86,22 @@ class CommandBase(
     `id` is the producer's command id (1-128 characters): the worker's idempotency key and the
     `command_id` of the result. `app_id` defaults to the worker's configured App ID.
     `expires_at` (RFC 3339 with an offset) is the deadline after which the command is not
-    executed (outcome `expired`). `correlation_id` is echoed in the result.
+    executed (outcome `expired`). `correlation_id` is echoed in the result. `api_headers` adds
+    request headers the operator allows.
     """
 
     id: CommandId
     app_id: AppId | None = None
     expires_at: AwareDatetime | None = None
     correlation_id: str | None = None
+    api_headers: ApiHeaders | None = None
 
     http_method: ClassVar[HttpMethod]
     path_template: ClassVar[str]
     rest_location: ClassVar[RestLocation]
     idempotent: ClassVar[bool] = True
     address_fields: ClassVar[frozenset[str]] = frozenset()
+    worker_fields: ClassVar[frozenset[str]] = frozenset()  # options for the worker, not the API
     # JSON Schema keywords stating the rules `__post_init__` checks; merged into the schema.
     json_schema_extra: ClassVar[Mapping[str, Any]] = _NO_SCHEMA_EXTRA
 
@@ -83,7 +116,7 @@ class CommandBase(
     @classmethod
     def non_rest_fields(cls) -> frozenset[str]:
         """Keys of the record that are not forwarded to the API."""
-        return ENVELOPE_FIELDS | cls.address_fields
+        return ENVELOPE_FIELDS | cls.address_fields | cls.worker_fields
 
 
 class AgentCommand(CommandBase, frozen=True, kw_only=True):
@@ -255,7 +288,7 @@ AgentStateFilter = (
 
 
 class AgentList(CommandBase, tag="agent.list", frozen=True, kw_only=True):
-    """List the project's agents, one page per command (`cursor` continues).
+    """List the project's agents, one page per command (`cursor` continues), or up to `pages`.
 
     `GET /v2/projects/{appid}/agents`, rest = query string. Idempotent. `state` is sent as the
     numeric code the API documents, whichever of the accepted forms the producer used.
@@ -267,10 +300,12 @@ class AgentList(CommandBase, tag="agent.list", frozen=True, kw_only=True):
     state: AgentStateFilter | UnsetType = UNSET
     limit: PositiveInt | UnsetType = UNSET
     cursor: str | UnsetType = UNSET
+    pages: PageCount | None = None
 
     http_method: ClassVar[HttpMethod] = "GET"
     path_template: ClassVar[str] = "/v2/projects/{appid}/agents"
     rest_location: ClassVar[RestLocation] = "query"
+    worker_fields: ClassVar[frozenset[str]] = frozenset({"pages"})
 
     def state_query(self) -> str | None:
         """`state` as the API takes it: numeric codes (a status name becomes its code)."""
@@ -282,24 +317,34 @@ class AgentList(CommandBase, tag="agent.list", frozen=True, kw_only=True):
 
 
 class AgentHistory(AgentCommand, tag="agent.history", frozen=True, kw_only=True):
-    """Read the conversation history cached by a running agent.
+    """Read the conversation history cached by a running agent, or part of it.
 
     `GET /v2/projects/{appid}/agents/{agent_id}/history`, rest = query string. Idempotent.
+    `contents_from` and `contents_count` make the result hold only those entries of `contents`
+    (the worker adds `contents_total`): how a history over the result budget is read in parts.
+    Each part is a fresh read of a history that may have moved on since the last.
     """
 
+    contents_from: NonNegativeInt | None = None
+    contents_count: PositiveInt | None = None
+
+    worker_fields: ClassVar[frozenset[str]] = frozenset({"contents_from", "contents_count"})
     http_method: ClassVar[HttpMethod] = "GET"
     path_template: ClassVar[str] = "/v2/projects/{appid}/agents/{agent_id}/history"
     rest_location: ClassVar[RestLocation] = "query"
 
 
 class AgentTurns(AgentCommand, tag="agent.turns", frozen=True, kw_only=True):
-    """Read one page of an agent's turns (sessions of the last 7 days).
+    """Read one page of an agent's turns (sessions of the last 7 days), or up to `pages`.
 
     `GET /v2/projects/{appid}/agents/{agent_id}/turns`, rest = query string. Idempotent.
     """
 
     page_index: PositiveInt | UnsetType = UNSET
     page_size: Annotated[int, Meta(ge=10, le=200)] | UnsetType = UNSET
+    pages: PageCount | None = None
+
+    worker_fields: ClassVar[frozenset[str]] = frozenset({"pages"})
 
     http_method: ClassVar[HttpMethod] = "GET"
     path_template: ClassVar[str] = "/v2/projects/{appid}/agents/{agent_id}/turns"
@@ -366,7 +411,7 @@ class CallGet(CommandBase, tag="call.get", frozen=True, kw_only=True):
 
 
 class CallList(CommandBase, tag="call.list", frozen=True, kw_only=True):
-    """List calls, one page per command (`cursor` continues).
+    """List calls, one page per command (`cursor` continues), or up to `pages`.
 
     `GET /v2/projects/{appid}/call`, rest = query string. Idempotent.
     """
@@ -377,10 +422,12 @@ class CallList(CommandBase, tag="call.list", frozen=True, kw_only=True):
     type: Literal["inbound", "outbound"] | UnsetType = UNSET
     limit: PositiveInt | UnsetType = UNSET
     cursor: str | UnsetType = UNSET
+    pages: PageCount | None = None
 
     http_method: ClassVar[HttpMethod] = "GET"
     path_template: ClassVar[str] = "/v2/projects/{appid}/call"
     rest_location: ClassVar[RestLocation] = "query"
+    worker_fields: ClassVar[frozenset[str]] = frozenset({"pages"})
 
 
 # ---------------------------------------------------------------------------------- phone numbers

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from contracts._fields import AwareDatetime, NonNegativeInt, StrMap
 
@@ -78,13 +78,18 @@ def _in_utc(event: msgspec.Struct, *names: str) -> None:
 class TruncatedData(msgspec.Struct, frozen=True, kw_only=True):
     """What a result's `data` holds when the API's response was too large to publish.
 
-    `bytes` is the size of the response body as JSON, `sha256` its hex digest; read the full
-    body from the API again (e.g. agent.history) if it is needed.
+    `bytes` is the size of the response body as JSON, `sha256` its hex digest. What is needed
+    to read on is kept: a list's `meta` (`cursor`, `total`) and a turns page's `pagination`, as
+    the API sent them; `hint` says how to read the body in parts (e.g. agent.history's
+    `contents_from` and `contents_count`, or fewer `pages`).
     """
 
     truncated: Literal[True] = True
     bytes: NonNegativeInt
     sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+    meta: dict[str, Any] | UnsetType = UNSET
+    pagination: dict[str, Any] | UnsetType = UNSET
+    hint: str | UnsetType = UNSET
 
 
 class ResultEvent(msgspec.Struct, frozen=True, kw_only=True):

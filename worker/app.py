@@ -36,6 +36,7 @@ from worker.agents.state_sink import DirectoryStateSink
 from worker.agents.webhooks import WebhookReceiver
 from worker.api.client import ConvoAIClient
 from worker.api.observer import ApiObserver
+from worker.api.rotation import CredentialsWatcher
 from worker.api.tenants import Tenants
 from worker.execution import Executor
 from worker.execution.caller import ApiSender
@@ -135,7 +136,7 @@ class Worker:
             )
             supervisor = Supervisor(health, metrics)
             stack.push_async_callback(supervisor.close)
-            supervisor.start("loop-monitor", lambda: monitor_loop(metrics, health))
+            _watch(supervisor, metrics, health, tenants, settings.api_credentials_poll_seconds)
 
             if not await kafka.wait_for_cluster(self._stop_requested):
                 return  # stopped while waiting for Kafka: nothing started that needs draining
@@ -267,3 +268,12 @@ class StateOutput:
             )
             for refused in await self._publisher.deliver(records)
         ]
+
+
+def _watch(
+    supervisor: Supervisor, metrics: Metrics, health: Health, tenants: Tenants, poll: float
+) -> None:
+    """Start the tasks that watch the worker's surroundings: the event loop's lag, and the
+    credentials files (a rotated Secret takes effect without a restart)."""
+    supervisor.start("loop-monitor", lambda: monitor_loop(metrics, health))
+    supervisor.start("credentials", CredentialsWatcher(tenants, poll, mask_values).run)

@@ -49,6 +49,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     app_id: str = ""
     allowed_app_ids: str = ""  # comma-separated; empty: any (worker.api.tenants)
     api_credentials_file: str = ""  # JSON {app id: credentials}; serves exactly those App IDs
+    # how often the credentials file and its token files are checked for a change; 0 = never
+    api_credentials_poll_seconds: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    # regional failover (worker.api.regions): an SDK area's base URLs, or a list, first preferred
+    api_region: Literal["", "us", "eu", "ap", "cn"] = ""
+    api_base_urls: str = ""  # comma-separated; replaces CONVOAI_API_BASE_URL when set
+    api_region_cooldown_seconds: Seconds = 30.0  # a failed base URL is set aside this long
+    # request headers a command may add (`api_headers`), comma-separated names; none by default
+    api_extra_headers: str = ""
     api_timeout_seconds: Seconds = 15.0
     api_connect_timeout_seconds: Seconds = 5.0
     api_max_connections: Positive = 1000  # as many as commands in flight: none waits for a socket
@@ -97,6 +105,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # largest record the worker produces (the broker's default message.max.bytes is ~1 MiB)
     max_record_bytes: Annotated[int, msgspec.Meta(ge=65_536)] = 1_000_000
     max_result_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 262_144  # result `data` budget
+    max_list_pages: Positive = 20  # pages one list or turns command may read (its `pages`)
     offset_metadata_max_bytes: Annotated[int, msgspec.Meta(ge=64)] = 4096  # broker default
 
     # pipeline

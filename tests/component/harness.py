@@ -22,6 +22,7 @@ from contracts import ResultEvent, decode_result
 from contracts.keys import ordering_key
 from worker.api.client import ApiResponse
 from worker.api.requests import ApiRequest
+from worker.api.tenants import Tenants
 from worker.app import Worker
 from worker.kafka.memory import InMemoryBroker, MemoryBackend
 from worker.metrics import Metrics
@@ -41,6 +42,8 @@ class ScriptedApi:
         self.entered: dict[str, asyncio.Event] = {}
         self.body_for: dict[str, Any] = {}
         self.failures: dict[str, list[Exception]] = {}  # raised, in order, before answering
+        self.tenants: Tenants | None = None  # the worker's, as the real client gets them
+        self.signed: list[str | None] = []  # the `Authorization` each request would carry
 
     def hold(self, marker: str) -> asyncio.Event:
         """Make requests carrying `marker` wait until the returned event is set."""
@@ -60,6 +63,8 @@ class ScriptedApi:
         """Record the request; wait at its gate if it has one; answer like the API."""
         del time_left
         self.requests.append(request)
+        if self.tenants is not None:
+            self.signed.append(self.tenants.authorization(request.app_id))
         marker = marker_of(request)
         gate = self._gates.get(marker)
         if gate is not None:
@@ -132,6 +137,17 @@ class RunningWorker:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
+def api_factory(api: ScriptedApi) -> Callable[[Settings, Tenants], ScriptedApi]:
+    """The worker's API factory: `api` (a scripted one sees the worker's tenants)."""
+
+    def factory(_: Settings, tenants: Tenants) -> ScriptedApi:
+        if isinstance(api, ScriptedApi):  # some tests run a real client instead
+            api.tenants = tenants
+        return api
+
+    return factory
+
+
 @contextlib.asynccontextmanager
 async def running(
     broker: InMemoryBroker, api: ScriptedApi, **overrides: Any
@@ -139,7 +155,7 @@ async def running(
     """Start a worker and wait until it is ready; stop it gracefully at the end (if alive)."""
     config = settings(**overrides)
     backend = broker.backend(config)
-    worker = Worker(config, Metrics(CollectorRegistry()), kafka=backend, api=lambda *_: api)
+    worker = Worker(config, Metrics(CollectorRegistry()), kafka=backend, api=api_factory(api))
     task = asyncio.create_task(worker.run())
     handle = RunningWorker(worker, task, backend)
     try:

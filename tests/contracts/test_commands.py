@@ -53,6 +53,12 @@ ADDRESSED_BY_AGENT = {
     "agent.history",
     "agent.turns",
 }
+WORKER_OPTIONS = {  # read by the worker, never sent to the API
+    "agent.list": {"pages"},
+    "call.list": {"pages"},
+    "agent.turns": {"pages"},
+    "agent.history": {"contents_from", "contents_count"},
+}
 
 START_PROPERTIES: dict[str, Any] = {
     "channel": "room-1",
@@ -108,8 +114,9 @@ class TestOperationTable:
         elif "{phone_number}" in cls.path_template:
             expected = {"phone_number"}
         assert cls.address_fields == expected
-        envelope = {"command", "id", "app_id", "expires_at", "correlation_id"}
-        assert cls.non_rest_fields() == envelope | expected
+        envelope = {"command", "id", "app_id", "expires_at", "correlation_id", "api_headers"}
+        options = WORKER_OPTIONS.get(tag, set())
+        assert cls.non_rest_fields() == envelope | expected | options
 
 
 class TestRest:

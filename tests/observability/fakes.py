@@ -14,7 +14,7 @@ from contracts import AgentStateEvent
 from worker.agents.directory import AgentDirectory
 from worker.agents.ncs import SIGNATURE_HEADER, signature
 from worker.agents.webhooks import WebhookReceiver
-from worker.api.tenants import Tenant, Tenants
+from worker.api.tenants import Tenant, Tenants, default_regions
 from worker.metrics import Metrics
 from worker.settings import Settings
 
@@ -71,8 +71,11 @@ class RecordingSink:
 def tenants(**secrets: str) -> Tenants:
     """The App IDs served and their NCS secrets (`APP_ID` with `SECRET` when none given)."""
     secrets = secrets or {APP_ID: SECRET}
+    regions = default_regions(Settings())
     return Tenants(
-        {app_id: Tenant(None, secret) for app_id, secret in secrets.items()}, source="the test"
+        {app_id: Tenant(None, secret, regions) for app_id, secret in secrets.items()},
+        source="the test",
+        default=regions,
     )
 
 

@@ -8,6 +8,13 @@ built once, the URL is assembled from pre-encoded parts, bodies arrive already e
 request deadline is watched by one timer for all requests (`worker.api.expiry`) instead of
 aiohttp's timer per request, and nothing is logged per request. The `Authorization` header is
 never logged.
+
+Each request goes to its tenant's base URL (`worker.api.regions`): a request that is safe to
+resend (an idempotent operation) goes to the first region not set aside, and a connection
+refused there is tried at once in the next region; a request that is not safe to resend always
+goes to the tenant's first region. The credentials may be replaced while requests run
+(`worker.api.rotation`): the headers are rebuilt from the next request on, and requests already
+sent keep theirs.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import aiohttp
 import msgspec
 from yarl import URL
 
+from contracts import COMMAND_TYPES
 from worker import __version__
 from worker.api.errors import (
     ApiConnectError,
@@ -33,6 +41,7 @@ from worker.api.errors import (
     TransportError,
 )
 from worker.api.expiry import RequestExpiry
+from worker.api.regions import Regions
 from worker.api.requests import ApiRequest
 from worker.api.tenants import Tenants
 from worker.settings import Settings
@@ -42,6 +51,8 @@ from worker.settings import Settings
 BODY_IGNORED = frozenset({"agent.stop", "number.delete"})
 REQUEST_ID_HEADERS = ("X-Request-ID", "Agora-Request-Id")
 USER_AGENT = f"convoai-worker/{__version__}"
+# operations whose request may go to another region after a failure (`docs/policy.md`)
+RESENDABLE = frozenset(tag for tag, command in COMMAND_TYPES.items() if command.idempotent)
 
 _decode_json = msgspec.json.Decoder().decode
 
@@ -60,12 +71,12 @@ class ConvoAIClient:
     def __init__(self, settings: Settings, tenants: Tenants | None = None) -> None:
         """`tenants` says whose credentials sign each request (from `settings` by default)."""
         self._settings = settings
-        self._base = settings.api_base_url.rstrip("/")
         # the total is watched by `self._expiry`; aiohttp only bounds opening a new connection
         self._timeout = aiohttp.ClientTimeout(sock_connect=settings.api_connect_timeout_seconds)
         self._expiry = RequestExpiry()
         self._tenants = tenants or Tenants.from_settings(settings)
         self._headers: dict[tuple[str, bool], dict[str, str]] = {}  # (App ID, JSON?) → headers
+        self._generation = self._tenants.generation  # of the credentials the headers come from
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -96,22 +107,44 @@ class ConvoAIClient:
 
         Raises an `ApiError` subclass for anything but a readable 2xx response.
         """
-        session = self._session
-        if session is None:
+        if self._session is None:
             raise RuntimeError("ConvoAIClient is used outside its `async with` block")
-        url = self._base + request.path
-        if request.query:
-            url = f"{url}?{request.query}"
         seconds = self._settings.api_timeout_seconds
         if time_left is not None and time_left < seconds:
             seconds = max(0.0, time_left)
+        regions = self._tenants.regions(request.app_id)
+        if request.operation not in RESENDABLE:
+            return await self._send_to(regions.primary, request, seconds, regions)
+        ends = time.monotonic() + seconds
+        base = regions.current()
+        while True:
+            try:
+                return await self._send_to(base, request, ends - time.monotonic(), regions)
+            except ApiConnectError:
+                # never reached this region: the next one takes it now, within the same time
+                others = regions.others(base)
+                if not others or time.monotonic() >= ends:
+                    raise
+                base = others[0]
+
+    async def _send_to(
+        self, base: str, request: ApiRequest, seconds: float, regions: Regions
+    ) -> ApiResponse:
+        """Send `request` to the API at `base`, within `seconds`; a transport failure or a 5xx
+        sets `base` aside in `regions`."""
+        session = self._session
+        assert session is not None  # noqa: S101 - checked by `send`
+        url = base + request.path
+        if request.query:
+            url = f"{url}?{request.query}"
+        seconds = max(0.0, seconds)
         token, watch = self._expiry.watch(seconds)
         try:
             async with session.request(
                 request.method,
                 URL(url, encoded=True),
                 data=request.body,
-                headers=self._headers_of(request),
+                headers=self._headers_of(request),  # the command's own headers added last
                 allow_redirects=False,
                 timeout=self._connect_timeout(seconds),
             ) as response:
@@ -124,11 +157,18 @@ class ConvoAIClient:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # the deadline's cancellation, handled here
+            regions.failed(base, "timeout")
             raise ApiTimeoutError(request.operation, "no response before the timeout") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _transport_error(request.operation, exc) from exc
+            error = _transport_error(request.operation, exc)
+            regions.failed(base, type(error).__name__)
+            raise error from exc
         finally:
             self._expiry.unwatch(token)
+        if status >= 500:
+            regions.failed(base, f"HTTP {status}")
+        else:
+            regions.succeeded(base)
         request_id = _request_id(headers)
         if 200 <= status < 300:
             return ApiResponse(
@@ -144,7 +184,10 @@ class ConvoAIClient:
 
     def _headers_of(self, request: ApiRequest) -> dict[str, str]:
         """The request's headers, built once per App ID served and content type (so the cache
-        is bounded by the App IDs configured, whatever App IDs commands name)."""
+        is bounded by the App IDs configured, whatever App IDs commands name); built anew
+        after the credentials changed."""
+        if self._generation != self._tenants.generation:
+            self._headers, self._generation = {}, self._tenants.generation
         cache_key = (request.app_id, request.json_content)
         headers = self._headers.get(cache_key)
         if headers is None:
@@ -156,6 +199,8 @@ class ConvoAIClient:
                 headers["Content-Type"] = "application/json"
             if self._tenants.serves(request.app_id):
                 self._headers[cache_key] = headers
+        if request.headers:
+            return {**headers, **dict(request.headers)}
         return headers
 
     def _connect_timeout(self, seconds: float) -> aiohttp.ClientTimeout:

@@ -78,6 +78,7 @@ class ApiRequest(NamedTuple):
     body: bytes | None
     json_content: bool  # whether to send `content-type: application/json`
     app_id: str = ""  # whose credentials sign it (phone-number paths do not name the App ID)
+    headers: tuple[tuple[str, str], ...] = ()  # the command's `api_headers`, sent as given
 
 
 def build_request(
@@ -93,7 +94,10 @@ def build_request(
     if isinstance(command, AgentList) and "state" in rest:
         # the API takes the numeric code; the contract also accepts the status name
         rest = {**rest, "state": command.state_query()}
-    return request_for(type(command), path, rest, app_id=app_id)
+    request = request_for(type(command), path, rest, app_id=app_id)
+    if command.api_headers:
+        request = request._replace(headers=tuple(command.api_headers.items()))
+    return request
 
 
 def path_for(

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import structlog
 
+from worker.api.headers import ExtraHeaders
 from worker.api.tenants import Tenants
 from worker.kafka.connection import client_options, exposure_warnings
 from worker.settings import Settings, credentials_warning, load_settings, unknown_variables
@@ -32,6 +33,7 @@ def load(
     require_extra(settings)
     if api:
         Tenants.from_settings(settings)
+        ExtraHeaders.from_settings(settings)
     warnings = unknown_variables() + exposure_warnings(settings)
     if api and (missing := credentials_warning(settings)) is not None:
         warnings.append(missing)

@@ -48,6 +48,7 @@ from contracts import (
 )
 from worker.agents.directory import NameDirectory
 from worker.api.client import ApiResponse
+from worker.api.headers import ExtraHeaders
 from worker.api.models import AgentCreated, AgentInfo, AgentPage, CallCreated
 from worker.api.observer import ApiObserver, NullObserver
 from worker.api.policy import Action
@@ -58,6 +59,7 @@ from worker.execution.caller import ApiSender, Budget, Caller, Progress, Refusal
 from worker.execution.conflicts import NameConflicts
 from worker.execution.lookup import AgentFinder, FoundAgent
 from worker.execution.outcomes import CommandEndedError, describe, read_as
+from worker.execution.pages import Pages
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -114,6 +116,7 @@ class Executor:
         """`tenants` decides which App IDs may be served (from `settings` by default)."""
         self._settings = settings
         self._tenants = tenants or Tenants.from_settings(settings)
+        self._headers = ExtraHeaders.from_settings(settings)
         self._names = names
         self._clock = clock
         self._caller = Caller(
@@ -126,6 +129,9 @@ class Executor:
         )
         self._finder = AgentFinder(self._caller, clock=clock)
         self._conflicts = NameConflicts(self._caller, self._finder, names)
+        self._pages = Pages(
+            self._caller, max_pages=settings.max_list_pages, max_bytes=settings.max_result_bytes
+        )
         self._handlers: dict[type[Any], Handler] = {
             AgentStart: self._started,
             AgentStop: self._stopped,
@@ -218,6 +224,11 @@ class Executor:
             raise CommandEndedError(
                 "rejected", ErrorInfo(code="app_id_not_allowed", message=refusal)
             )
+        refusal = self._headers.refusal(command.api_headers)
+        if refusal is not None:  # a header the operator did not allow: never sent
+            raise CommandEndedError(
+                "rejected", ErrorInfo(code="header_not_allowed", message=refusal)
+            )
         if isinstance(command, AgentCommand) and command.name is not None and not job.agent_id:
             job.agent_id = await self._resolve(job, command.name)
         job.request = build_request(
@@ -228,6 +239,7 @@ class Executor:
             phone_number=getattr(command, "phone_number", None),
         )
         reply = await self._caller.perform(job.request, job.budget, idempotent=command.idempotent)
+        reply = await self._pages.complete(command, job.request, reply, job.budget)
         handler = self._handlers.get(type(command), self._plain)
         return await handler(job, reply)
 

@@ -3,7 +3,8 @@
 Every output is built so that its content cannot stop the pipeline: header values are bytes
 (a header without a value becomes empty), a record without key and value gets a value, and
 sizes are bounded. A result whose `data` (or `error.details`) exceeds
-`CONVOAI_MAX_RESULT_BYTES` carries a `TruncatedData` object instead; a dead letter that would
+`CONVOAI_MAX_RESULT_BYTES` carries a `TruncatedData` object instead (`worker.pipeline.oversize`:
+a list keeps its cursor, a history says how to read it in parts); a dead letter that would
 exceed `CONVOAI_MAX_RECORD_BYTES` carries the head of the original value plus its size and
 SHA-256 in headers.
 """
@@ -37,6 +38,7 @@ from contracts.headers import (
 )
 from worker.dlq_redaction import dead_letter_copy
 from worker.kafka.ports import Record
+from worker.pipeline.oversize import stand_in, truncated
 from worker.settings import Settings
 
 Header = tuple[str, bytes]
@@ -101,7 +103,7 @@ class Outputs:
         if data is not None:
             encoded = msgspec.json.encode(data)
             if len(encoded) > self._max_result:
-                data = truncated(encoded)
+                data = stand_in(event.command, data, encoded, self._max_result)
         if error is not None and error.details is not None:
             encoded = msgspec.json.encode(error.details)
             if len(encoded) > self._max_result:
@@ -227,11 +229,6 @@ class Outputs:
             shell = OutputRecord(self.dlq_topic, key, b"", headers)
         room = max(0, self._max_record - shell.size) if keep_value else 0
         return OutputRecord(self.dlq_topic, key, value[:room], headers)
-
-
-def truncated(data: bytes) -> TruncatedData:
-    """The stand-in for a JSON body too large to publish."""
-    return TruncatedData(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
 def _truncated_or_none(body: object) -> TruncatedData | None:

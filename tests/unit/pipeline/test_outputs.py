@@ -258,3 +258,23 @@ def test_original_headers_too_large_for_a_record_are_dropped_and_counted() -> No
     assert letter.key == b"K" * MAX_KEY_BYTES_WHEN_SHRUNK
     assert letter.value == b"v"
     assert letter.size <= LIMIT
+
+
+def test_a_list_over_the_budget_keeps_its_cursor_and_total() -> None:
+    """A truncated list page still says where the next page starts and how many there are."""
+    meta = {"cursor": "agent-51", "total": 900}
+    page = {"data": {"count": 50, "list": [{"agent_id": "x" * 40}] * 50}, "meta": meta}
+    event = result(command="agent.list", data=page)
+    data = msgspec.json.decode(outputs().result(event, b"k").value or b"")["data"]
+    assert data["meta"] == meta
+    assert data["truncated"] is True
+    assert "fewer pages" in data["hint"]
+
+
+def test_a_history_over_the_budget_says_how_to_read_it_in_parts() -> None:
+    """The stand-in of a long history names the options that read it in parts."""
+    contents = [{"role": "user", "content": "y" * 100}] * 40
+    event = result(command="agent.history", data={"agent_id": "a", "contents": contents})
+    data = msgspec.json.decode(outputs().result(event, b"k").value or b"")["data"]
+    assert "contents_from and contents_count" in data["hint"]
+    assert "meta" not in data

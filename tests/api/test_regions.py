@@ -1,0 +1,112 @@
+"""Regional failover: requests safe to resend leave a region that fails for the next one, the
+others stay with the first region; each tenant's requests go to its own base URLs."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from contracts import AgentGet, AgentList, AgentSpeak
+from tests.emulator.harness import serving
+from worker.api.client import ConvoAIClient
+from worker.api.errors import ApiConnectError, ApiStatusError
+from worker.api.regions import Regions, area_urls
+from worker.api.requests import request_for
+from worker.api.tenants import Tenants
+from worker.settings import Settings
+
+APP = "app-a"
+AGENTS = f"/v2/projects/{APP}/agents"
+LIST = request_for(AgentList, AGENTS, {}, app_id=APP)
+GET = request_for(AgentGet, f"{AGENTS}/a1", {}, app_id=APP)
+SPEAK = request_for(AgentSpeak, f"{AGENTS}/a1/speak", {"text": "hi"}, app_id=APP)
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: the connection is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def recording(seen: list[str], status: int = 200) -> web.Application:
+    """A region that records the operations it receives and answers them with `status`."""
+
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({"agent_id": "a1", "list": []}, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+async def test_a_refused_region_is_left_at_once_only_by_requests_safe_to_resend() -> None:
+    """First region down: list and get are answered by the second region within the same send
+    (and later ones go there directly); speak is not safe to resend, so it stays with the first
+    region and fails there, never reaching the second."""
+    seen: list[str] = []
+    dead = closed_port_url()
+    async with serving(recording(seen)) as alive:
+        settings = Settings(api_base_urls=f"{dead},{alive}")
+        async with ConvoAIClient(settings) as client:
+            assert (await client.send(LIST)).status == 200
+            assert (await client.send(GET)).status == 200
+            with pytest.raises(ApiConnectError):
+                await client.send(SPEAK)
+    assert seen == [AGENTS, f"{AGENTS}/a1"]
+
+
+async def test_a_region_answering_5xx_is_set_aside_for_the_next_attempt() -> None:
+    """A 503 from the first region sends the retry of a list to the second; a speak's next
+    attempt still goes to the first region."""
+    first: list[str] = []
+    second: list[str] = []
+    async with serving(recording(first, 503)) as sick, serving(recording(second)) as alive:
+        settings = Settings(api_base_urls=f"{sick},{alive}")
+        async with ConvoAIClient(settings) as client:
+            with pytest.raises(ApiStatusError):
+                await client.send(LIST)
+            assert (await client.send(LIST)).status == 200
+            with pytest.raises(ApiStatusError):
+                await client.send(SPEAK)
+    assert first == [AGENTS, f"{AGENTS}/a1/speak"]
+    assert second == [AGENTS]
+
+
+def test_a_region_set_aside_is_preferred_again_after_the_cooldown() -> None:
+    """The first region is used again once its cooldown has passed."""
+    now = [0.0]
+    regions = Regions(["http://a", "http://b"], cooldown_seconds=30, clock=lambda: now[0])
+    regions.failed("http://a", "test")
+    assert regions.current() == "http://b"
+    now[0] = 31.0
+    assert regions.current() == "http://a"
+
+
+async def test_each_tenant_sends_to_its_own_base_url(tmp_path: Path) -> None:
+    """The credentials file's base URL (or region) decides where a tenant's requests go."""
+    own: list[str] = []
+    shared: list[str] = []
+    async with serving(recording(own)) as url_a, serving(recording(shared)) as default:
+        path = tmp_path / "credentials.json"
+        path.write_text(
+            f'{{"app-a": {{"auth_token": "a", "base_url": "{url_a}"}},'
+            ' "app-b": {"auth_token": "b"}, "app-c": {"auth_token": "c", "region": "cn"}}'
+        )
+        settings = Settings(api_base_url=default, api_credentials_file=str(path))
+        tenants = Tenants.from_settings(settings)
+        async with ConvoAIClient(settings, tenants) as client:
+            await client.send(LIST)
+            await client.send(
+                request_for(AgentList, "/v2/projects/app-b/agents", {}, app_id="app-b")
+            )
+    assert (own, shared) == ([AGENTS], ["/v2/projects/app-b/agents"])
+    assert tenants.regions("app-c").urls == area_urls("cn")
+    assert tenants.regions("app-c").primary == (
+        "https://api-cn-east-1.sd-rtn.com/cn/api/conversational-ai-agent"
+    )
