@@ -92,6 +92,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_result_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 262_144  # result `data` budget
     offset_metadata_max_bytes: Annotated[int, msgspec.Meta(ge=64)] = 4096  # broker default
 
+    # worker processes in this pod, each a member of the group, under one parent that serves the
+    # ops port (worker.processes); 1: the worker is the process itself, no parent
+    processes: Positive = 1
+
     # pipeline
     max_in_flight: Positive = 1000
     partition_buffer: Positive = 2000  # records buffered per partition before it is paused
