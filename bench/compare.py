@@ -3,15 +3,16 @@
 Setup (printed with the figures): the local broker, one fake API (`bench/fake_api.py`, fixed
 latency, own process) and each system in its own process, on fresh topics of 12 partitions and
 a fresh consumer group. Systems: convoai-worker (`convoai-worker run`), the same with tracing
-on (`CONVOAI_TRACING=true`, spans made but not exported: what tracing itself costs) and the
-peers of `bench/peers.py`. For each Kafka system:
+on (`CONVOAI_TRACING=true`, spans made but not exported: what tracing itself costs), the same as
+two processes (`CONVOAI_PROCESSES=2`: a parent and two group members; CPU and RSS of all three)
+and the peers of `bench/peers.py`. For each Kafka system:
 
 1. Backlog at 100 ms, then at 0 ms API latency: W warm-up commands wait on the topic when the
    system starts (start → first result, and for the worker start → /readyz); once they are done
    (or 2 s after the first result), N more `agent.speak` commands by agent id over K keys are
-   produced at once. Commands/s and CPU per command (the process's user+system time from /proc)
-   cover exactly those N, fetching included, up to a time cap for systems too slow to finish;
-   peak RSS (VmHWM) with that backlog.
+   produced at once. Commands/s and CPU per command (the user+system time of the process and
+   its descendants, from /proc) cover exactly those N, fetching included, up to a time cap for
+   systems too slow to finish; peak RSS (VmHWM, summed over the processes) with that backlog.
 2. Paced at half of (1)'s commands/s at 100 ms: added latency per command = the result's publish
    time (LogAppendTime of the results topic) minus the time the fake API answered, p50 / p99.
 
@@ -46,15 +47,21 @@ from bench import report
 from bench.bench_pipeline import BOOTSTRAP, PARTITIONS, create_topics, produce_keyed, worker_env
 from contracts.keys import ordering_key
 from devtools.local import free_port, wait_for_port
-from devtools.measure import cpu_seconds, peak_rss_mib
+from devtools.measure import cpu_seconds, family_cpu_seconds, family_peak_rss_mib
 from devtools.workload import speaks
 
 WORKER = "convoai-worker"
 TRACED = "convoai-worker-traced"  # tracing on, spans kept but not exported: its CPU cost
-WORKERS = {WORKER: {}, TRACED: {"CONVOAI_TRACING": "true", "OTEL_TRACES_EXPORTER": "none"}}
+PROCESSES = report.PROCESSES  # `run --processes 2`: one pod's two cores
+WORKERS = {
+    WORKER: {},
+    TRACED: {"CONVOAI_TRACING": "true", "OTEL_TRACES_EXPORTER": "none"},
+    PROCESSES: {"CONVOAI_PROCESSES": "2"},
+}
 KAFKA_SYSTEMS = (
     WORKER,
     TRACED,
+    PROCESSES,
     "faststream",
     "faststream-concurrent",
     "aiokafka-sequential",
@@ -132,7 +139,10 @@ class Snapshot(NamedTuple):
     @classmethod
     def take(cls, follower: Follower, pid: int, api_pid: int) -> Snapshot:
         return cls(
-            len(follower.published), cpu_seconds(pid), cpu_seconds(api_pid), time.monotonic()
+            len(follower.published),
+            family_cpu_seconds(pid),
+            cpu_seconds(api_pid),
+            time.monotonic(),
         )
 
 
@@ -226,7 +236,8 @@ class Run:
                     raise SystemExit(f"{system}: no result within {FIRST_RESULT_SECONDS:.0f} s")
                 await results.until(plan.warmup, time.monotonic() + WARMUP_SECONDS)
                 figures = await self.measure(results, process.pid, topics["commands"], latency)
-                figures["peak_rss_mib"] = peak_rss_mib(process.pid)
+                rss, largest = family_peak_rss_mib(process.pid)
+                figures |= {"peak_rss_mib": rss, "peak_rss_largest_mib": largest}
                 if ready is not None:
                     figures["ready_s"] = (await asyncio.wait_for(ready, 10)) - started
             finally:
