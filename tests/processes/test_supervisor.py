@@ -110,9 +110,10 @@ async def test_a_crash_loop_of_a_signal_exits_1():
 
 
 async def test_the_first_signal_reaches_every_process_once_and_none_is_started_again():
-    """stop(): SIGTERM to each process, which drains and exits 0; the pod exits 0."""
+    """stop(): SIGTERM to each process, which drains and exits 0; the pod exits 0, and no exit
+    of a drain counts as a restart."""
     starter = FakeStarter()
-    parent, _ = supervisor(starter, count=3)
+    parent, metrics = supervisor(starter, count=3)
     running = asyncio.create_task(parent.run())
     await until(lambda: len(starter.running()) == 3)
     parent.stop()
@@ -121,6 +122,7 @@ async def test_the_first_signal_reaches_every_process_once_and_none_is_started_a
     for index in range(3):
         [process] = starter.started[index]
         assert process.signals == [signal.SIGTERM]
+        assert restarts(metrics, index) == 0
 
 
 async def test_a_stop_during_a_backoff_starts_nothing_more():
