@@ -9,10 +9,11 @@ and the peers of `bench/peers.py`. For each Kafka system:
 
 1. Backlog at 100 ms, then at 0 ms API latency: W warm-up commands wait on the topic when the
    system starts (start → first result, and for the worker start → /readyz); once they are done
-   (or 2 s after the first result), N more `agent.speak` commands by agent id over K keys are
-   produced at once. Commands/s and CPU per command (the user+system time of the process and
-   its descendants, from /proc) cover exactly those N, fetching included, up to a time cap for
-   systems too slow to finish; peak RSS (VmHWM, summed over the processes) with that backlog.
+   (or 2 s after the first result; with `--processes 2` also every process has partitions), N
+   more `agent.speak` commands by agent id over K keys are produced at once. Commands/s and CPU
+   per command (the user+system time of the process and its descendants, from /proc) cover
+   exactly those N, fetching included, up to a time cap for systems too slow to finish; peak
+   RSS (VmHWM, summed over the processes) with that backlog.
 2. Paced at half of (1)'s commands/s at 100 ms: added latency per command = the result's publish
    time (LogAppendTime of the results topic) minus the time the fake API answered, p50 / p99.
 
@@ -235,6 +236,8 @@ class Run:
                 if not await results.until(1, time.monotonic() + FIRST_RESULT_SECONDS):
                     raise SystemExit(f"{system}: no result within {FIRST_RESULT_SECONDS:.0f} s")
                 await results.until(plan.warmup, time.monotonic() + WARMUP_SECONDS)
+                if system == PROCESSES:  # the second member's join moves partitions: not meanwhile
+                    await asyncio.wait_for(shared(port), FIRST_RESULT_SECONDS)
                 figures = await self.measure(results, process.pid, topics["commands"], latency)
                 rss, largest = family_peak_rss_mib(process.pid)
                 figures |= {"peak_rss_mib": rss, "peak_rss_largest_mib": largest}
@@ -384,6 +387,18 @@ async def readiness(port: int) -> float:
                     if response.status == 200:
                         return time.time()
             await asyncio.sleep(0.02)
+
+
+async def shared(port: int) -> None:
+    """Until every process of a pod (`run --processes N`) has partitions and they have all."""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                processes = (await response.json())["details"]["processes"]
+            shares = [p.get("details", {}).get("assigned_partitions", 0) for p in processes]
+            if all(shares) and sum(shares) == PARTITIONS:
+                return
+            await asyncio.sleep(0.05)
 
 
 async def produce_paced(topic: str, commands: list[dict[str, Any]], rate: float) -> None:
