@@ -276,12 +276,14 @@ class Run:
         """Phase 2: commands at `rate` per second at 100 ms; added latency per command."""
         await self.api.latency(100.0)
         async with self.topics(system) as topics, Follower(topics["results"]) as results:
-            process, _ = self.spawn(system, topics)
+            process, port = self.spawn(system, topics)
             try:
                 warm = speaks("w", max(1, min(200, int(rate))), self.plan.keys)
                 await produce_keyed(topics["commands"], warm)
                 if not await results.until(len(warm), time.monotonic() + FIRST_RESULT_SECONDS):
                     raise SystemExit(f"{system}: warm-up results missing")
+                if system == PROCESSES:
+                    await asyncio.wait_for(shared(port), FIRST_RESULT_SECONDS)
                 await self.api.answered()  # forget the warm-up
                 # the first second of the pace settles it and is not counted
                 count = max(2, int(rate * (1 + self.plan.paced_seconds)))
