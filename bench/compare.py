@@ -3,16 +3,18 @@
 Setup (printed with the figures): the local broker, one fake API (`bench/fake_api.py`, fixed
 latency, own process) and each system in its own process, on fresh topics of 12 partitions and
 a fresh consumer group. Systems: convoai-worker (`convoai-worker run`), the same with tracing
-on (`CONVOAI_TRACING=true`, spans made but not exported: what tracing itself costs), the
-peers of `bench/peers.py` and Confluent Parallel Consumer on the JVM (`bench/parallel-consumer`,
+on (`CONVOAI_TRACING=true`, spans made but not exported: what tracing itself costs), the same as
+two processes (`CONVOAI_PROCESSES=2`: a parent and two group members; CPU and RSS of all three),
+the peers of `bench/peers.py` and Confluent Parallel Consumer on the JVM (`bench/parallel-consumer`,
 built once by `bench/jvm.py`; without Java 17+ and Maven its row says so). For each Kafka system:
 
 1. Backlog at 100 ms, then at 0 ms API latency: W warm-up commands wait on the topic when the
    system starts (start → first result, and for the worker start → /readyz); once they are done
-   (or 2 s after the first result), N more `agent.speak` commands by agent id over K keys are
-   produced at once. Commands/s and CPU per command (the process's user+system time from /proc)
-   cover exactly those N, fetching included, up to a time cap for systems too slow to finish;
-   peak RSS (VmHWM) with that backlog.
+   (or 2 s after the first result; with `--processes 2` also every process has partitions), N
+   more `agent.speak` commands by agent id over K keys are produced at once. Commands/s and CPU
+   per command (the user+system time of the process and its descendants, from /proc) cover
+   exactly those N, fetching included, up to a time cap for systems too slow to finish; peak
+   RSS (VmHWM, summed over the processes) with that backlog.
 2. Paced at half of (1)'s commands/s at 100 ms: added latency per command = the result's publish
    time (LogAppendTime of the results topic) minus the time the fake API answered, p50 / p99.
 
@@ -47,16 +49,22 @@ from bench import jvm, report
 from bench.bench_pipeline import BOOTSTRAP, PARTITIONS, create_topics, produce_keyed, worker_env
 from contracts.keys import ordering_key
 from devtools.local import free_port, wait_for_port
-from devtools.measure import cpu_seconds, peak_rss_mib
+from devtools.measure import cpu_seconds, family_cpu_seconds, family_peak_rss_mib
 from devtools.workload import speaks
 
 WORKER = "convoai-worker"
 TRACED = "convoai-worker-traced"  # tracing on, spans kept but not exported: its CPU cost
-WORKERS = {WORKER: {}, TRACED: {"CONVOAI_TRACING": "true", "OTEL_TRACES_EXPORTER": "none"}}
+PROCESSES = report.PROCESSES  # `run --processes 2`: one pod's two cores
+WORKERS = {
+    WORKER: {},
+    TRACED: {"CONVOAI_TRACING": "true", "OTEL_TRACES_EXPORTER": "none"},
+    PROCESSES: {"CONVOAI_PROCESSES": "2"},
+}
 JVM_PEER = "parallel-consumer"  # bench/parallel-consumer: its own process, a JVM
 KAFKA_SYSTEMS = (
     WORKER,
     TRACED,
+    PROCESSES,
     "faststream",
     "faststream-concurrent",
     "aiokafka-sequential",
@@ -135,7 +143,10 @@ class Snapshot(NamedTuple):
     @classmethod
     def take(cls, follower: Follower, pid: int, api_pid: int) -> Snapshot:
         return cls(
-            len(follower.published), cpu_seconds(pid), cpu_seconds(api_pid), time.monotonic()
+            len(follower.published),
+            family_cpu_seconds(pid),
+            cpu_seconds(api_pid),
+            time.monotonic(),
         )
 
 
@@ -233,8 +244,11 @@ class Run:
                 if not await results.until(1, time.monotonic() + FIRST_RESULT_SECONDS):
                     raise SystemExit(f"{system}: no result within {FIRST_RESULT_SECONDS:.0f} s")
                 await results.until(plan.warmup, time.monotonic() + WARMUP_SECONDS)
+                if system == PROCESSES:  # the second member's join moves partitions: not meanwhile
+                    await asyncio.wait_for(shared(port), FIRST_RESULT_SECONDS)
                 figures = await self.measure(results, process.pid, topics["commands"], latency)
-                figures["peak_rss_mib"] = peak_rss_mib(process.pid)
+                rss, largest = family_peak_rss_mib(process.pid)
+                figures |= {"peak_rss_mib": rss, "peak_rss_largest_mib": largest}
                 if ready is not None:
                     figures["ready_s"] = (await asyncio.wait_for(ready, 10)) - started
             finally:
@@ -270,12 +284,14 @@ class Run:
         """Phase 2: commands at `rate` per second at 100 ms; added latency per command."""
         await self.api.latency(100.0)
         async with self.topics(system) as topics, Follower(topics["results"]) as results:
-            process, _ = self.spawn(system, topics)
+            process, port = self.spawn(system, topics)
             try:
                 warm = speaks("w", max(1, min(200, int(rate))), self.plan.keys)
                 await produce_keyed(topics["commands"], warm)
                 if not await results.until(len(warm), time.monotonic() + FIRST_RESULT_SECONDS):
                     raise SystemExit(f"{system}: warm-up results missing")
+                if system == PROCESSES:
+                    await asyncio.wait_for(shared(port), FIRST_RESULT_SECONDS)
                 await self.api.answered()  # forget the warm-up
                 # the first second of the pace settles it and is not counted
                 count = max(2, int(rate * (1 + self.plan.paced_seconds)))
@@ -381,6 +397,18 @@ async def readiness(port: int) -> float:
                     if response.status == 200:
                         return time.time()
             await asyncio.sleep(0.02)
+
+
+async def shared(port: int) -> None:
+    """Until every process of a pod (`run --processes N`) has partitions and they have all."""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                processes = (await response.json())["details"]["processes"]
+            shares = [p.get("details", {}).get("assigned_partitions", 0) for p in processes]
+            if all(shares) and sum(shares) == PARTITIONS:
+                return
+            await asyncio.sleep(0.05)
 
 
 async def produce_paced(topic: str, commands: list[dict[str, Any]], rate: float) -> None:

@@ -29,6 +29,7 @@ LOOP_FILES = ("uvloop/", "asyncio/runners.py", "asyncio/base_events.py", "asynci
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>.*):\d+\)$")
 TOP = 15
 LABELS = {"parallel-consumer": "parallel-consumer (JVM)"}  # system → its name in the table
+PROCESSES = "convoai-worker-2-processes"
 
 
 def setup(
@@ -104,7 +105,8 @@ def row(system: str, figures: dict[str, Any]) -> str:
 
 NOTES = (
     "`*` the backlog did not finish within the time cap; measured over the commands that did. "
-    "CPU per command: the process's own user+system time over the measured commands. Added "
+    "CPU per command: the user+system time of the process (and of its children: the worker "
+    "processes of `--processes 2`) over the measured commands; peak RSS summed the same way. Added "
     "latency: result publish time (broker append time, ms resolution) minus the fake API's "
     "response time, at half the system's commands/s at 100 ms. Start → ready: `/readyz`."
 )
@@ -154,6 +156,14 @@ def _ratios(systems: dict[str, Any]) -> list[str]:
                 f"commands/s at 100 ms, "
                 f"{cpu / peer_cpu:.2f}x the CPU per command at 0 ms"
             )
+    pod_slow, pod_fast = (figure(PROCESSES, ms, "per_second") for ms in (100.0, 0.0))
+    fast = figure("convoai-worker", 0.0, "per_second")
+    if speed and fast and pod_slow and pod_fast:
+        largest = max(p.get("peak_rss_largest_mib", 0) for p in systems[PROCESSES]["phases"])
+        lines.append(
+            f"- {PROCESSES} / convoai-worker: {pod_slow / speed:.2f}x the commands/s at 100 ms, "
+            f"{pod_fast / fast:.2f}x at 0 ms; peak RSS of its largest process {largest:.0f} MiB"
+        )
     return lines
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -21,6 +22,41 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def family(pid: int) -> list[int]:
+    """The process and its descendants (a `run --processes N` parent and its workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, index = [pid], 0
+    while index < len(found):
+        found += children.get(found[index], [])
+        index += 1
+    return found
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its running descendants."""
+    return sum(_or_zero(cpu_seconds, member) for member in family(pid))
+
+
+def family_peak_rss_mib(pid: int) -> tuple[float, float]:
+    """Peak RSS of a process and its running descendants together, and of the largest one."""
+    peaks = [_or_zero(peak_rss_mib, member) for member in family(pid)]
+    return sum(peaks), max(peaks)
+
+
+def _or_zero(read: Callable[[int], float], pid: int) -> float:
+    """`read(pid)`, or 0 for a process that exited meanwhile."""
+    try:
+        return read(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
 
 
 def peak_rss_mib(pid: int) -> float:

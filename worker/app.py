@@ -72,7 +72,10 @@ class Worker:
         *,
         kafka: KafkaBackend | None = None,
         api: ApiFactory = ConvoAIClient,
+        ops_socket: str | None = None,
     ) -> None:
+        """`ops_socket`: serve the ops routes on this Unix socket instead of the HTTP port (one
+        of a pod's several worker processes, whose parent serves the port)."""
         self.settings = settings
         self.metrics = metrics
         self.health = Health(settings)
@@ -81,6 +84,7 @@ class Worker:
         self.phase = "starting"
         self._kafka = kafka or AioKafkaBackend(settings)
         self._api = api
+        self._ops_socket = ops_socket
         self._stop_requested = asyncio.Event()
 
     def _enter(self, phase: str) -> None:
@@ -132,6 +136,7 @@ class Worker:
                     settings.http_host,
                     settings.http_port,
                     limits=ClientLimits(settings.http_header_timeout_seconds),
+                    path=self._ops_socket,
                 )
             )
             supervisor = Supervisor(health, metrics)

@@ -15,6 +15,11 @@ settings that leave less than `MIN_GRACE_SECONDS` are refused (`problem`). Shutd
 drain grace instead of the revoke grace, then closes the clients (each bounded), so the pod's
 termination grace period is derived from the same sum (`shutdown_bound`; the Helm chart computes
 the same figure).
+
+A pod of several worker processes (`worker.processes`) has the same bound: the parent passes
+the signal on at once, each process drains within its own bound, and the parent kills what still
+runs `PARENT_MARGIN_SECONDS` after it (`processes_bound`), well inside the watchdog's margin, so
+the parent too has exited when the termination grace ends.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ CLIENT_STOP_SECONDS = 5.0  # each Kafka client's stop (worker.kafka.connection.s
 CLOSING_CLIENTS = 2  # the group member (leaves the group) and the producer (flushes)
 SHUTDOWN_MARGIN_SECONDS = 5.0  # the rest of closing: API client, readers, ops server
 WATCHDOG_MARGIN_SECONDS = 2.0  # past the shutdown bound, for the loop's own scheduling
+FORCED_EXIT_SECONDS = 10.0  # a forced exit kills work (0.5 s) and closes each client (≤ 5 s)
+# a parent of several processes: past their bound, then it closes its ops port (milliseconds)
+PARENT_MARGIN_SECONDS = 0.5
 
 
 class Deadlines(NamedTuple):
@@ -59,6 +67,11 @@ class Deadlines(NamedTuple):
         """The longest a graceful shutdown takes, from SIGTERM to exit."""
         closing = CLOSING_CLIENTS * CLIENT_STOP_SECONDS + SHUTDOWN_MARGIN_SECONDS
         return self.drain_grace + self.after_grace + closing
+
+    @property
+    def processes_bound(self) -> float:
+        """How long the parent of several worker processes waits for them after a signal."""
+        return self.shutdown_bound + PARENT_MARGIN_SECONDS
 
     @property
     def termination_grace(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import platform
+from typing import Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -254,6 +255,14 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.worker_process_restarts = Counter(
+            "convoai_worker_process_restarts",
+            "Worker processes of a pod (--processes) that exited and were started again, by "
+            "process index.",
+            ["process"],
+            registry=registry,
+        )
+        self.worker_restarts = functools.cache(self.worker_process_restarts.labels)
         self.releases = LoopHistogram(
             "convoai_release_seconds",
             "Seconds to release partitions (finish, interrupt, commit), by why (revoked, "
@@ -291,6 +300,39 @@ class Metrics:
         """Record that an attempt will be retried (the delay is not a metric)."""
         del delay
         self._retry(operation, reason).inc()
+
+
+Merge = Literal["sum", "max", "min"]
+
+# How the parent of several worker processes (`convoai-worker run --processes N`) shows a gauge
+# on the pod's one /metrics (`worker.processes.metrics`), like prometheus-client's
+# `multiprocess_mode`: what each process reports of its own share is summed; what every process
+# sees whole, or where the worst process is the pod's state, is the maximum. Counters and
+# histograms are always summed (`_created` is the earliest). Every gauge the worker exposes is
+# listed (tests/processes check it); the parent's own series (webhooks it received, its
+# process_*) are one more process in these sums.
+POD_MERGE: dict[str, Merge] = {
+    "convoai_build_info": "max",  # 1 in every process
+    "convoai_commands_in_flight": "sum",  # each process runs its own commands
+    "convoai_commands_in_flight_limit": "sum",  # so the pod's limit is the sum of theirs
+    # a partition is one process's: only its owner reports it (a revoked one is removed)
+    "convoai_partition_paused": "max",
+    "convoai_consumer_lag_records": "max",
+    "convoai_consumer_lag_seconds": "max",
+    "convoai_event_loop_lag_seconds": "max",  # the most blocked loop
+    "convoai_agents_tracked": "max",  # every process follows the whole agent-state topic
+    "convoai_buffered_bytes": "sum",  # each process buffers its own partitions' records
+    "convoai_buffer_limit_bytes": "sum",
+    # the parent receives every callback and hands it to one process: the parent's count
+    "convoai_webhooks_in_flight": "max",
+    "convoai_webhooks_in_flight_limit": "max",  # the parent's limit is the pod's
+    "process_resident_memory_bytes": "sum",  # the pod's processes together
+    "process_virtual_memory_bytes": "sum",
+    "process_open_fds": "sum",
+    "process_max_fds": "max",  # a limit per process
+    "process_start_time_seconds": "min",  # when the pod's first process (the parent) started
+    "python_info": "max",  # 1 in every process
+}
 
 
 def exported_names(metrics: Metrics) -> frozenset[str]:

@@ -108,6 +108,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_list_pages: Positive = 20  # pages one list or turns command may read (its `pages`)
     offset_metadata_max_bytes: Annotated[int, msgspec.Meta(ge=64)] = 4096  # broker default
 
+    # worker processes in this pod, each a member of the group, under one parent that serves the
+    # ops port (worker.processes); 1: the worker is the process itself, no parent
+    processes: Positive = 1
+
     # pipeline
     max_in_flight: Positive = 1000
     partition_buffer: Positive = 2000  # records buffered per partition before it is paused

@@ -35,6 +35,7 @@ NOT_IN_CONFIG = {
     "kafka_ssl_key_password": "PEM keys are mounted unencrypted from kafkaTls.existingSecret",
     "http_host": "probes and the Service need the pod address, i.e. the default 0.0.0.0",
     "group_instance_id": "the pod's own name, with staticMembership (a ConfigMap has one value)",
+    "processes": "the top-level `processes` value: it also scales resources and KEDA's target",
 }
 # values.yaml `config` defaults that deliberately differ from the worker's defaults.
 CHART_DEFAULTS = {
@@ -257,9 +258,11 @@ class TestChartInvariants:
 
     @pytest.mark.parametrize("path", [CHART / "values.yaml", *CI_VALUES], ids=lambda p: p.name)
     def test_keda_never_scales_beyond_the_partitions(self, path, values):
-        """maxReplicaCount <= partitions in every shipped values set (the template enforces it)."""
+        """maxReplicaCount x processes <= partitions in every shipped values set (the template
+        enforces it)."""
         effective = merged(values, load(path))
-        assert effective["keda"]["maxReplicaCount"] <= effective["config"]["topicPartitions"]
+        members = effective["keda"]["maxReplicaCount"] * effective["processes"]
+        assert members <= effective["config"]["topicPartitions"]
 
     def test_readme_documents_every_value(self, values):
         """The README's values table covers every value and has no row for a value that is gone."""
@@ -316,6 +319,75 @@ class TestChartInvariants:
             in template
         )
         assert values["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+KAFKA = {"config.kafkaBootstrap": "kafka:9092"}
+
+
+def workload(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The worker container of the release's one workload."""
+    [deployment] = kinds(manifests, "Deployment") + kinds(manifests, "StatefulSet")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+class TestProcesses:
+    def test_one_process_renders_as_the_values_say(self, values):
+        """`processes: 1` (the default) adds no setting and scales nothing: a release renders as
+        it did before the value existed (no new ConfigMap, so no rollout on upgrade)."""
+        manifests = render(**KAFKA, **{"keda.enabled": True})
+        [config] = kinds(manifests, "ConfigMap")
+        assert "CONVOAI_PROCESSES" not in config["data"]
+        assert workload(manifests)["resources"] == values["resources"]
+        [scaled] = kinds(manifests, "ScaledObject")
+        lag = scaled["spec"]["triggers"][0]["metadata"]["lagThreshold"]
+        assert lag == str(values["keda"]["lagThreshold"])
+
+    def test_processes_multiply_the_resources_and_the_lag_target_per_pod(self):
+        """Resources and keda.lagThreshold are one process's: the pod gets N times them, and
+        the worker is told N."""
+        manifests = render(
+            **KAFKA, processes=2, **{"keda.enabled": True, "keda.maxReplicaCount": 6}
+        )
+        [config] = kinds(manifests, "ConfigMap")
+        assert config["data"]["CONVOAI_PROCESSES"] == "2"
+        assert workload(manifests)["resources"] == {
+            "requests": {"cpu": "400m", "memory": "512Mi"},
+            "limits": {"cpu": "2", "memory": "1024Mi"},
+        }
+        [scaled] = kinds(manifests, "ScaledObject")
+        assert scaled["spec"]["triggers"][0]["metadata"]["lagThreshold"] == "400"
+
+    @pytest.mark.parametrize(
+        ("given", "processes", "expected"),
+        [
+            ({"cpu": "250m", "memory": "256Mi"}, 4, {"cpu": "1", "memory": "1024Mi"}),
+            ({"cpu": "0.1", "memory": "1.5Gi"}, 3, {"cpu": "300m", "memory": "4.5Gi"}),
+            ({"cpu": 1.5, "memory": 536870912}, 3, {"cpu": "4500m", "memory": "1610612736"}),
+            ({"cpu": "2", "nvidia.com/gpu": 1}, 2, {"cpu": "4", "nvidia.com/gpu": 1}),
+        ],
+    )
+    def test_quantities_are_multiplied_in_their_own_units(self, given, processes, expected):
+        """Millicores or cores, a memory unit or bytes: each stays a quantity Kubernetes reads
+        (`scripts/check-deploy` validates them), and what is neither cpu nor memory is kept."""
+        manifests = render(**KAFKA, processes=processes, resources={"limits": given})
+        limits = workload(manifests)["resources"]["limits"]
+        assert {name: limits[name] for name in given} == expected
+
+    def test_more_group_members_than_partitions_are_refused(self):
+        """With KEDA, every process of every pod is a member: beyond the partitions they idle."""
+        with pytest.raises(RenderError, match=r"times processes \(2\) must not exceed"):
+            render(**KAFKA, processes=2, **{"keda.enabled": True, "keda.maxReplicaCount": 7})
+
+    def test_the_parent_waits_within_the_termination_grace(self):
+        """The pod's grace period does not change with processes, and the parent's bound (each
+        process's shutdown bound and its margin) ends before it, so the kubelet's SIGKILL never
+        cuts a drain short."""
+        manifests = render(**KAFKA, processes=4)
+        grace = kinds(manifests, "Deployment")[0]["spec"]["template"]["spec"]
+        deadlines = derive(30, 3, 25)
+        assert grace["terminationGracePeriodSeconds"] == deadlines.termination_grace
+        assert deadlines.processes_bound < deadlines.termination_grace
 
 
 STRIMZI_USER = {"existingSecret": "convoai-worker", "passwordKey": "password"}

@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 from aiokafka import ConsumerRecord
@@ -36,7 +40,15 @@ from tests.pipeline.group import (
     seed_agents,
     show,
 )
-from tests.pipeline.harness import OPEN_EMULATOR, make_settings, produce, read_topic
+from tests.pipeline.harness import (
+    OPEN_EMULATOR,
+    committed_offsets,
+    make_settings,
+    produce,
+    read_topic,
+    scrape,
+    total,
+)
 from tests.pipeline.scenarios import speaks
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.faults import FaultSettings
@@ -167,6 +179,90 @@ async def test_sigkill_of_a_member_with_another_alive(
     assert killed_mid_stream, "the member was killed after the stream ended:\n" + report
     assert figures.without_result == 0, report
     assert figures.repeated_calls <= limit, report
+
+
+async def pod_processes(port: int) -> list[dict[str, Any]]:
+    """What the pod's /readyz says of each of its worker processes (its pid and own report)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/readyz") as response,
+    ):
+        processes: list[dict[str, Any]] = (await response.json())["details"]["processes"]
+    return processes
+
+
+async def partitions_of_each(pod: Member, *, besides: dict[int, int] | None = None) -> list[int]:
+    """The partitions assigned to each process of `pod`, once every process has some (and,
+    with `besides`, runs as another pid than those given by index)."""
+    deadline = time.monotonic() + ALL_RESULTS_WITHIN
+    while True:
+        assert pod.running, pod.log_tail()
+        processes = await pod_processes(pod.settings.http_port)
+        shares = [p.get("details", {}).get("assigned_partitions", 0) for p in processes]
+        renewed = all(processes[i]["pid"] not in (None, pid) for i, pid in (besides or {}).items())
+        if all(shares) and renewed:
+            return shares
+        assert time.monotonic() < deadline, f"processes never all assigned: {processes}"
+        await asyncio.sleep(0.2)
+
+
+async def test_the_processes_of_one_pod_share_the_group_and_run_every_command_once(
+    kafka_bootstrap: str, wide_topics: dict[str, str], tmp_path: Path
+) -> None:
+    """`run --processes 2`: both processes are members of the group, the partitions split
+    between them; every command gets exactly one result and reaches the API once, the pod's one
+    /metrics counts them all, and SIGTERM drains both (exit 0, every offset committed)."""
+    async with speak_run(kafka_bootstrap, wide_topics, tmp_path, "pod", 300) as run:
+        pod = await run.group.join(processes=2)
+        await run.mark("a pod of 2 processes ready")
+        shares = await partitions_of_each(pod)
+        await run.reach(1.0)
+        completed = total(await scrape(pod.settings.http_port), "convoai_commands_completed_total")
+        figures = await run.finish()
+        committed = await committed_offsets(
+            kafka_bootstrap, pod.settings.group_id, wide_topics["commands"]
+        )
+
+    report = f"one pod, 2 processes: {figures}, partitions {shares}\n{run.timeline}"
+    show(report)
+    assert len(shares) == 2, report
+    assert sum(shares) == PARTITIONS, report
+    assert completed == len(run.ids), report
+    assert figures.without_result == 0, report
+    assert figures.duplicate_results == 0, report
+    assert figures.repeated_calls == 0, report
+    assert sum(committed.values()) == len(run.ids), report
+    assert run.group.terminated_exit_codes() == {pod.name: 0}, pod.log_tail()
+
+
+async def test_a_process_of_a_pod_killed_mid_stream_is_restarted_and_nothing_is_lost(
+    kafka_bootstrap: str, wide_topics: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL to one process of a pod of 2: the parent starts it again, it rejoins the group and
+    takes partitions back; every command gets a result (only the killed process's in-flight
+    commands may reach the API twice), the restart is counted, and the pod still drains to 0."""
+    async with speak_run(kafka_bootstrap, wide_topics, tmp_path, "pod-kill", 300) as run:
+        pod = await run.group.join(processes=2)
+        await partitions_of_each(pod)
+        await run.reach(0.3)
+        killed = (await pod_processes(pod.settings.http_port))[1]["pid"]
+        os.kill(killed, signal.SIGKILL)
+        await run.mark(f"process 1 (pid {killed}) SIGKILLed")
+        killed_mid_stream = len(run.tail.per_command) < len(run.ids)
+        shares = await partitions_of_each(pod, besides={1: killed})
+        await run.mark(f"process 1 restarted, partitions {shares}")
+        await run.reach(1.0)
+        samples = await scrape(pod.settings.http_port)
+        figures = await run.finish()
+
+    report = f"one pod, a process killed: {figures}\n{run.timeline}"
+    show(report)
+    assert killed_mid_stream, "the process was killed after the stream ended:\n" + report
+    restarts = total(samples, "convoai_worker_process_restarts_total", process="1")
+    assert restarts == 1, report
+    assert figures.without_result == 0, report
+    assert figures.repeated_calls <= MAX_IN_FLIGHT, report
+    assert run.group.terminated_exit_codes() == {pod.name: 0}, pod.log_tail()
 
 
 def seed_numbers(emulator: RunningEmulator, count: int) -> bytes:

@@ -9,6 +9,10 @@ A watchdog thread holds the whole shutdown to its bound (`worker.deadlines`: the
 release phases, then each client's bounded stop), and a forced exit to a few seconds: should
 any step hang anyway, the process says which phase it was in and exits, so that no third
 signal (or the kubelet's SIGKILL) is needed and the pod's grace period is never the limit.
+
+With `--processes N` above 1 the command is the parent of N such workers (`worker.processes`);
+each of them is this command again, with the hidden flags `--ops-socket` (its ops routes on a
+Unix socket the parent reads) and `--process-index`, and drains when its parent is gone.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
 from worker.app import Worker
-from worker.commands.arguments import port
+from worker.commands.arguments import port, positive_int
 from worker.commands.configured import load
 from worker.commands.exit_codes import INVALID, NOT_SUCCEEDED, OK, UNREACHABLE
+from worker.deadlines import FORCED_EXIT_SECONDS
 from worker.errors import FatalError
 from worker.event_loop import run_async
 from worker.kafka.connection import diagnose
@@ -37,17 +42,19 @@ from worker.kafka.topics import MissingTopicsError
 from worker.logging import configure_logging
 from worker.metrics import Metrics
 from worker.observability.server import ListenError
+from worker.processes.parent import serve as serve_processes
 from worker.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
-
-FORCED_EXIT_SECONDS = 10.0  # a forced exit kills work (0.5 s) and closes each client (≤ 5 s)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Flags override the matching CONVOAI_* variables."""
     for flag, field, kind, text in FLAGS:
         parser.add_argument(flag, dest=field, type=kind, help=text)
+    # set by the parent of several worker processes for each of them (worker.processes.children)
+    parser.add_argument("--ops-socket", help=argparse.SUPPRESS)
+    parser.add_argument("--process-index", type=int, help=argparse.SUPPRESS)
 
 
 # flag, settings field, argparse type, help: each overrides the field's CONVOAI_* variable
@@ -56,7 +63,10 @@ FLAGS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
     ("--group", "group_id", str, "consumer group id"),
     ("--http-port", "http_port", port, "metrics/health/webhook port"),
     ("--api-base-url", "api_base_url", str, "ConvoAI API base URL"),
+    ("--processes", "processes", positive_int, "worker processes, one per core (each a member)"),
 )
+# what the parent of several processes passes on to each (they do not serve the HTTP port)
+NOT_PASSED_ON = frozenset({"http_port", "processes"})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,11 +77,36 @@ def run(args: argparse.Namespace) -> int:
         **{field: getattr(args, field) for _, field, _, _ in FLAGS},
     )
     configure_logging(settings)
-    for warning in warnings:
-        log.warning("setting_warning", warning=warning)
+    child = args.ops_socket is not None
+    if child:
+        structlog.contextvars.bind_contextvars(process=args.process_index)
+    else:
+        for warning in warnings:  # the parent of several processes logs them once
+            log.warning("setting_warning", warning=warning)
     log.info("worker_configuring", settings=settings.redacted())
-    worker = Worker(settings, Metrics(CollectorRegistry()))
-    return run_async(_serve(worker))
+    if settings.processes > 1:
+        return run_async(_parent(settings, passed_on(args)))
+    worker = Worker(settings, Metrics(CollectorRegistry()), ops_socket=args.ops_socket)
+    return run_async(_serve(worker, child=child))
+
+
+def passed_on(args: argparse.Namespace) -> list[str]:
+    """The flags of this command line that each of several worker processes gets too."""
+    flags: list[str] = []
+    for flag, field, _, _ in FLAGS:
+        if field not in NOT_PASSED_ON and getattr(args, field) is not None:
+            flags += [flag, str(getattr(args, field))]
+    return flags
+
+
+async def _parent(settings: Settings, flags: list[str]) -> int:
+    """The parent of several worker processes, with the exit codes of a single worker."""
+    try:
+        code = await serve_processes(settings, flags)
+    except Exception as error:  # noqa: BLE001 - every way of stopping gets its exit code
+        return await _stopped_by(error, settings)
+    log.info("worker_stopped", exit_code=code)
+    return code
 
 
 class Watchdog:
@@ -105,7 +140,7 @@ class Watchdog:
         os._exit(NOT_SUCCEEDED)
 
 
-async def _serve(worker: Worker) -> int:
+async def _serve(worker: Worker, *, child: bool = False) -> int:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     signals_seen = 0
@@ -126,8 +161,14 @@ async def _serve(worker: Worker) -> int:
             watchdog.arm(FORCED_EXIT_SECONDS, "forced")
             main.cancel()
 
+    def on_parent_gone() -> None:
+        log.warning("parent_gone")
+        on_signal(signal.SIGTERM)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    if child:
+        watch_parent(loop, sys.stdin.fileno(), on_parent_gone)
     try:
         await worker.run()
     except asyncio.CancelledError:
@@ -140,6 +181,18 @@ async def _serve(worker: Worker) -> int:
             loop.remove_signal_handler(signum)
     log.info("worker_stopped")
     return OK
+
+
+def watch_parent(loop: asyncio.AbstractEventLoop, pipe: int, gone: Callable[[], None]) -> None:
+    """Call `gone` once `pipe` (standard input: a pipe from the parent process) reaches its
+    end: the parent exited, or was killed, and no signal will come from it."""
+
+    def readable() -> None:
+        if not os.read(pipe, 4096):
+            loop.remove_reader(pipe)
+            gone()
+
+    loop.add_reader(pipe, readable)
 
 
 async def _stopped_by(error: Exception, settings: Settings) -> int:

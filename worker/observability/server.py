@@ -20,7 +20,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from worker.agents.webhooks import WebhookReceiver
+from worker.agents.webhook_gate import WebhookGate
 from worker.metrics import Metrics
 from worker.observability.health import Health, HealthReport
 
@@ -52,12 +52,28 @@ class ClientLimits(NamedTuple):
         }
 
 
-def build_ops_app(metrics: Metrics, health: Health, webhooks: WebhookReceiver) -> web.Application:
-    """The routes of the ops server; pending webhook publishes are cancelled at cleanup."""
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def build_ops_app(metrics: Metrics, health: Health, webhooks: WebhookGate) -> web.Application:
+    """The routes of a worker's ops server; pending webhook publishes are cancelled at cleanup."""
+    return ops_app(
+        make_aiohttp_handler(metrics.registry),
+        _probe(health.liveness),
+        _probe(health.readiness),
+        webhooks,
+    )
+
+
+def ops_app(
+    metrics: Handler, liveness: Handler, readiness: Handler, webhooks: WebhookGate
+) -> web.Application:
+    """The ops port's routes with these handlers (a worker's, or those of the parent of several
+    worker processes, `worker.processes.ops`)."""
     app = web.Application(client_max_size=webhooks.max_body_bytes)
-    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
-    app.router.add_get("/livez", _probe(health.liveness))
-    app.router.add_get("/readyz", _probe(health.readiness))
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/livez", liveness)
+    app.router.add_get("/readyz", readiness)
     app.router.add_post("/webhooks/agora", webhooks.handle)  # a worker of one App ID
     app.router.add_post("/webhooks/agora/{app_id}", webhooks.handle)
 
@@ -68,18 +84,20 @@ def build_ops_app(metrics: Metrics, health: Health, webhooks: WebhookReceiver) -
     return app
 
 
-def _probe(
-    report: Callable[[], HealthReport],
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A handler answering 200 or 503 with the report as JSON."""
+def report_response(report: HealthReport) -> web.Response:
+    """A probe's answer: 200 or 503 with the report as JSON."""
+    return web.Response(
+        body=msgspec.json.encode(report),
+        status=200 if report.ok else 503,
+        content_type="application/json",
+    )
+
+
+def _probe(report: Callable[[], HealthReport]) -> Handler:
+    """A handler answering with `report()`."""
 
     async def handler(_: web.Request) -> web.Response:
-        result = report()
-        return web.Response(
-            body=msgspec.json.encode(result),
-            status=200 if result.ok else 503,
-            content_type="application/json",
-        )
+        return report_response(report())
 
     return handler
 
@@ -93,11 +111,18 @@ class OpsServer:
 
     `limits` are for clients the server does not control; without them aiohttp's defaults
     apply (the emulator, a local tool whose API clients keep connections alive between
-    requests and whose delayed answers must run to their end).
+    requests and whose delayed answers must run to their end). With `path`, the app is served
+    on that Unix socket instead (a worker process of a pod's several, `worker.processes`).
     """
 
     def __init__(
-        self, app: web.Application, host: str, port: int, *, limits: ClientLimits | None = None
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        *,
+        limits: ClientLimits | None = None,
+        path: str | None = None,
     ) -> None:
         self._runner = web.AppRunner(
             app,
@@ -107,6 +132,7 @@ class OpsServer:
         )
         self._host = host
         self._port = port
+        self._path = path
 
     @property
     def port(self) -> int:
@@ -116,14 +142,20 @@ class OpsServer:
 
     async def __aenter__(self) -> OpsServer:
         await self._runner.setup()
+        site: web.BaseSite
+        if self._path is None:
+            site, address = (
+                web.TCPSite(self._runner, self._host, self._port),
+                f"{self._host}:{self._port}",
+            )
+        else:
+            site, address = web.UnixSite(self._runner, self._path), self._path
         try:
-            await web.TCPSite(self._runner, self._host, self._port).start()
+            await site.start()
         except OSError as error:
             await self._runner.cleanup()
             reason = (os.strerror(error.errno) if error.errno else str(error)).lower()
-            raise ListenError(
-                error.errno, f"cannot listen on {self._host}:{self._port}: {reason}"
-            ) from error
+            raise ListenError(error.errno, f"cannot listen on {address}: {reason}") from error
         return self
 
     async def __aexit__(

@@ -57,10 +57,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/*
 Worker settings as rendered into the ConfigMap. Strimzi owns the topics when KafkaTopic resources
 are enabled, so the worker must not create them itself; static members get a session timeout
-that outlasts a pod's replacement.
+that outlasts a pod's replacement. CONVOAI_PROCESSES only when above 1: a release of one process
+per pod renders as it did before the setting existed (no new ConfigMap checksum, no rollout).
 */}}
 {{- define "convoai-worker.config" -}}
 {{- $config := deepCopy .Values.config }}
+{{- if gt (int .Values.processes) 1 }}
+{{- $_ := set $config "processes" (int .Values.processes) }}
+{{- end }}
 {{- if .Values.kafkaTopics.enabled }}
 {{- $_ := set $config "createTopics" false }}
 {{- end }}
@@ -68,6 +72,59 @@ that outlasts a pod's replacement.
 {{- $_ := set $config "kafkaSessionTimeoutSeconds" .Values.staticMembership.sessionTimeoutSeconds }}
 {{- end }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/*
+The container's resources. The values are one worker process's: with processes N above 1 the
+cpu and memory of requests and limits are multiplied by N (cpu in millicores, whole cores when
+it comes out even; memory in the unit it was given); other resources are kept as they are.
+*/}}
+{{- define "convoai-worker.resources" -}}
+{{- $n := int .Values.processes }}
+{{- $resources := deepCopy .Values.resources }}
+{{- if gt $n 1 }}
+{{- range $kind := list "requests" "limits" }}
+{{- $amounts := get $resources $kind }}
+{{- if $amounts }}
+{{- with get $amounts "cpu" }}
+{{- $_ := set $amounts "cpu" (include "convoai-worker.scaledCpu" (list . $n)) }}
+{{- end }}
+{{- with get $amounts "memory" }}
+{{- $_ := set $amounts "memory" (include "convoai-worker.scaledMemory" (list . $n)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $resources }}
+{{- end }}
+
+{{/* A cpu quantity ("200m", "1", 1.5) times an integer: "400m", "2", "3". */}}
+{{- define "convoai-worker.scaledCpu" -}}
+{{- $text := toString (index . 0) }}
+{{- $milli := 0.0 }}
+{{- if hasSuffix "m" $text }}
+{{- $milli = float64 (trimSuffix "m" $text) }}
+{{- else }}
+{{- $milli = mulf (float64 $text) 1000 }}
+{{- end }}
+{{- $scaled := int (round (mulf $milli (index . 1)) 0) }}
+{{- if eq (mod $scaled 1000) 0 }}{{ div $scaled 1000 }}{{ else }}{{ $scaled }}m{{ end }}
+{{- end }}
+
+{{/* A memory quantity ("256Mi", "1.5Gi", 536870912) times an integer: "512Mi", "3Gi". */}}
+{{- define "convoai-worker.scaledMemory" -}}
+{{- $value := index . 0 }}
+{{- $n := index . 1 }}
+{{- if not (kindIs "string" $value) }}
+{{- int64 (mulf $value $n) }}
+{{- else }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $value }}
+{{- if not $number }}
+{{- fail (printf "resources memory %q is not a quantity the chart can multiply by processes: write it as a number with a unit, such as 512Mi" $value) }}
+{{- end }}
+{{- $scaled := mulf (float64 $number) $n }}
+{{- if eq $scaled (floor $scaled) }}{{ int64 $scaled }}{{ else }}{{ $scaled }}{{ end }}{{ trimPrefix $number $value }}
+{{- end }}
 {{- end }}
 
 {{/* The workload's kind as kubectl names it (NOTES.txt) and as KEDA's scaleTargetRef does. */}}
@@ -182,7 +239,11 @@ Cross-field rules that values.schema.json cannot express; rendering fails with t
 {{- end }}
 {{- end }}
 {{- if .Values.keda.enabled }}
-{{- if gt (int .Values.keda.maxReplicaCount) (int $config.topicPartitions) }}
+{{- $members := mul .Values.keda.maxReplicaCount .Values.processes }}
+{{- if gt (int $members) (int $config.topicPartitions) }}
+{{- if gt (int .Values.processes) 1 }}
+{{- fail (printf "keda.maxReplicaCount (%v) times processes (%v) must not exceed config.topicPartitions (%v): group members beyond the partition count of %s get no partition and stay idle" .Values.keda.maxReplicaCount .Values.processes $config.topicPartitions $config.topicCommands) }}
+{{- end }}
 {{- fail (printf "keda.maxReplicaCount (%v) must not exceed config.topicPartitions (%v): replicas beyond the partition count of %s get no partition and stay idle" .Values.keda.maxReplicaCount $config.topicPartitions $config.topicCommands) }}
 {{- end }}
 {{- if not .Values.keda.authenticationRef.name }}
