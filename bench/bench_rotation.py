@@ -13,7 +13,9 @@ rotate   the credentials file is a Kubernetes Secret volume (`..data` symlink sw
 outage   two regions: the first reaches the emulator through a TCP forwarder, the second
          directly. At 2 s the forwarder dies (listener closed, live connections reset). Prints,
          per operation, results by outcome before and after the outage and which region answered
-         after it: idempotent operations fail over, agent.speak (not safe to resend) does not.
+         after it: every operation fails over once the listener is gone (a refused connection
+         proves nothing was sent); a speak in flight when the connections were reset is not
+         sent again (it may have reached the first region) and ends `unknown`.
 
 Usage: uv run python bench/bench_rotation.py [--seconds 8] [--loops 32] [--poll 1.0]
 """

@@ -113,15 +113,16 @@ class ConvoAIClient:
         if time_left is not None and time_left < seconds:
             seconds = max(0.0, time_left)
         regions = self._tenants.regions(request.app_id)
-        if request.operation not in RESENDABLE:
-            return await self._send_to(regions.primary, request, seconds, regions)
+        # A request that may have reached a region (a 5xx, a timeout) is followed by its retry
+        # elsewhere only when it is safe to resend; the others start at the primary region.
+        # A connection never opened proves the request was not sent: every operation then
+        # goes on to the next region at once, within the same time.
+        base = regions.current() if request.operation in RESENDABLE else regions.primary
         ends = time.monotonic() + seconds
-        base = regions.current()
         while True:
             try:
                 return await self._send_to(base, request, ends - time.monotonic(), regions)
             except ApiConnectError:
-                # never reached this region: the next one takes it now, within the same time
                 others = regions.others(base)
                 if not others or time.monotonic() >= ends:
                     raise
