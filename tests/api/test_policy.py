@@ -90,16 +90,46 @@ def test_a_quota_422_retries_later_even_a_non_idempotent_call(reason: str) -> No
     )
 
 
-def test_any_422_on_an_agent_endpoint_is_a_quota() -> None:
-    """The API documents 422 on agent endpoints only as "access limit exceeded"."""
-    error = ApiStatusError("agent.speak", 422, body={"reason": "AccessLimitExceeded"})
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"reason": "AccessLimitExceeded", "detail": "access limit exceeded"},
+        {"detail": "too many agents: concurrency limit reached"},
+        {"error_type": "quota_exceeded"},
+        None,
+    ],
+    ids=["reason", "detail", "telephony-shape", "no-body"],
+)
+def test_a_422_whose_body_speaks_of_a_limit_is_a_quota(body: dict[str, str] | None) -> None:
+    """Words of a quota in the reason or detail, or no body at all on an agent endpoint (the
+    API documents 422 there as "access limit exceeded"), retry later."""
+    error = ApiStatusError("agent.speak", 422, body=body)
     assert decided("agent.speak", error) == Decision(Action.RETRY_LATER, "quota", "422:quota")
 
 
-def test_a_422_without_a_quota_reason_fails_on_telephony_and_numbers() -> None:
-    """There a 422 is a validation error (`unprocessable_content`): not retried."""
-    error = ApiStatusError("number.add", 422, body={"error_type": "unprocessable_content"})
-    assert decided("number.add", error) == Decision(Action.FAIL, "client_error", "4xx")
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"reason": "InvalidFieldValue", "detail": "limit exceeded for text"},
+        {"reason": "Unexpected", "detail": "properties.tts is required"},
+    ],
+    ids=["validation-reason", "other-text"],
+)
+def test_a_422_that_names_bad_input_fails_on_agent_endpoints_too(body: dict[str, str]) -> None:
+    """A validation reason wins over any wording; a body that names no limit is not a quota."""
+    error = ApiStatusError("agent.start", 422, body=body)
+    assert decided("agent.start", error) == Decision(Action.FAIL, "client_error", "4xx")
+
+
+def test_a_telephony_422_without_a_body_is_a_validation_error() -> None:
+    """Only agent endpoints document 422 as a limit; elsewhere it is `unprocessable_content`."""
+    assert decided("call.start", status("call.start", 422)).action == Action.FAIL
+
+
+def test_a_409_on_number_update_is_a_lock_and_retried() -> None:
+    """A concurrent change holds the number (`conflict`): sent again, as the SDK does."""
+    error = ApiStatusError("number.update", 409, body={"error_type": "conflict"})
+    assert decided("number.update", error) == Decision(Action.RETRY, "locked", "409")
 
 
 def test_429_retries_even_a_non_idempotent_command() -> None:

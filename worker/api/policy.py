@@ -15,9 +15,15 @@ that may have reached the API `("409:repeat", "409", "4xx")`, a refused connecti
 - `retry` / `retry_later`: send again after a backoff (`retry_later`: the long quota backoff);
 - `fail`: the API refused the command.
 
-A 422 means a quota on every agent endpoint, whatever its `reason` (the API documents 422
-there only as "access limit exceeded"); on telephony and phone-number endpoints 422 is
-`unprocessable_content`, a validation error, unless its reason names a quota.
+A 422 is told apart by its body: a quota when its `reason` is a quota reason
+(`ConcurrencyLimitExceeded`, `ResourceQuotaLimitExceeded`) or its reason or detail speaks of a
+quota, a concurrency or an exceeded limit; a validation error when its reason is one of the
+validation reasons (`InvalidFieldValue`, `MissingRequiredField`, `InvalidRequestBody`,
+`unprocessable_content`, ...) or it says anything else. An agent endpoint's 422 with no body at
+all keeps the meaning the API documents there ("access limit exceeded"): a quota.
+
+A 409 on number.update is the number being locked by a concurrent change: retried, as the SDK
+does.
 
 Non-idempotent operations (speak, think, interrupt, call.start) are re-sent only when the
 failure proves the API did not act on the request: the connection was never established, or
@@ -27,6 +33,7 @@ retryable failure of such an operation becomes `unknown`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import NamedTuple
@@ -40,6 +47,17 @@ from worker.api.errors import (
 )
 
 QUOTA_REASONS = frozenset({"ResourceQuotaLimitExceeded", "ConcurrencyLimitExceeded"})
+VALIDATION_REASONS = frozenset(
+    {
+        "InvalidRequest",
+        "InvalidRequestBody",
+        "MissingRequiredField",
+        "InvalidFieldValue",
+        "unprocessable_content",
+        "invalid_phone_format",
+    }
+)
+QUOTA_WORDS = re.compile(r"quota|concurren|limit ?exceeded|access ?limit", re.IGNORECASE)
 AGENT_OPERATIONS = "agent."  # prefix of the operations on agent endpoints (`detail`/`reason`)
 ANY = "*"
 
@@ -69,6 +87,7 @@ POLICY: Mapping[tuple[str, str], Rule] = {
     ("agent.start", "409"): Rule(Action.RECONCILE, "agent_exists"),
     ("call.start", "409"): Rule(Action.RECONCILE, "call_exists"),
     ("number.add", "409:repeat"): Rule(Action.RECONCILE, "number_exists"),
+    ("number.update", "409"): Rule(Action.RETRY, "locked"),
     (ANY, "429"): Rule(Action.RETRY, "rate_limited"),
     (ANY, "422:quota"): Rule(Action.RETRY_LATER, "quota"),
     (ANY, "408"): Rule(Action.RETRY, "timeout"),
@@ -101,9 +120,7 @@ def conditions(error: ApiError, *, repeated: bool = False) -> tuple[str, ...]:
         specific: list[str] = []
         if status == 409 and repeated:
             specific.append("409:repeat")
-        if status == 422 and (
-            error.reason in QUOTA_REASONS or error.operation.startswith(AGENT_OPERATIONS)
-        ):
+        if status == 422 and is_quota(error):
             specific.append("422:quota")
         family = "5xx" if status >= 500 else "4xx" if status >= 400 else "other"
         return (*specific, str(status), family)
@@ -114,6 +131,18 @@ def conditions(error: ApiError, *, repeated: bool = False) -> tuple[str, ...]:
     if isinstance(error, InvalidResponseError):
         return ("invalid_response",)
     return ("connection_lost",)
+
+
+def is_quota(error: ApiStatusError) -> bool:
+    """Whether a 422 says a quota or concurrency limit was reached (rather than bad input)."""
+    if error.reason in QUOTA_REASONS:
+        return True
+    if error.reason in VALIDATION_REASONS:
+        return False
+    said = " ".join(text for text in (error.reason, error.detail) if text)
+    if said:
+        return QUOTA_WORDS.search(said) is not None
+    return error.body in (None, "", {}) and error.operation.startswith(AGENT_OPERATIONS)
 
 
 def decide(
