@@ -50,7 +50,7 @@ async def test_success_returns_status_body_and_request_id(emulator: RunningEmula
     async with ConvoAIClient(emulator.settings()) as client:
         response = await client.send(join())
     assert response.status == 200
-    assert response.data["status"] == "RUNNING"
+    assert response.data["status"] == "STARTING"
     assert response.request_id is not None
     assert response.request_id.startswith("emu-")
 

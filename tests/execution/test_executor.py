@@ -19,7 +19,7 @@ from worker.agents.directory import AgentDirectory
 from worker.api.client import ApiResponse, ConvoAIClient
 from worker.api.requests import ApiRequest
 from worker.emulator.faults import FaultRule, FaultSettings
-from worker.emulator.state import DEFAULT_STOP_DELAY
+from worker.emulator.state import DEFAULT_START_DELAY, DEFAULT_STOP_DELAY
 from worker.execution import Executor
 from worker.execution.executor import duration_ms
 from worker.settings import Settings
@@ -55,7 +55,7 @@ async def test_start_succeeds_and_reports_the_new_agent(env: Env) -> None:
     assert (event.agent_id, event.name, event.status, event.source, event.command_id) == (
         result.agent_id,
         "bot",
-        "RUNNING",
+        "STARTING",
         "command",
         "start-bot",
     )
@@ -80,8 +80,8 @@ async def test_start_conflict_reconciles_to_the_existing_agent(env: Env) -> None
     )
     assert result.data["name"] == "bot"
     assert result.attempts == 1
-    assert operations(env)[1:] == ["agent.start", "agent.list", "agent.get"]
-    assert [(e.name, e.status) for e in again.state_events] == [("bot", "RUNNING")]
+    assert operations(env)[1:] == ["agent.start", "agent.list", "agent.list", "agent.get"]
+    assert [(e.name, e.status) for e in again.state_events] == [("bot", "STARTING")]
     assert env.emulator.state.agent_count() == 1
     assert [state.agent_id for state in env.names.alive()] == [first.agent_id]  # now its own
 
@@ -114,7 +114,7 @@ async def test_a_restart_waits_for_the_stopping_agent_then_starts_a_new_one(
     assert result.agent_id not in (None, old)
     assert [(e.agent_id, e.status) for e in restarted.state_events] == [
         (old, "STOPPED"),
-        (result.agent_id, "RUNNING"),
+        (result.agent_id, "STARTING"),
     ]
     assert env.names.resolve(APP_ID, "bot") == result.agent_id
     ops = operations(env)[2:]
@@ -153,7 +153,13 @@ async def test_start_whose_response_was_lost_is_retried_and_reconciled(env: Env)
     result = (await env.run(start())).result
     assert (result.outcome, result.reconciled, result.attempts) == ("succeeded", True, 2)
     assert env.emulator.state.agent_count() == 1
-    assert operations(env) == ["agent.start", "agent.start", "agent.list", "agent.get"]
+    assert operations(env) == [
+        "agent.start",
+        "agent.start",
+        "agent.list",
+        "agent.list",
+        "agent.get",
+    ]
     assert env.observer.retries == [("agent.start", "connection")]
 
 
@@ -650,6 +656,8 @@ async def test_the_reconcile_check_reads_the_status_the_api_reports(clocked_env:
     executor = await env.configure(api_max_attempts=2, command_timeout_seconds=5)
     agent_id = (await env.run(start())).result.agent_id
     assert agent_id is not None
+    assert await executor.read_status(APP_ID, agent_id) == "STARTING"
+    env.clock.advance(DEFAULT_START_DELAY)
     assert await executor.read_status(APP_ID, agent_id) == "RUNNING"
     await env.run({"command": "agent.stop", "id": "stop", "agent_id": agent_id})
     assert await executor.read_status(APP_ID, agent_id) == "STOPPING"

@@ -71,7 +71,7 @@ async def test_a_name_still_taken_after_its_agent_ended_is_joined_again_after_a_
     assert env.sleeps.delays == [BASE, BASE * 2]
     assert [(e.agent_id, e.name, e.status) for e in execution.state_events] == [
         (old, "bot", "STOPPED"),
-        (result.agent_id, "bot", "RUNNING"),
+        (result.agent_id, "bot", "STARTING"),
     ]
 
 
@@ -127,8 +127,8 @@ async def test_the_holder_of_a_name_is_looked_for_in_the_starts_channel(env: Env
 
 
 async def test_a_name_lookup_reads_live_agents_of_the_last_sessions(clocked_env: Env) -> None:
-    """The list query: one state, agents since the longest session could have started, a
-    full page; no channel."""
+    """The list queries: one state each (running, then starting), agents since the longest
+    session could have started, a full page; no channel."""
     env = clocked_env
     assert env.clock is not None
     agent_id = (await env.run(start())).result.agent_id
@@ -136,12 +136,11 @@ async def test_a_name_lookup_reads_live_agents_of_the_last_sessions(clocked_env:
     await env.configure()
     result = await env.run({"command": "agent.speak", "id": "s", "name": "bot", "text": "hi"})
     assert result.result.agent_id == agent_id
-    [query] = [dict(parse_qsl(e.query)) for e in env.emulator.log.entries("agent.list")]
-    assert query == {
-        "from_time": str(int(env.clock()) - MAX_SESSION_SECONDS),
-        "state": "2",
-        "limit": "50",
-    }
+    queries = [dict(parse_qsl(e.query)) for e in env.emulator.log.entries("agent.list")]
+    assert queries == [
+        {"from_time": str(int(env.clock()) - MAX_SESSION_SECONDS), "state": state, "limit": "50"}
+        for state in ("2", "1")
+    ]
 
 
 async def test_an_agent_found_by_name_is_reported_but_not_adopted(env: Env) -> None:
@@ -152,7 +151,7 @@ async def test_an_agent_found_by_name_is_reported_but_not_adopted(env: Env) -> N
     await env.configure()
     execution = await env.run({"command": "agent.get", "id": "g", "name": "bot"})
     assert [(e.agent_id, e.name, e.status) for e in execution.state_events] == [
-        (agent_id, "bot", "RUNNING")
+        (agent_id, "bot", "STARTING")
     ]
     assert list(env.names.alive()) == []
 
@@ -180,9 +179,9 @@ async def test_a_call_repeated_by_a_new_worker_is_reconciled_to_the_call_it_plac
     result = again.result
     assert (result.outcome, result.agent_id, result.reconciled) == ("succeeded", placed, True)
     assert result.data == {"agent_id": placed}
-    assert operations(env) == ["call.start", "agent.list", "agent.get"]
+    assert operations(env) == ["call.start", "agent.list", "agent.list", "agent.get"]
     assert [(e.agent_id, e.name, e.status) for e in again.state_events] == [
-        (placed, "support-call", "RUNNING")
+        (placed, "support-call", "STARTING")
     ]
     assert [state.agent_id for state in env.names.alive()] == [placed]  # now its own
     assert len(env.emulator.log.entries("call.start")) == 1
