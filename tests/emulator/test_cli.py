@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -79,17 +80,15 @@ async def test_credentials_come_from_the_environment() -> None:
 
 
 API = "/api/conversational-ai-agent/v2"
-JOIN = {
-    "name": "bot",
-    "properties": {
-        "channel": "room-1",
-        "token": "t",
-        "agent_rtc_uid": "1",
-        "remote_rtc_uids": ["2"],
-        "llm": LLM,
-        "tts": TTS,
-    },
+PROPERTIES: dict[str, Any] = {
+    "channel": "room-1",
+    "token": "t",
+    "agent_rtc_uid": "1",
+    "remote_rtc_uids": ["2"],
+    "llm": LLM,
+    "tts": TTS,
 }
+JOIN = {"name": "bot", "properties": PROPERTIES}
 
 
 async def test_a_burst_of_429_then_latency() -> None:
@@ -175,7 +174,7 @@ async def test_agent_limits_and_delays() -> None:
 async def test_strictness_is_the_default_and_flags_switch_it_off() -> None:
     """By default an unsigned join is 401 and a signed one without an LLM 400;
     `--no-auth-required --no-join-validation` accept both."""
-    properties = {k: v for k, v in JOIN["properties"].items() if k != "llm"}
+    properties = {k: v for k, v in PROPERTIES.items() if k != "llm"}
     for flags, expected in (
         ((), (401, 400)),
         (("--no-auth-required", "--no-join-validation"), (200, 200)),
