@@ -41,6 +41,7 @@ class RecordingObserver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
         self.retries: list[tuple[str, str]] = []
+        self.unreadable: list[str] = []
 
     def request_finished(self, operation: str, status_class: str, seconds: float) -> None:
         assert seconds >= 0
@@ -49,6 +50,9 @@ class RecordingObserver:
     def retry_scheduled(self, operation: str, reason: str, delay: float) -> None:
         assert delay >= 0
         self.retries.append((operation, reason))
+
+    def unreadable_response(self, operation: str) -> None:
+        self.unreadable.append(operation)
 
 
 class Env:

@@ -604,16 +604,17 @@ async def test_a_bug_is_raised_for_the_pipeline_to_contain() -> None:
         await run_scripted(boom, {"command": "agent.get", "id": "g", "agent_id": "A"})
 
 
-async def test_an_unreadable_success_fails_with_invalid_response() -> None:
-    """A start response without `agent_id` cannot be acted on."""
+async def test_a_start_answered_without_an_agent_id_is_unknown_when_not_found() -> None:
+    """A 2xx start response without `agent_id` means the agent may run: `unknown`, not
+    `failed`, when no agent of its name can be found."""
 
     async def garbled(request: ApiRequest) -> ApiResponse:
         return ApiResponse(200, {"unexpected": True}, None)
 
     result = await run_scripted(garbled, start())
-    assert result.outcome == "failed"
+    assert result.outcome == "unknown"
     assert result.error is not None
-    assert (result.error.code, result.error.retryable) == ("invalid_response", True)
+    assert result.error.code == "ambiguous_no_agent_id"
 
 
 async def test_each_request_gets_the_time_left_to_the_deadline() -> None:

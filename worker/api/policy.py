@@ -29,6 +29,11 @@ Non-idempotent operations (speak, think, interrupt, call.start) are re-sent only
 failure proves the API did not act on the request: the connection was never established, or
 the API answered 429 or 422-quota (it refused the request before doing anything). Any other
 retryable failure of such an operation becomes `unknown`.
+
+A 2xx is not a failure, whatever its body: the operation ran. A body that is not JSON is kept
+as text in the result (`succeeded`) and counted (`convoai_api_unreadable_responses_total`).
+An agent.start answered 2xx without an agent id (an empty or unreadable body) is reconciled by
+its name: the agent found in the channel is reported, else the outcome is `unknown`.
 """
 
 from __future__ import annotations
@@ -43,7 +48,6 @@ from worker.api.errors import (
     ApiError,
     ApiStatusError,
     ApiTimeoutError,
-    InvalidResponseError,
 )
 
 QUOTA_REASONS = frozenset({"ResourceQuotaLimitExceeded", "ConcurrencyLimitExceeded"})
@@ -96,7 +100,6 @@ POLICY: Mapping[tuple[str, str], Rule] = {
     (ANY, "connect"): Rule(Action.RETRY, "connection"),
     (ANY, "timeout"): Rule(Action.RETRY, "timeout"),
     (ANY, "connection_lost"): Rule(Action.RETRY, "connection"),
-    (ANY, "invalid_response"): Rule(Action.RETRY, "server_error"),
 }
 UNEXPECTED = Rule(Action.FAIL, "unexpected_response")  # 1xx/3xx: no row matches
 
@@ -128,8 +131,6 @@ def conditions(error: ApiError, *, repeated: bool = False) -> tuple[str, ...]:
         return ("connect",)
     if isinstance(error, ApiTimeoutError):
         return ("timeout",)
-    if isinstance(error, InvalidResponseError):
-        return ("invalid_response",)
     return ("connection_lost",)
 
 

@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol
 
 from contracts import ErrorInfo
 from worker.api.client import ApiResponse
-from worker.api.errors import ApiError, ApiStatusError, InvalidResponseError
+from worker.api.errors import ApiError, ApiStatusError
 from worker.api.observer import ApiObserver, status_class
 from worker.api.policy import Action, Decision, decide
 from worker.api.requests import ApiRequest
@@ -164,6 +164,8 @@ class Caller:
         self._observer.request_finished(
             request.operation, status_class(response.status), time.perf_counter() - started
         )
+        if response.unreadable:
+            self._observer.unreadable_response(request.operation)
         return response
 
     def _delay(self, attempt: int, decision: Decision, error: ApiError) -> float:
@@ -174,6 +176,6 @@ class Caller:
 
 
 def _status_class(error: ApiError) -> str:
-    if isinstance(error, ApiStatusError | InvalidResponseError):
+    if isinstance(error, ApiStatusError):
         return status_class(error.status)
     return "error"

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from contracts import ErrorInfo, Outcome
-from worker.api.errors import ApiError, ApiStatusError, InvalidResponseError
+from worker.api.errors import ApiError, ApiStatusError
 from worker.api.models import view
 from worker.api.policy import Decision
 
@@ -74,7 +74,7 @@ def failure(decision: Decision, error: ApiError) -> CommandEndedError:
 
 def status_code(error: ApiError) -> str:
     """The error code of a request the API refused."""
-    if isinstance(error, ApiStatusError | InvalidResponseError):
+    if isinstance(error, ApiStatusError):
         return STATUS_CODES.get(error.status, f"http_{error.status}")
     return "transport_error"
 
