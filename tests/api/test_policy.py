@@ -64,10 +64,17 @@ def test_404_elsewhere_fails_as_a_client_error() -> None:
     )
 
 
-def test_409_on_start_reconciles_and_elsewhere_fails() -> None:
-    """A start whose name is taken looks up the holder; other 409s are refusals."""
-    assert decided("agent.start", status("agent.start", 409)) == Decision(
-        Action.RECONCILE, "agent_exists", "409"
+@pytest.mark.parametrize(
+    ("operation", "exists"), [("agent.start", "agent_exists"), ("call.start", "call_exists")]
+)
+def test_409_on_start_looks_the_holder_up_and_elsewhere_fails(operation: str, exists: str) -> None:
+    """A start whose name is taken looks up the holder: as possibly its own only after an
+    attempt in doubt (`409:repeat`), else as someone else's (`name_taken`); other 409s are
+    refusals."""
+    error = status(operation, 409)
+    assert decided(operation, error) == Decision(Action.RECONCILE, "name_taken", "409")
+    assert decided(operation, error, repeated=True) == Decision(
+        Action.RECONCILE, exists, "409:repeat"
     )
     assert decided("agent.update", status("agent.update", 409)).action == Action.FAIL
 

@@ -63,39 +63,75 @@ async def test_start_succeeds_and_reports_the_new_agent(env: Env) -> None:
     assert env.names.resolve(APP_ID, "bot") == result.agent_id
 
 
-async def test_start_conflict_reconciles_to_the_existing_agent(env: Env) -> None:
-    """409 TaskConflict finds the live agent by name: succeeded with its data, marked
-    `reconciled` (this command's properties were not applied), no new agent. The list and get
-    that found it are not attempts of the start."""
-    first = (await env.run(start())).result
-    assert first.reconciled is False
-    env.names = AgentDirectory()  # a worker that has not seen the first start
-    await env.configure()
-    again = await env.run(start())
-    result = again.result
-    assert (result.outcome, result.agent_id, result.reconciled) == (
-        "succeeded",
-        first.agent_id,
-        True,
-    )
+async def test_a_start_whose_lost_attempt_created_its_agent_adopts_it(env: Env) -> None:
+    """The join ran but its answer was lost; the retry's 409 (`409:repeat`) finds the live
+    agent of the name in the channel: succeeded with its data, `reconciled`, one agent. The
+    list and get that found it are not attempts of the start."""
+    inject(env, FaultRule(action="drop", operation="agent.start", execute=True, count=1))
+    execution = await env.run(start())
+    result = execution.result
+    assert (result.outcome, result.reconciled) == ("succeeded", True), result.error
     assert result.data["name"] == "bot"
-    assert result.attempts == 1
-    assert operations(env)[1:] == ["agent.start", "agent.list", "agent.list", "agent.get"]
-    assert [(e.name, e.status) for e in again.state_events] == [("bot", "STARTING")]
+    assert result.attempts == 2
+    assert operations(env) == [
+        "agent.start",
+        "agent.start",
+        "agent.list",
+        "agent.list",
+        "agent.get",
+    ]
+    assert [(e.name, e.status) for e in execution.state_events] == [("bot", "STARTING")]
     assert env.emulator.state.agent_count() == 1
-    assert [state.agent_id for state in env.names.alive()] == [first.agent_id]  # now its own
+    assert [state.agent_id for state in env.names.alive()] == [result.agent_id]
 
 
-async def test_a_start_conflicting_with_a_known_agent_asks_only_for_that_agent(env: Env) -> None:
-    """The directory knows who holds the name: one get instead of a search."""
+async def test_a_start_meeting_a_live_agent_it_did_not_start_fails_with_conflict(
+    env: Env,
+) -> None:
+    """A first attempt answered 409 proves nothing about the holder: failed `conflict`, the
+    holder named and left running; the directory knew it, so one get found it."""
     first = (await env.run(start())).result
     result = (await env.run(start() | {"id": "again"})).result
-    assert (result.outcome, result.agent_id, result.reconciled) == (
-        "succeeded",
-        first.agent_id,
-        True,
-    )
+    assert (result.outcome, result.agent_id, result.reconciled) == ("failed", None, False)
+    assert result.error is not None
+    assert (result.error.code, result.error.retryable) == ("conflict", False)
+    assert result.error.details["holder"]["agent_id"] == first.agent_id
+    assert f"held by agent {first.agent_id}" in result.error.message
     assert operations(env)[1:] == ["agent.start", "agent.get"]
+    assert env.names.resolve(APP_ID, "bot") == first.agent_id
+
+
+async def test_a_start_in_doubt_does_not_adopt_a_holder_in_another_channel(env: Env) -> None:
+    """Even after an attempt in doubt (a 503), a holder in another channel is not this
+    command's agent: failed `conflict`, naming it."""
+    elsewhere = start()
+    elsewhere["properties"]["channel"] = "room-2"
+    other = (await env.run(elsewhere | {"id": "elsewhere"})).result
+    inject(env, FaultRule(operation="agent.start", status=503, count=1))
+    result = (await env.run(start())).result
+    assert (result.outcome, result.reconciled) == ("failed", False)
+    assert result.error is not None
+    assert result.error.code == "conflict"
+    assert result.error.details["holder"] == {
+        "agent_id": other.agent_id,
+        "status": "STARTING",
+        "channel": "room-2",
+    }
+
+
+async def test_a_start_refused_by_a_429_is_not_in_doubt(env: Env) -> None:
+    """A 429 proves the attempt did nothing, so the retry's 409 is a first one: a stranger's
+    agent of the same name in the same channel is a `conflict`, not adopted."""
+    status, stranger = await env.emulator.call(
+        "POST", f"/v2/projects/{APP_ID}/join", json=start_body("bot")
+    )
+    assert status == 200
+    inject(env, FaultRule(operation="agent.start", status=429, count=1))
+    result = (await env.run(start())).result
+    assert (result.outcome, result.reconciled, result.attempts) == ("failed", False, 2)
+    assert result.error is not None
+    assert result.error.code == "conflict"
+    assert result.error.details["holder"]["agent_id"] == stranger["agent_id"]
 
 
 async def test_a_restart_waits_for_the_stopping_agent_then_starts_a_new_one(

@@ -165,26 +165,51 @@ async def test_agents_this_worker_starts_are_its_own(env: Env) -> None:
     assert {state.agent_id for state in env.names.alive()} == {started, call.result.agent_id}
 
 
-async def test_a_call_repeated_by_a_new_worker_is_reconciled_to_the_call_it_placed(
+async def test_a_call_meeting_another_callers_call_of_its_name_fails_and_leaves_it(
     env: Env,
 ) -> None:
-    """A call.start run again after a crash meets its own live call (409): it reports that
-    call's agent, `reconciled`, and is not dialled a second time."""
+    """Someone else's live call holds the name: the command's only attempt proves nothing
+    about it, so failed `conflict`, the holder named, that call neither adopted nor hung up,
+    and nobody dialled again."""
+    theirs = call_body()
+    theirs["sip"]["from_number"] = "+15550000000"
+    status, placed = await env.emulator.call("POST", f"/v2/projects/{APP_ID}/call", json=theirs)
+    assert status == 200
+    env.emulator.log.clear()
+    result = (await env.run({"command": "call.start", "id": "c", **call_body()})).result
+    assert (result.outcome, result.agent_id, result.reconciled) == ("failed", None, False)
+    assert result.error is not None
+    assert result.error.code == "conflict"
+    assert result.error.details["holder"]["agent_id"] == placed["agent_id"]
+    assert operations(env) == ["call.start", "agent.list", "agent.list", "agent.get"]
+    call = env.emulator.state.get_call(APP_ID, placed["agent_id"])
+    assert call["state"] != "hangup"
+    assert env.names.resolve(APP_ID, "support-call") is None  # not reported as ours
+
+
+async def test_a_call_run_again_after_its_state_was_published_adopts_its_own_call(
+    env: Env,
+) -> None:
+    """A call.start run again (a crash after its agent's state was published) meets its own
+    call: the directory says this command started the holder and call.get shows the same
+    callee and caller, so it is `reconciled`, not dialled again; a different command of the
+    same name is a `conflict`."""
     command = {"command": "call.start", "id": "c", **call_body()}
     placed = (await env.run(command)).result.agent_id
-    env.names = AgentDirectory()  # the worker that runs the redelivered record
-    await env.configure()
     env.emulator.log.clear()
-    again = await env.run(command)
-    result = again.result
+    result = (await env.run(command)).result
     assert (result.outcome, result.agent_id, result.reconciled) == ("succeeded", placed, True)
     assert result.data == {"agent_id": placed}
-    assert operations(env) == ["call.start", "agent.list", "agent.list", "agent.get"]
-    assert [(e.agent_id, e.name, e.status) for e in again.state_events] == [
-        (placed, "support-call", "STARTING")
-    ]
-    assert [state.agent_id for state in env.names.alive()] == [placed]  # now its own
-    assert len(env.emulator.log.entries("call.start")) == 1
+    assert operations(env) == ["call.start", "agent.get", "call.get"]
+    other = (await env.run(command | {"id": "other"})).result
+    assert other.error is not None
+    assert (other.outcome, other.error.code) == ("failed", "conflict")
+    elsewhere = call_body()
+    elsewhere["sip"]["to_number"] = "+19870000000"
+    dialled = (await env.run({"command": "call.start", "id": "c", **elsewhere})).result
+    assert dialled.error is not None
+    assert (dialled.outcome, dialled.error.code) == ("failed", "conflict")  # another callee
+    assert len(env.emulator.log.entries("call.start")) == 3
 
 
 async def test_a_call_whose_name_is_held_by_a_stopping_agent_fails_without_dialling_again(

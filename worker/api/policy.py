@@ -1,17 +1,20 @@
 """What a failed API request means for the command, per operation, as a table.
 
 A failure is described by *conditions*, most specific first: a 404 is `("404", "4xx")`, a 422
-that signals a quota `("422:quota", "422", "4xx")`, a 409 after an earlier attempt
-that may have reached the API `("409:repeat", "409", "4xx")`, a refused connection
-`("connect",)`. The first condition with a row for the operation, else for any operation
-(`*`), decides:
+that signals a quota `("422:quota", "422", "4xx")`, a 409 after an earlier attempt whose
+outcome is in doubt (sent, and not refused by a 429 or a 422-quota) `("409:repeat", "409",
+"4xx")`, a refused connection `("connect",)`. The first condition with a row for the
+operation, else for any operation (`*`), decides:
 
 - `gone`: the target is not there (404 on stop, hangup, delete). The command is done only if
   the target is known to have existed (the executor knows the agent, or an earlier attempt of
   the same command may have removed it); otherwise it was never there;
-- `reconcile`: the thing exists already; look it up and report it (409 on agent.start and
-  call.start: the live agent holding the name; on number.add when our own earlier attempt may
-  have created it);
+- `reconcile`: the thing exists already; look it up. On agent.start and call.start the holder
+  of the name is adopted (reported as the command's agent) only after a `409:repeat`, an
+  earlier attempt whose outcome is in doubt, and only when it matches the command (the same
+  channel; for a call the same callee and caller); any other live holder fails the command
+  with `conflict`, naming it (`name_taken`); an agent.start whose holder is stopping waits for
+  it and joins again. On number.add only a `409:repeat` reconciles (our own import);
 - `retry` / `retry_later`: send again after a backoff (`retry_later`: the long quota backoff);
 - `fail`: the API refused the command.
 
@@ -88,8 +91,10 @@ POLICY: Mapping[tuple[str, str], Rule] = {
     ("agent.stop", "404"): Rule(Action.GONE, "agent_gone"),
     ("call.hangup", "404"): Rule(Action.GONE, "call_gone"),
     ("number.delete", "404"): Rule(Action.GONE, "number_gone"),
-    ("agent.start", "409"): Rule(Action.RECONCILE, "agent_exists"),
-    ("call.start", "409"): Rule(Action.RECONCILE, "call_exists"),
+    ("agent.start", "409:repeat"): Rule(Action.RECONCILE, "agent_exists"),
+    ("agent.start", "409"): Rule(Action.RECONCILE, "name_taken"),
+    ("call.start", "409:repeat"): Rule(Action.RECONCILE, "call_exists"),
+    ("call.start", "409"): Rule(Action.RECONCILE, "name_taken"),
     ("number.add", "409:repeat"): Rule(Action.RECONCILE, "number_exists"),
     ("number.update", "409"): Rule(Action.RETRY, "locked"),
     (ANY, "429"): Rule(Action.RETRY, "rate_limited"),

@@ -277,6 +277,7 @@ class Executor:
                 app_id=job.app_id,
                 name=command.name,
                 channel=command.properties.channel,
+                command_id=command.id,
                 budget=job.budget,
                 observe=lambda found: self._saw(job, found),
             )
@@ -367,17 +368,14 @@ class Executor:
 
     async def _called(self, job: _Command, reply: Reply) -> Any:
         """call.start: the call created an agent that now holds the call's name; after a
-        409, the live agent holding the name is the call (reconciled, never dialled again)."""
+        409, the holder is this call only on evidence (`worker.execution.conflicts`): then it
+        is reconciled, else a `conflict`; never dialled again."""
         command = job.command
         assert isinstance(command, CallStart)  # noqa: S101 - dispatched by type
         channel = command.properties.channel
         if isinstance(reply, Refusal):
-            holder = await self._conflicts.live_holder(
-                reply.expect(Action.RECONCILE).error,
-                app_id=job.app_id,
-                name=command.name,
-                channel=channel,
-                budget=job.budget,
+            holder = await self._conflicts.call_holder(
+                reply.expect(Action.RECONCILE), command, app_id=job.app_id, budget=job.budget
             )
             job.agent_id, job.reconciled = holder.info.agent_id, True
             self._saw(job, holder, ours=True)

@@ -1,7 +1,8 @@
 """How a command that did not succeed is described: outcome plus `ErrorInfo`.
 
 Error codes are stable, machine-readable names: `retries_exhausted` (the pipeline also
-dead-letters these), `expired`, `agent_not_found`, `conflict_unresolved`, `name_still_held`
+dead-letters these), `expired`, `agent_not_found`, `conflict` (a start's name is held by an
+agent it did not create; `details.holder` names it), `conflict_unresolved`, `name_still_held`
 (agent.start waited for the agent holding its name to stop, in vain), `missing_app_id`,
 `invalid_response`, `internal_error` (from the pipeline: a bug met the command),
 `ambiguous_<reason>` for `unknown` outcomes, and for requests the API refused a name for the
