@@ -10,7 +10,9 @@ from tests.emulator.harness import APP_ID, call_body, start_body
 from tests.execution.conftest import Env, number_add
 from worker.agents.directory import MAX_SESSION_SECONDS, AgentDirectory
 from worker.emulator.faults import FaultRule, FaultSettings
+from worker.emulator.rules import Rules
 from worker.emulator.state import DEFAULT_STOP_DELAY
+from worker.execution.lookup import MAX_GETS
 
 BASE = 0.2  # api_backoff_base_seconds: with jitter 1.0 the n-th backoff is BASE * 2**(n-1)
 LOOKUP = ["agent.list"] * 4  # one list query per status that holds a name
@@ -75,24 +77,26 @@ async def test_a_name_still_taken_after_its_agent_ended_is_joined_again_after_a_
     ]
 
 
-async def test_a_name_that_stays_taken_gives_up_after_five_joins(clocked_env: Env) -> None:
-    """Five joins, four backoffs, then failed `name_still_held` (retryable), naming the name."""
+async def test_a_name_never_reusable_fails_at_once_and_not_retryable(clocked_env: Env) -> None:
+    """Under the emulator's never-reusable rule, a restart after the agent stopped gets two
+    joins after short backoffs (0.6 s in all), then fails `name_not_reusable`, not retryable,
+    with the reason, instead of polling for its whole budget."""
     env = clocked_env
+    env.emulator.state.rules = Rules(name_reuse="never")
     await env.configure(jitter=lambda: 1.0)
-    await stopped_agent(env)
-    inject(env, taken())
+    old = await stopped_agent(env)
     result = (await env.run(start() | {"id": "restart"})).result
     assert result.error is not None
     assert (result.outcome, result.error.code, result.error.http_status) == (
         "failed",
-        "name_still_held",
+        "name_not_reusable",
         409,
     )
-    assert result.error.retryable is True
-    assert result.error.reason == "TaskConflict"
-    assert "an agent still holds the name 'bot'" in result.error.message
-    assert operations(env).count("agent.start") == 6
-    assert env.sleeps.delays == [BASE, BASE * 2, BASE * 4, BASE * 8]
+    assert result.error.retryable is False
+    assert f"agent {old} that held the name 'bot' has ended (STOPPED)" in result.error.message
+    assert "does not reuse names" in result.error.message
+    assert operations(env).count("agent.start") == 4
+    assert env.sleeps.delays == [BASE, BASE * 2]
 
 
 async def test_a_join_refused_for_another_reason_fails_with_that_refusal(
@@ -268,3 +272,57 @@ async def test_deleting_a_number_never_imported_names_it(env: Env) -> None:
     result = (await env.run(command)).result
     assert result.error is not None
     assert "+15550001 is not known to have existed" in result.error.message
+
+
+async def test_a_name_is_unknown_at_once_when_the_api_gives_no_names(env: Env) -> None:
+    """agent.get without `name`: a lookup by name stops at the first get with `name_unknown`,
+    not retryable, instead of reading every agent."""
+    for n in range(3):
+        await env.run(start(f"bot-{n}"))
+    env.emulator.state.rules = Rules(name_in_get=False)
+    env.names = AgentDirectory()
+    await env.configure()
+    env.emulator.log.clear()
+    result = (
+        await env.run({"command": "agent.speak", "id": "s", "name": "bot-2", "text": "hi"})
+    ).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code, result.error.retryable) == (
+        "failed",
+        "name_unknown",
+        False,
+    )
+    assert operations(env).count("agent.get") == 1
+
+
+async def test_a_name_lookup_reads_at_most_its_budget_of_agents(env: Env) -> None:
+    """Among many agents of other names, the lookup stops after `MAX_GETS` gets:
+    `lookup_budget_exhausted`, retryable."""
+    env.emulator.state.max_agents_per_app = MAX_GETS * 2
+    for n in range(MAX_GETS + 5):
+        status, _ = await env.emulator.call(
+            "POST", f"/v2/projects/{APP_ID}/join", json=start_body(f"other-{n}")
+        )
+        assert status == 200
+    result = (
+        await env.run({"command": "agent.speak", "id": "s", "name": "bot", "text": "hi"})
+    ).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code, result.error.retryable) == (
+        "failed",
+        "lookup_budget_exhausted",
+        True,
+    )
+    assert operations(env).count("agent.get") == MAX_GETS
+
+
+async def test_a_start_retried_after_a_lost_answer_without_names_is_unknown(env: Env) -> None:
+    """The join ran and its answer was lost; the retry's 409 cannot be matched to an agent
+    when agent.get gives no names: `unknown` (the agent may be running), never `failed`."""
+    env.emulator.state.rules = Rules(name_in_get=False)
+    inject(env, FaultRule(action="drop", operation="agent.start", execute=True, count=1))
+    result = (await env.run(start())).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code) == ("unknown", "ambiguous_name_unknown")
+    assert "may be running" in result.error.message
+    assert env.emulator.state.agent_count() == 1

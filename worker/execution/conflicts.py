@@ -16,7 +16,9 @@ after the stop request returns. So after an agent.start's 409:
   backoff inside the command's budget, until it has ended; then the join is sent again and
   starts the new agent;
 - a holder that has ended while the name is still taken (the API has not caught up) gets the
-  join again after a backoff.
+  join again after a backoff, `MAX_CATCH_UPS` times; then the name is taken for good (the
+  reference's "cannot be used repeatedly"): failed `name_not_reusable`, not retryable, at once
+  rather than after the command's whole budget.
 
 Each join can meet a new conflict (another start won the race), so this repeats, at most
 `MAX_JOINS` times. The holder is looked for first among the agents the directory knows by the
@@ -42,10 +44,13 @@ from worker.api.models import AgentInfo
 from worker.api.policy import Action
 from worker.api.requests import ApiRequest, path_for, request_for
 from worker.execution.caller import Budget, Caller, Refusal
-from worker.execution.lookup import HOLDING, AgentFinder, FoundAgent
+from worker.execution.lookup import HOLDING, UNSEARCHABLE, AgentFinder, FoundAgent
 from worker.execution.outcomes import CommandEndedError, describe
 
 MAX_JOINS = 5
+MAX_CATCH_UPS = 2
+"""Joins after a backoff once the holder has ended (0.2 + 0.4 s at most by default): the API
+may not have freed the name yet; past them it will not (names are not reusable there)."""
 GONE = "STOPPED"  # what a holder the API no longer knows (404) has become
 
 
@@ -93,12 +98,12 @@ class NameConflicts:
         holder cannot be found, did not stop within the budget, or a join failed otherwise.
         """
         reply: ApiResponse | Refusal = conflict
-        polls = 0
+        polls = catch_ups = 0
         for joins in range(MAX_JOINS):
             if isinstance(reply, ApiResponse):
                 return reply
             holder = await self._holder(
-                app_id, name, channel, budget, reply.expect(Action.RECONCILE).error
+                app_id, name, channel, budget, reply.expect(Action.RECONCILE)
             )
             observe(holder.found)
             waited = False
@@ -115,8 +120,10 @@ class NameConflicts:
                     return holder.found
                 raise _conflict(reply.error, holder, name)
             if joins and not waited:  # ended, yet the name was still taken: let the API catch up
-                polls += 1
-                if not await self._caller.pause(polls, budget):
+                catch_ups += 1
+                if catch_ups > MAX_CATCH_UPS:
+                    raise _not_reusable(reply.error, holder.found, name)
+                if not await self._caller.pause(catch_ups, budget):
                     raise _still_held(reply.error, holder.found, name)
             reply = await self._caller.perform(join, budget, idempotent=True)
         assert isinstance(reply, Refusal)  # noqa: S101 - a response returned above
@@ -129,7 +136,7 @@ class NameConflicts:
         raises `CommandEndedError`: `conflict` for anyone else's, `conflict_unresolved` for a
         holder stopping, ended or not found."""
         channel = command.properties.channel
-        holder = await self._holder(app_id, command.name, channel, budget, conflict.error)
+        holder = await self._holder(app_id, command.name, channel, budget, conflict)
         if holder.status not in RESOLVABLE:
             message = (
                 f"{conflict.error}; agent {holder.found.info.agent_id} holding the name "
@@ -160,17 +167,30 @@ class NameConflicts:
         return data if isinstance(data, dict) else {}
 
     async def _holder(
-        self, app_id: str, name: str, channel: str, budget: Budget, conflict: ApiError
+        self, app_id: str, name: str, channel: str, budget: Budget, refusal: Refusal
     ) -> Holder:
         """The agent that holds `name`: the directory's candidate if the API says it still
         may, else the first the API lists in `channel`; the directory's ended one if the API
-        lists none."""
+        lists none. When the API cannot be searched by name and this command's own attempt
+        may have created the holder, the outcome is `unknown`: the agent may be running."""
+        conflict = refusal.error
         known = self._names.last_of(app_id, name)
         if known is not None and phase(known.status) < Phase.ENDED:
             info = AgentInfo(known.agent_id, known.status, name)
             current = await self._status(app_id, info, budget)
             return Holder(current, known.channel, known.command_id)
-        found = await self._finder.find(app_id, name, budget, statuses=HOLDING, channel=channel)
+        try:
+            found = await self._finder.find(app_id, name, budget, statuses=HOLDING, channel=channel)
+        except CommandEndedError as ended:
+            if not (refusal.repeated and ended.error.code in UNSEARCHABLE):
+                raise
+            message = (
+                f"{conflict}; an earlier attempt of this command may have started the agent "
+                f"holding {name!r}, which cannot be found: {ended.error.message}; it may be running"
+            )
+            raise CommandEndedError(
+                "unknown", describe(conflict, code=f"ambiguous_{ended.error.code}", message=message)
+            ) from ended
         if found is not None:
             return Holder(found, channel)
         if known is not None:
@@ -187,6 +207,18 @@ class NameConflicts:
         if found is None:
             return FoundAgent(AgentInfo(agent.agent_id, GONE, agent.name), None)
         return found
+
+
+def _not_reusable(conflict: ApiError, holder: FoundAgent, name: str) -> CommandEndedError:
+    """The holder has ended and the name stays taken: the API does not reuse names."""
+    message = (
+        f"{conflict}; agent {holder.info.agent_id} that held the name {name!r} has ended "
+        f"({holder.status}), yet the name is still refused after {MAX_CATCH_UPS} more joins: "
+        "the API does not reuse names ('cannot be used repeatedly'); start with a new name"
+    )
+    return CommandEndedError(
+        "failed", describe(conflict, code="name_not_reusable", message=message, retryable=False)
+    )
 
 
 def _still_held(conflict: ApiError, holder: FoundAgent | None, name: str) -> CommandEndedError:

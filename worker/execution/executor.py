@@ -57,7 +57,7 @@ from worker.api.retry import Backoff
 from worker.api.tenants import Tenants
 from worker.execution.caller import ApiSender, Budget, Caller, Progress, Refusal
 from worker.execution.conflicts import NameConflicts
-from worker.execution.lookup import AgentFinder, FoundAgent
+from worker.execution.lookup import UNSEARCHABLE, AgentFinder, FoundAgent
 from worker.execution.outcomes import CommandEndedError, describe
 from worker.settings import Settings
 
@@ -305,7 +305,13 @@ class Executor:
         """agent.start answered 2xx without an agent id: the live agent of that name in the
         channel is the one it started (the name was free, so no other holds it), else `unknown`."""
         channel = command.properties.channel
-        found = await self._finder.find(job.app_id, command.name, job.budget, channel=channel)
+        why = ""
+        try:
+            found = await self._finder.find(job.app_id, command.name, job.budget, channel=channel)
+        except CommandEndedError as ended:
+            if ended.error.code not in UNSEARCHABLE:
+                raise
+            found, why = None, f" ({ended.error.message})"
         if found is None:
             raise CommandEndedError(
                 "unknown",
@@ -313,8 +319,8 @@ class Executor:
                     code="ambiguous_no_agent_id",
                     message=(
                         f"agent.start answered {reply.status} without an agent id and no live "
-                        f"agent called {command.name!r} was found in channel {channel!r}: the "
-                        "agent may be running"
+                        f"agent called {command.name!r} was found in channel {channel!r}{why}: "
+                        "the agent may be running"
                     ),
                     request_id=reply.request_id,
                 ),
