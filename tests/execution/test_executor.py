@@ -14,7 +14,7 @@ import pytest
 
 from contracts import ResultEvent, decode_command
 from tests.emulator.harness import APP_ID, call_body, start_body
-from tests.execution.conftest import Env, number_add
+from tests.execution.conftest import Env, issued_later, number_add
 from worker.agents.directory import AgentDirectory
 from worker.api.client import ApiResponse, ConvoAIClient
 from worker.api.requests import ApiRequest
@@ -92,7 +92,7 @@ async def test_a_start_meeting_a_live_agent_it_did_not_start_fails_with_conflict
     """A first attempt answered 409 proves nothing about the holder: failed `conflict`, the
     holder named and left running; the directory knew it, so one get found it."""
     first = (await env.run(start())).result
-    result = (await env.run(start() | {"id": "again"})).result
+    result = (await env.run(start() | {"id": "again"}, received_at=issued_later())).result
     assert (result.outcome, result.agent_id, result.reconciled) == ("failed", None, False)
     assert result.error is not None
     assert (result.error.code, result.error.retryable) == ("conflict", False)
@@ -128,7 +128,7 @@ async def test_a_start_refused_by_a_429_is_not_in_doubt(env: Env) -> None:
     )
     assert status == 200
     inject(env, FaultRule(operation="agent.start", status=429, count=1))
-    result = (await env.run(start())).result
+    result = (await env.run(start(), received_at=issued_later())).result
     assert (result.outcome, result.reconciled, result.attempts) == ("failed", False, 2)
     assert result.error is not None
     assert result.error.code == "conflict"

@@ -3,11 +3,12 @@ agents it meets, against the emulator."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
 from tests.emulator.harness import APP_ID, call_body, start_body
-from tests.execution.conftest import Env, number_add
+from tests.execution.conftest import Env, issued_later, number_add
 from worker.agents.directory import MAX_SESSION_SECONDS, AgentDirectory
 from worker.emulator.faults import FaultRule, FaultSettings
 from worker.emulator.rules import Rules
@@ -180,7 +181,8 @@ async def test_a_call_meeting_another_callers_call_of_its_name_fails_and_leaves_
     status, placed = await env.emulator.call("POST", f"/v2/projects/{APP_ID}/call", json=theirs)
     assert status == 200
     env.emulator.log.clear()
-    result = (await env.run({"command": "call.start", "id": "c", **call_body()})).result
+    command = {"command": "call.start", "id": "c", **call_body()}
+    result = (await env.run(command, received_at=issued_later())).result
     assert (result.outcome, result.agent_id, result.reconciled) == ("failed", None, False)
     assert result.error is not None
     assert result.error.code == "conflict"
@@ -205,15 +207,35 @@ async def test_a_call_run_again_after_its_state_was_published_adopts_its_own_cal
     assert (result.outcome, result.agent_id, result.reconciled) == ("succeeded", placed, True)
     assert result.data == {"agent_id": placed}
     assert operations(env) == ["call.start", "agent.get", "call.get"]
-    other = (await env.run(command | {"id": "other"})).result
+    other = (await env.run(command | {"id": "other"}, received_at=issued_later())).result
     assert other.error is not None
     assert (other.outcome, other.error.code) == ("failed", "conflict")
     elsewhere = call_body()
     elsewhere["sip"]["to_number"] = "+19870000000"
-    dialled = (await env.run({"command": "call.start", "id": "c", **elsewhere})).result
+    dialled = (
+        await env.run({"command": "call.start", "id": "c", **elsewhere}, received_at=issued_later())
+    ).result
     assert dialled.error is not None
     assert (dialled.outcome, dialled.error.code) == ("failed", "conflict")  # another callee
     assert len(env.emulator.log.entries("call.start")) == 3
+
+
+async def test_a_call_redelivered_to_a_new_worker_adopts_the_call_started_since(
+    env: Env,
+) -> None:
+    """After a crash a new worker, which knows nothing of the first run, runs the record again:
+    the holder started after the command was issued (so a run of it may have placed it) with
+    the same callee, caller and channel, so it is `reconciled`, not dialled again."""
+    command = {"command": "call.start", "id": "c", **call_body()}
+    issued = datetime.now(UTC) - timedelta(seconds=1)
+    placed = (await env.run(command, received_at=issued)).result.agent_id
+    env.names = AgentDirectory()
+    await env.configure()
+    env.emulator.log.clear()
+    result = (await env.run(command, received_at=issued)).result
+    assert (result.outcome, result.agent_id, result.reconciled) == ("succeeded", placed, True)
+    assert operations(env) == ["call.start", "agent.list", "agent.list", "agent.get", "call.get"]
+    assert len(env.emulator.log.entries("call.start")) == 1
 
 
 async def test_a_call_whose_name_is_held_by_a_stopping_agent_fails_without_dialling_again(

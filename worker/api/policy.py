@@ -10,9 +10,11 @@ operation, else for any operation (`*`), decides:
   the target is known to have existed (the executor knows the agent, or an earlier attempt of
   the same command may have removed it); otherwise it was never there;
 - `reconcile`: the thing exists already; look it up. On agent.start and call.start the holder
-  of the name is adopted (reported as the command's agent) only after a `409:repeat`, an
-  earlier attempt whose outcome is in doubt, and only when it matches the command (the same
-  channel; for a call the same callee and caller); any other live holder fails the command
+  of the name is adopted (reported as the command's agent) only when this command may have
+  created it (a `409:repeat`, an earlier attempt whose outcome is in doubt; or a holder that
+  started after the command was issued, or that the directory records as the command's, as
+  after a crash) and only when it matches the command (the same channel; for a call the same
+  callee and caller); any other live holder fails the command
   with `conflict`, naming it (`name_taken`); an agent.start whose holder is stopping waits for
   it and joins again. On number.add only a `409:repeat` reconciles (our own import);
 - `retry` / `retry_later`: send again after a backoff (`retry_later`: the long quota backoff);

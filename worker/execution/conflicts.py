@@ -2,8 +2,9 @@
 
 A holder is adopted (the command `succeeded`, `reconciled`) only on evidence that this command
 created it: an earlier attempt of the same command was sent and its outcome is in doubt (the
-409 is a `409:repeat`, or the directory records the holder as started by this command's id: a
-run before a crash that got as far as publishing its agent's state), *and* the holder matches
+409 is a `409:repeat`; or the directory records the holder as started by this command's id; or
+the holder started after the command was issued, so a run of it before a crash, whose attempt
+this process cannot know, may have started it), *and* the holder matches
 the command (the same channel; for a call also the same callee and caller). Any other live
 holder is someone else's: the command fails with `conflict` and the result names the holder
 (`details.holder`), which is left alone.
@@ -30,6 +31,7 @@ Its holder is adopted on the same evidence, the callee and caller read with a ca
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -54,6 +56,13 @@ may not have freed the name yet; past them it will not (names are not reusable t
 GONE = "STOPPED"  # what a holder the API no longer knows (404) has become
 
 
+class Origin(NamedTuple):
+    """The command a start belongs to: its id and when it was issued (its record's time)."""
+
+    command_id: str
+    issued_at: float
+
+
 class Holder(NamedTuple):
     """The agent holding a name, the channel it is known to be in (None: not known), and the
     command the directory says started it (a run of the same command before a crash, say)."""
@@ -66,6 +75,15 @@ class Holder(NamedTuple):
     def status(self) -> str:
         """Its status as last read."""
         return self.found.status
+
+    def may_be_from(self, origin: Origin) -> bool:
+        """Whether the command `origin` may have started it: the directory says so, or it
+        started (`start_ts`, whole seconds) no earlier than the command was issued."""
+        if self.started_by == origin.command_id:
+            return True
+        data = self.found.data
+        start = data.get("start_ts") if isinstance(data, dict) else None
+        return isinstance(start, int | float) and start >= math.floor(origin.issued_at)
 
     def now(self, found: FoundAgent) -> Holder:
         """The same holder as a newer read shows it."""
@@ -88,7 +106,7 @@ class NameConflicts:
         app_id: str,
         name: str,
         channel: str,
-        command_id: str,
+        origin: Origin,
         budget: Budget,
         observe: Callable[[FoundAgent], None],
     ) -> FoundAgent | ApiResponse:
@@ -115,7 +133,7 @@ class NameConflicts:
                 observe(holder.found)
                 waited = True
             if holder.status in RESOLVABLE:
-                ours = reply.repeated or holder.started_by == command_id
+                ours = reply.repeated or holder.may_be_from(origin)
                 if ours and holder.channel in (None, channel):
                     return holder.found
                 raise _conflict(reply.error, holder, name)
@@ -130,7 +148,7 @@ class NameConflicts:
         raise _still_held(reply.error, None, name)
 
     async def call_holder(
-        self, conflict: Refusal, command: CallStart, *, app_id: str, budget: Budget
+        self, conflict: Refusal, command: CallStart, *, origin: Origin, app_id: str, budget: Budget
     ) -> FoundAgent:
         """The live call holding the call's name when this command placed it (call.start);
         raises `CommandEndedError`: `conflict` for anyone else's, `conflict_unresolved` for a
@@ -145,7 +163,7 @@ class NameConflicts:
             raise CommandEndedError(
                 "failed", describe(conflict.error, code="conflict_unresolved", message=message)
             )
-        if conflict.repeated or holder.started_by == command.id:
+        if conflict.repeated or holder.may_be_from(origin):
             call = await self._call(app_id, holder.found.info.agent_id, budget)
             holder = holder._replace(channel=call.get("channel", holder.channel))
             sip = command.sip

@@ -56,7 +56,7 @@ from worker.api.requests import ApiRequest, build_request, path_for, request_for
 from worker.api.retry import Backoff
 from worker.api.tenants import Tenants
 from worker.execution.caller import ApiSender, Budget, Caller, Progress, Refusal
-from worker.execution.conflicts import NameConflicts
+from worker.execution.conflicts import NameConflicts, Origin
 from worker.execution.lookup import UNSEARCHABLE, AgentFinder, FoundAgent
 from worker.execution.outcomes import CommandEndedError, describe
 from worker.settings import Settings
@@ -86,6 +86,7 @@ class _Command:
     rest: dict[str, Any]
     app_id: str
     budget: Budget
+    origin: Origin
     agent_id: str | None = None
     name: str | None = None
     request: ApiRequest | None = None
@@ -148,7 +149,7 @@ class Executor:
         `progress` lets the caller see, if it has to interrupt the command, whether a request
         that must not be repeated may already have reached the API.
         """
-        job = self._command(decoded, progress)
+        job = self._command(decoded, received_at, progress)
         data: Any = None
         outcome: Outcome = "succeeded"
         error: ErrorInfo | None = None
@@ -168,7 +169,7 @@ class Executor:
         The pipeline interrupts commands still running when their partition must be released;
         a non-idempotent request then must not be sent again by the next owner.
         """
-        job = self._command(decoded, progress)
+        job = self._command(decoded, received_at, progress)
         error = ErrorInfo(
             code="ambiguous_interrupted",
             message=(
@@ -189,7 +190,9 @@ class Executor:
             return None
         return STOPPED if found is None else found.info.status
 
-    def _command(self, decoded: DecodedCommand, progress: Progress | None) -> _Command:
+    def _command(
+        self, decoded: DecodedCommand, received_at: datetime, progress: Progress | None
+    ) -> _Command:
         command = decoded.command
         # Without `expires_at` only the retry budget is bounded, from when execution starts: a
         # backlog that waited out an outage must still run (an agent.stop above all).
@@ -201,6 +204,7 @@ class Executor:
             rest=decoded.rest,
             app_id=command.app_id or self._settings.app_id,
             budget=Budget(deadline.timestamp(), progress),
+            origin=Origin(command.id, received_at.timestamp()),
             agent_id=getattr(command, "agent_id", None),
             name=getattr(command, "name", None),
         )
@@ -277,7 +281,7 @@ class Executor:
                 app_id=job.app_id,
                 name=command.name,
                 channel=command.properties.channel,
-                command_id=command.id,
+                origin=job.origin,
                 budget=job.budget,
                 observe=lambda found: self._saw(job, found),
             )
@@ -381,7 +385,11 @@ class Executor:
         channel = command.properties.channel
         if isinstance(reply, Refusal):
             holder = await self._conflicts.call_holder(
-                reply.expect(Action.RECONCILE), command, app_id=job.app_id, budget=job.budget
+                reply.expect(Action.RECONCILE),
+                command,
+                origin=job.origin,
+                app_id=job.app_id,
+                budget=job.budget,
             )
             job.agent_id, job.reconciled = holder.info.agent_id, True
             self._saw(job, holder, ours=True)
