@@ -238,6 +238,7 @@ class Processes:
                 str(agents * 2),
                 "--request-log-size",
                 "1000",
+                "--kind",  # throughput, not strictness: bare joins, no credentials
             ],
             "emulator",
         )

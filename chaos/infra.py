@@ -87,7 +87,9 @@ class EmulatorProcess:
         self.port = free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         self.api_url = self.origin + API_PATH
-        args = ["--port", str(self.port), "--max-agents", "10000000"]
+        # the scenarios stall workers for up to a minute on purpose while the agents' users
+        # stay in their channels: no agent leaves for want of requests
+        args = ["--port", str(self.port), "--max-agents", "10000000", "--no-idle-exit"]
         args += ["--request-log-size", str(request_log_size)]
         self.request_log_size = request_log_size
         with log.open("ab") as out:

@@ -216,9 +216,7 @@ def _judge_outcomes(figures: Figures, seen: Observed, allowed: frozenset[str]) -
         return allowed - {"rejected"}
 
     unexpected = Counter(
-        outcome
-        for result in seen.results
-        if (outcome := _outcome_of(result)) not in allows(result)
+        outcome for result in seen.results if (outcome := _outcome_of(result)) not in allows(result)
     )
     figures.unexpected_outcomes = unexpected.total()
     figures.require(not unexpected, f"outcomes this scenario does not allow: {dict(unexpected)}")

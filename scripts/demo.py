@@ -131,6 +131,9 @@ def main() -> int:
         **os.environ,
         "CONVOAI_API_BASE_URL": f"http://127.0.0.1:{emulator_port}/api/conversational-ai-agent",
         "CONVOAI_APP_ID": os.environ.get("CONVOAI_APP_ID", "demo-app"),
+        # the emulator requires credentials, as Agora does; these are the demo's own
+        "CONVOAI_CUSTOMER_ID": "demo-customer",
+        "CONVOAI_CUSTOMER_SECRET": "demo-customer-secret",
         "CONVOAI_HTTP_PORT": str(worker_port),
         "CONVOAI_LOG_FORMAT": "console",
         "CONVOAI_LOG_LEVEL": "WARNING",
@@ -141,7 +144,11 @@ def main() -> int:
     try:
         # the follower below reads the output topics before the worker would create them
         asyncio.run(ensure_topics(settings))
-        emulator = subprocess.Popen([*cli, "emulator", "--port", str(emulator_port)], env=env)
+        # agents join at once, so the scripted history reads a running agent a few
+        # milliseconds after its start (the emulator's default start takes a second)
+        emulator = subprocess.Popen(
+            [*cli, "emulator", "--port", str(emulator_port), "--start-delay", "0"], env=env
+        )
         started.append(emulator)
         wait_for_port(emulator_port, emulator, "the emulator")
         worker = subprocess.Popen([*cli, "run"], env=env)

@@ -78,19 +78,6 @@ class Metrics:
             buckets=E2E_BUCKETS,
             registry=registry,
         )
-        self.api_request = LoopHistogram(
-            "convoai_api_request_seconds",
-            "Seconds per HTTP attempt against the ConvoAI API.",
-            ["operation", "status_class"],
-            buckets=API_BUCKETS,
-            registry=registry,
-        )
-        self.api_retries = Counter(
-            "convoai_api_retries",
-            "API attempts that will be retried, by operation and reason.",
-            ["operation", "reason"],
-            registry=registry,
-        )
         self.in_flight = Gauge(
             "convoai_commands_in_flight", "Commands being executed.", registry=registry
         )
@@ -206,6 +193,7 @@ class Metrics:
             registry=registry,
         )
 
+        self._api(registry)
         self._lifecycle(registry)
         self._webhooks(registry)
 
@@ -227,6 +215,29 @@ class Metrics:
         self.internal_error = functools.cache(self.internal_errors.labels)
         self._request = functools.cache(self.api_request.labels)
         self._retry = functools.cache(self.api_retries.labels)
+
+    def _api(self, registry: CollectorRegistry) -> None:
+        """Metrics of the requests to the ConvoAI API."""
+        self.api_request = LoopHistogram(
+            "convoai_api_request_seconds",
+            "Seconds per HTTP attempt against the ConvoAI API.",
+            ["operation", "status_class"],
+            buckets=API_BUCKETS,
+            registry=registry,
+        )
+        self.api_retries = Counter(
+            "convoai_api_retries",
+            "API attempts that will be retried, by operation and reason.",
+            ["operation", "reason"],
+            registry=registry,
+        )
+        self.api_unreadable = Counter(
+            "convoai_api_unreadable_responses",
+            "2xx answers whose body is not JSON, by operation: the operation ran and its result "
+            "carries the body as text.",
+            ["operation"],
+            registry=registry,
+        )
 
     def _lifecycle(self, registry: CollectorRegistry) -> None:
         """Metrics of partitions' lifecycle, memory bound and contained failures."""
@@ -300,6 +311,10 @@ class Metrics:
         """Record that an attempt will be retried (the delay is not a metric)."""
         del delay
         self._retry(operation, reason).inc()
+
+    def unreadable_response(self, operation: str) -> None:
+        """Count a 2xx whose body is not JSON."""
+        self.api_unreadable.labels(operation).inc()
 
 
 Merge = Literal["sum", "max", "min"]

@@ -171,6 +171,10 @@ class TracingObserver:
         if scope is not None:
             scope.retried(reason, delay)
 
+    def unreadable_response(self, operation: str) -> None:
+        """Forward: a 2xx whose body was not JSON is counted, its span says nothing more."""
+        self._inner.unreadable_response(operation)
+
 
 def require_extra(settings: Settings) -> None:
     """Refuse `CONVOAI_TRACING=true` where the otel extra is not installed (at load, with every

@@ -15,7 +15,6 @@ from worker.api.errors import (
     ApiStatusError,
     ApiTimeoutError,
     ConnectionLostError,
-    InvalidResponseError,
     TransportError,
 )
 from worker.api.policy import Action, Decision, conditions, decide
@@ -65,10 +64,17 @@ def test_404_elsewhere_fails_as_a_client_error() -> None:
     )
 
 
-def test_409_on_start_reconciles_and_elsewhere_fails() -> None:
-    """A start whose name is taken looks up the holder; other 409s are refusals."""
-    assert decided("agent.start", status("agent.start", 409)) == Decision(
-        Action.RECONCILE, "agent_exists", "409"
+@pytest.mark.parametrize(
+    ("operation", "exists"), [("agent.start", "agent_exists"), ("call.start", "call_exists")]
+)
+def test_409_on_start_looks_the_holder_up_and_elsewhere_fails(operation: str, exists: str) -> None:
+    """A start whose name is taken looks up the holder: as possibly its own only after an
+    attempt in doubt (`409:repeat`), else as someone else's (`name_taken`); other 409s are
+    refusals."""
+    error = status(operation, 409)
+    assert decided(operation, error) == Decision(Action.RECONCILE, "name_taken", "409")
+    assert decided(operation, error, repeated=True) == Decision(
+        Action.RECONCILE, exists, "409:repeat"
     )
     assert decided("agent.update", status("agent.update", 409)).action == Action.FAIL
 
@@ -90,16 +96,46 @@ def test_a_quota_422_retries_later_even_a_non_idempotent_call(reason: str) -> No
     )
 
 
-def test_any_422_on_an_agent_endpoint_is_a_quota() -> None:
-    """The API documents 422 on agent endpoints only as "access limit exceeded"."""
-    error = ApiStatusError("agent.speak", 422, body={"reason": "AccessLimitExceeded"})
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"reason": "AccessLimitExceeded", "detail": "access limit exceeded"},
+        {"detail": "too many agents: concurrency limit reached"},
+        {"error_type": "quota_exceeded"},
+        None,
+    ],
+    ids=["reason", "detail", "telephony-shape", "no-body"],
+)
+def test_a_422_whose_body_speaks_of_a_limit_is_a_quota(body: dict[str, str] | None) -> None:
+    """Words of a quota in the reason or detail, or no body at all on an agent endpoint (the
+    API documents 422 there as "access limit exceeded"), retry later."""
+    error = ApiStatusError("agent.speak", 422, body=body)
     assert decided("agent.speak", error) == Decision(Action.RETRY_LATER, "quota", "422:quota")
 
 
-def test_a_422_without_a_quota_reason_fails_on_telephony_and_numbers() -> None:
-    """There a 422 is a validation error (`unprocessable_content`): not retried."""
-    error = ApiStatusError("number.add", 422, body={"error_type": "unprocessable_content"})
-    assert decided("number.add", error) == Decision(Action.FAIL, "client_error", "4xx")
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"reason": "InvalidFieldValue", "detail": "limit exceeded for text"},
+        {"reason": "Unexpected", "detail": "properties.tts is required"},
+    ],
+    ids=["validation-reason", "other-text"],
+)
+def test_a_422_that_names_bad_input_fails_on_agent_endpoints_too(body: dict[str, str]) -> None:
+    """A validation reason wins over any wording; a body that names no limit is not a quota."""
+    error = ApiStatusError("agent.start", 422, body=body)
+    assert decided("agent.start", error) == Decision(Action.FAIL, "client_error", "4xx")
+
+
+def test_a_telephony_422_without_a_body_is_a_validation_error() -> None:
+    """Only agent endpoints document 422 as a limit; elsewhere it is `unprocessable_content`."""
+    assert decided("call.start", status("call.start", 422)).action == Action.FAIL
+
+
+def test_a_409_on_number_update_is_a_lock_and_retried() -> None:
+    """A concurrent change holds the number (`conflict`): sent again, as the SDK does."""
+    error = ApiStatusError("number.update", 409, body={"error_type": "conflict"})
+    assert decided("number.update", error) == Decision(Action.RETRY, "locked", "409")
 
 
 def test_429_retries_even_a_non_idempotent_command() -> None:
@@ -123,9 +159,8 @@ def test_connection_refused_retries_even_a_non_idempotent_command() -> None:
         (ApiTimeoutError("x", "slow"), "timeout", "timeout"),
         (ConnectionLostError("x", "reset"), "connection", "connection_lost"),
         (TransportError("x", "odd"), "connection", "connection_lost"),
-        (InvalidResponseError("x", 200, "garbage", None), "server_error", "invalid_response"),
     ],
-    ids=["5xx", "408", "timeout", "lost", "transport", "invalid"],
+    ids=["5xx", "408", "timeout", "lost", "transport"],
 )
 def test_failures_after_the_request_may_have_arrived(
     error: ApiError, reason: str, condition: str

@@ -26,10 +26,17 @@ def test_quota_backoff_is_long_and_never_short() -> None:
     assert backoff(1.0).delay(9, long=True) == 10.0
 
 
-def test_retry_after_wins() -> None:
-    """The API's own `Retry-After` is used as it is, for both kinds of backoff."""
+def test_retry_after_wins_up_to_thirty_seconds() -> None:
+    """The API's own `Retry-After` is used as it is, for both kinds of backoff, up to 30 s."""
     assert backoff(1.0).delay(1, retry_after=3.0) == 3.0
     assert backoff(1.0).delay(4, long=True, retry_after=0.0) == 0.0
+    assert backoff(1.0).delay(1, retry_after=30.0) == 30.0
+
+
+def test_a_retry_after_over_thirty_seconds_falls_back_to_the_backoff() -> None:
+    """As in the SDK: a longer header is ignored rather than parking the command."""
+    assert backoff(1.0).delay(2, retry_after=30.5) == 0.4
+    assert backoff(1.0).delay(1, long=True, retry_after=3600.0) == 5.0
 
 
 def test_huge_attempt_numbers_do_not_overflow() -> None:

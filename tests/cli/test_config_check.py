@@ -137,6 +137,8 @@ async def test_an_unreachable_cluster_fails_with_its_cause() -> None:
         code, lines = await check(
             CONVOAI_KAFKA_BOOTSTRAP="127.0.0.1:1",
             CONVOAI_API_BASE_URL=emulator.api_url,
+            CONVOAI_CUSTOMER_ID="any-customer",
+            CONVOAI_CUSTOMER_SECRET="any-customer-secret",
             CONVOAI_APP_ID="app-one",
             CONVOAI_WEBHOOK_SECRET="ncs-secret-0123",
         )

@@ -11,6 +11,7 @@ from worker.api.client import ConvoAIClient
 from worker.kafka.memory import InMemoryBroker
 
 STATE = "convoai.agent-state"
+RUNNING = ("RUNNING", "reconcile")
 
 
 def states_of(broker: InMemoryBroker, agent_id: str) -> list[tuple[str, str]]:
@@ -57,7 +58,7 @@ async def test_an_agent_that_left_unnoticed_is_reported_stopped_by_the_reconcile
                 lambda: states_of(broker, agent_id)[-1:] == [("STOPPED", "reconcile")],
                 "STOPPED from the reconciler",
             )
-        assert states_of(broker, agent_id) == [
-            ("RUNNING", "command"),
-            ("STOPPED", "reconcile"),
-        ]
+        states = states_of(broker, agent_id)
+        assert states[0] == ("STARTING", "command")
+        # a pass may have seen it running in between (the emulator's start takes a second)
+        assert states[1:] in ([("STOPPED", "reconcile")], [RUNNING, ("STOPPED", "reconcile")])

@@ -124,6 +124,10 @@ def answering(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]) ->
     return app
 
 
+LLM = {"url": "https://llm.invalid/v1/chat/completions", "api_key": "llm-key"}
+TTS = {"vendor": "microsoft", "params": {"key": "tts-key", "region": "eastus"}}
+
+
 def call_body(name: str = "support-call") -> dict[str, Any]:
     """A minimal valid outbound call body: the call's agent joins "call-room"."""
     return {
@@ -140,6 +144,8 @@ def call_body(name: str = "support-call") -> dict[str, Any]:
             "agent_rtc_uid": "111",
             "remote_rtc_uids": ["100"],
             "labels": {"team": "calls"},
+            "llm": LLM,
+            "tts": TTS,
         },
     }
 
@@ -153,6 +159,8 @@ def start_body(name: str = "agent-1", channel: str = "room-1", **extra: Any) -> 
             "token": "rtc-token",
             "agent_rtc_uid": "1001",
             "remote_rtc_uids": ["1002"],
+            "llm": LLM,
+            "tts": TTS,
         },
         **extra,
     }

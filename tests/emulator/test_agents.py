@@ -8,7 +8,8 @@ import pytest
 
 from tests.emulator.harness import APP_ID, FakeClock, RunningEmulator, running_emulator, start_body
 from worker.emulator.config import EmulatorConfig
-from worker.emulator.state import DEFAULT_STOP_DELAY
+from worker.emulator.rules import Rules
+from worker.emulator.state import DEFAULT_START_DELAY, DEFAULT_STOP_DELAY
 
 PROJECT = f"/v2/projects/{APP_ID}"
 
@@ -167,10 +168,16 @@ async def test_speak_think_and_interrupt_answer_the_documented_shape(
     assert await emulator.call("POST", f"{agent}/interrupt", json={}) == (200, expected)
 
 
-async def test_history_and_turns_record_speak_and_think(emulator: RunningEmulator) -> None:
-    """Speak adds an assistant entry and a turn, think a user entry; turns page by page_size."""
+async def test_history_and_turns_record_speak_and_think(
+    emulator: RunningEmulator, clock: FakeClock
+) -> None:
+    """Speak adds an assistant entry and a turn, think a user entry; turns page by page_size;
+    the history is there once the agent runs."""
     agent_id = await start(emulator)
     agent = f"{PROJECT}/agents/{agent_id}"
+    status, reply = await emulator.call("GET", f"{agent}/history")
+    assert (status, reply["detail"]) == (404, f"agent {agent_id} is not running")
+    clock.advance(DEFAULT_START_DELAY)
     await emulator.call("POST", f"{agent}/think", json={"text": "user said"})
     for n in range(12):
         await emulator.call("POST", f"{agent}/speak", json={"text": f"line {n}"})
@@ -220,10 +227,11 @@ async def test_list_filters_by_state_and_channel_and_pages_with_a_cursor(
 
 
 async def test_a_cursor_stays_a_position_when_its_agent_changes_state(
-    emulator: RunningEmulator,
+    emulator: RunningEmulator, clock: FakeClock
 ) -> None:
     """The next page starts at the cursor's agent even if it no longer matches the filter."""
     ids = [await start(emulator, name=f"n{i}") for i in range(4)]
+    clock.advance(DEFAULT_START_DELAY)
     _, page = await emulator.call("GET", f"{PROJECT}/agents", params={"limit": "2"})
     assert page["meta"]["cursor"] == ids[2]
     await emulator.call("POST", f"{PROJECT}/agents/{ids[2]}/leave")
@@ -276,18 +284,20 @@ async def test_empty_texts_and_metadata_that_is_not_text_are_400(
     assert (status, reply["reason"]) == (400, "InvalidFieldValue")
 
 
-async def test_list_time_window_defaults_to_the_last_two_hours(
-    emulator: RunningEmulator, clock: FakeClock
-) -> None:
-    """Agents started before `from_time` (default: two hours ago) are not listed."""
-    old = await start(emulator, name="old")
-    clock.advance(3 * 3600)
-    new = await start(emulator, name="new")
-    _, recent = await emulator.call("GET", f"{PROJECT}/agents")
-    assert [item["agent_id"] for item in recent["data"]["list"]] == [new]
-    params = {"from_time": str(clock.now - 4 * 3600)}
-    _, everything = await emulator.call("GET", f"{PROJECT}/agents", params=params)
-    assert [item["agent_id"] for item in everything["data"]["list"]] == [old, new]
+async def test_list_time_window_defaults_to_the_last_two_hours(clock: FakeClock) -> None:
+    """Agents started before `from_time` (default: two hours ago) are not listed (agents that
+    stay hours without a request: idle exits are off)."""
+    config = EmulatorConfig(rules=Rules(idle_exit=False))
+    async with running_emulator(config, clock=clock) as emulator:
+        old = await start(emulator, name="old")
+        clock.advance(3 * 3600)
+        new = await start(emulator, name="new")
+        clock.advance(DEFAULT_START_DELAY)
+        _, recent = await emulator.call("GET", f"{PROJECT}/agents")
+        assert [item["agent_id"] for item in recent["data"]["list"]] == [new]
+        params = {"from_time": str(clock.now - 4 * 3600)}
+        _, everything = await emulator.call("GET", f"{PROJECT}/agents", params=params)
+        assert [item["agent_id"] for item in everything["data"]["list"]] == [old, new]
 
 
 async def test_agents_of_another_app_id_are_invisible(emulator: RunningEmulator) -> None:

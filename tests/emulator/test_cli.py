@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
 import sys
+from typing import Any
 
 import aiohttp
+import msgspec
 
-from tests.emulator.harness import basic_auth
+from tests.emulator.harness import LLM, TTS, basic_auth
+from worker.commands.emulator import configure, rules
+from worker.emulator.rules import Rules
+
+SIGNED = {"Authorization": basic_auth("anyone", "any-secret")}  # well-formed, as required
 
 
 async def spawn(
@@ -43,7 +50,7 @@ async def test_flags_configure_faults_and_sigterm_stops_cleanly() -> None:
     """`--error-rate 503=1 --retry-after 2` answers every request 503 with Retry-After."""
     process, origin = await spawn("--error-rate", "503=1", "--retry-after", "2")
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=SIGNED) as session:
             url = f"{origin}/api/conversational-ai-agent/v2/phone-numbers"
             async with session.get(url) as response:
                 assert (response.status, response.headers["Retry-After"]) == (503, "2")
@@ -73,15 +80,15 @@ async def test_credentials_come_from_the_environment() -> None:
 
 
 API = "/api/conversational-ai-agent/v2"
-JOIN = {
-    "name": "bot",
-    "properties": {
-        "channel": "room-1",
-        "token": "t",
-        "agent_rtc_uid": "1",
-        "remote_rtc_uids": ["2"],
-    },
+PROPERTIES: dict[str, Any] = {
+    "channel": "room-1",
+    "token": "t",
+    "agent_rtc_uid": "1",
+    "remote_rtc_uids": ["2"],
+    "llm": LLM,
+    "tts": TTS,
 }
+JOIN = {"name": "bot", "properties": PROPERTIES}
 
 
 async def test_a_burst_of_429_then_latency() -> None:
@@ -89,7 +96,7 @@ async def test_a_burst_of_429_then_latency() -> None:
     third is served, `--latency-ms 300` late."""
     process, origin = await spawn("--burst-429", "2", "--retry-after", "3", "--latency-ms", "300")
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=SIGNED) as session:
             url = f"{origin}{API}/phone-numbers"
             for _ in range(2):
                 async with session.get(url) as response:
@@ -107,7 +114,7 @@ async def test_dropped_and_slow_requests() -> None:
     --slow-ms 400` answers every request 400 ms late."""
     process, origin = await spawn("--drop-rate", "1")
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=SIGNED) as session:
             started = asyncio.get_running_loop().time()
             try:
                 async with session.get(f"{origin}{API}/phone-numbers") as response:
@@ -119,7 +126,7 @@ async def test_dropped_and_slow_requests() -> None:
         assert await stop(process) == 0
     process, origin = await spawn("--slow-rate", "1", "--slow-ms", "400")
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=SIGNED) as session:
             started = asyncio.get_running_loop().time()
             async with session.get(f"{origin}{API}/phone-numbers") as response:
                 assert response.status == 200
@@ -136,7 +143,7 @@ async def test_agent_limits_and_delays() -> None:
     )
     project = f"{origin}{API}/projects/app"
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=SIGNED) as session:
 
             async def status(agent_id: str) -> str:
                 async with session.get(f"{project}/agents/{agent_id}") as response:
@@ -162,3 +169,48 @@ async def test_agent_limits_and_delays() -> None:
             assert await seconds_until(agent_id, "STOPPED") > 1.3  # the default is 1 s
     finally:
         assert await stop(process) == 0
+
+
+async def test_strictness_is_the_default_and_flags_switch_it_off() -> None:
+    """By default an unsigned join is 401 and a signed one without an LLM 400;
+    `--no-auth-required --no-join-validation` accept both."""
+    properties = {k: v for k, v in PROPERTIES.items() if k != "llm"}
+    for flags, expected in (
+        ((), (401, 400)),
+        (("--no-auth-required", "--no-join-validation"), (200, 200)),
+    ):
+        process, origin = await spawn(*flags)
+        try:
+            async with aiohttp.ClientSession() as session:
+                url = f"{origin}{API}/projects/app/join"
+                body = {"name": "unsigned", "properties": properties}
+                async with session.post(url, json=body) as unsigned:
+                    pass
+                body = {"name": "signed", "properties": properties}
+                async with session.post(url, json=body, headers=SIGNED) as signed:
+                    pass
+            assert (unsigned.status, signed.status) == expected
+        finally:
+            assert await stop(process) == 0
+
+
+def test_strictness_flags_build_the_rules() -> None:
+    """`--kind` starts from the forgiving rules; value flags apply on top of either base."""
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    kind = rules(parser.parse_args(["--kind", "--ring-seconds", "2", "--busy-number", "+15550001"]))
+    assert kind == msgspec.structs.replace(
+        Rules.kind(), ring_seconds=2.0, busy_numbers=frozenset({"+15550001"})
+    )
+    flags = "--name-reuse never --no-name-in-get --agent-failure-rate 0.5 --no-idle-exit"
+    flags += " --unanswered-number +15550002 --no-answer-seconds 9"
+    strict = rules(parser.parse_args(flags.split()))
+    assert strict == Rules(
+        name_reuse="never",
+        name_in_get=False,
+        agent_failure_rate=0.5,
+        unanswered_numbers=frozenset({"+15550002"}),
+        no_answer_seconds=9.0,
+        idle_exit=False,
+    )
+    assert rules(parser.parse_args([])) == Rules()

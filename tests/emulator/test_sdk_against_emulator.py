@@ -12,11 +12,14 @@ from tests.emulator.harness import (
     APP_ID,
     CUSTOMER_ID,
     CUSTOMER_SECRET,
+    LLM,
+    TTS,
     RunningEmulator,
     running_emulator,
     start_body,
 )
 from worker.emulator.config import EmulatorConfig
+from worker.emulator.rules import Rules
 
 # Importing the SDK warns about its pydantic-v1-style models; nothing else may warn.
 pytestmark = [
@@ -37,6 +40,8 @@ CALL = {
         "token": "t",
         "agent_rtc_uid": "111",
         "remote_rtc_uids": ["100"],
+        "llm": LLM,
+        "tts": TTS,
     },
 }
 
@@ -60,9 +65,15 @@ def make_sdk(http: httpx.AsyncClient, secret: str = CUSTOMER_SECRET) -> Any:
 async def sdk_and_emulator(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[tuple[Any, RunningEmulator]]:
-    """The SDK's pool client (Basic auth), routed to an emulator allowing two agents per app."""
+    """The SDK's pool client (Basic auth), routed to an emulator allowing two agents per app
+    whose agents run and whose calls are answered at once (what the SDK reads is tested here,
+    not the timing)."""
     config = EmulatorConfig(
-        customer_id=CUSTOMER_ID, customer_secret=CUSTOMER_SECRET, max_agents_per_app=2
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        max_agents_per_app=2,
+        start_delay=0.0,
+        rules=Rules(ring_seconds=0.0),
     )
     async with running_emulator(config) as emulator:
         monkeypatch.setenv("AGORA_AGENTS_API_BASE_URL", emulator.origin)

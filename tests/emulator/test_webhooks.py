@@ -57,7 +57,8 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 def config(url: str) -> EmulatorConfig:
-    return EmulatorConfig(webhook_url=url, webhook_secret=SECRET)
+    """Notices to `url`; agents join at once, so their 101 comes before anything else."""
+    return EmulatorConfig(webhook_url=url, webhook_secret=SECRET, start_delay=0.0)
 
 
 def test_signature_matches_the_reference_test_vectors() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -41,6 +41,7 @@ class RecordingObserver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
         self.retries: list[tuple[str, str]] = []
+        self.unreadable: list[str] = []
 
     def request_finished(self, operation: str, status_class: str, seconds: float) -> None:
         assert seconds >= 0
@@ -49,6 +50,9 @@ class RecordingObserver:
     def retry_scheduled(self, operation: str, reason: str, delay: float) -> None:
         assert delay >= 0
         self.retries.append((operation, reason))
+
+    def unreadable_response(self, operation: str) -> None:
+        self.unreadable.append(operation)
 
 
 class Env:
@@ -105,6 +109,12 @@ class Env:
         executor = self._executor or await self.configure()
         decoded = decode_command(msgspec.json.encode(command))
         return await executor.execute(decoded, received_at=received_at or datetime.now(UTC))
+
+
+def issued_later() -> datetime:
+    """A record time in a later second than any agent started so far: a command issued after
+    they were, so none of them can be from an earlier run of it."""
+    return datetime.now(UTC) + timedelta(seconds=1)
 
 
 @pytest.fixture

@@ -16,10 +16,13 @@ from tests.emulator.harness import (
     APP_ID,
     CUSTOMER_ID,
     CUSTOMER_SECRET,
+    LLM,
+    TTS,
     RunningEmulator,
     start_body,
 )
 from worker.cli import main
+from worker.emulator.rules import Rules
 
 NUMBER = "+19876543210"
 
@@ -74,7 +77,11 @@ def succeeded(runs: list[Run], commands: list[dict[str, Any]]) -> list[ResultEve
 
 
 async def test_every_command_type_succeeds_through_exec(emulator: RunningEmulator) -> None:
-    """All 19 commands, agents addressed by name (resolved through the API in each process)."""
+    """All 19 commands, agents addressed by name (resolved through the API in each process).
+    The agent runs at once, so that its history can be read in the same breath, and stays while
+    the next processes start (which can take longer than an idle timeout on a busy machine)."""
+    emulator.state.start_delay = 0.0
+    emulator.state.rules = Rules(idle_exit=False)
     by_name = {"name": "cli-bot"}
     call = {
         "name": "cli-call",
@@ -89,6 +96,8 @@ async def test_every_command_type_succeeds_through_exec(emulator: RunningEmulato
             "token": "t",
             "agent_rtc_uid": "8",
             "remote_rtc_uids": ["9"],
+            "llm": LLM,
+            "tts": TTS,
         },
     }
     first: list[dict[str, Any]] = [

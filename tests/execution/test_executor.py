@@ -14,12 +14,12 @@ import pytest
 
 from contracts import ResultEvent, decode_command
 from tests.emulator.harness import APP_ID, call_body, start_body
-from tests.execution.conftest import Env, number_add
+from tests.execution.conftest import Env, issued_later, number_add
 from worker.agents.directory import AgentDirectory
 from worker.api.client import ApiResponse, ConvoAIClient
 from worker.api.requests import ApiRequest
 from worker.emulator.faults import FaultRule, FaultSettings
-from worker.emulator.state import DEFAULT_STOP_DELAY
+from worker.emulator.state import DEFAULT_START_DELAY, DEFAULT_STOP_DELAY
 from worker.execution import Executor
 from worker.execution.executor import duration_ms
 from worker.settings import Settings
@@ -55,7 +55,7 @@ async def test_start_succeeds_and_reports_the_new_agent(env: Env) -> None:
     assert (event.agent_id, event.name, event.status, event.source, event.command_id) == (
         result.agent_id,
         "bot",
-        "RUNNING",
+        "STARTING",
         "command",
         "start-bot",
     )
@@ -63,39 +63,76 @@ async def test_start_succeeds_and_reports_the_new_agent(env: Env) -> None:
     assert env.names.resolve(APP_ID, "bot") == result.agent_id
 
 
-async def test_start_conflict_reconciles_to_the_existing_agent(env: Env) -> None:
-    """409 TaskConflict finds the live agent by name: succeeded with its data, marked
-    `reconciled` (this command's properties were not applied), no new agent. The list and get
-    that found it are not attempts of the start."""
-    first = (await env.run(start())).result
-    assert first.reconciled is False
-    env.names = AgentDirectory()  # a worker that has not seen the first start
-    await env.configure()
-    again = await env.run(start())
-    result = again.result
-    assert (result.outcome, result.agent_id, result.reconciled) == (
-        "succeeded",
-        first.agent_id,
-        True,
-    )
+async def test_a_start_whose_lost_attempt_created_its_agent_adopts_it(env: Env) -> None:
+    """The join ran but its answer was lost; the retry's 409 (`409:repeat`) finds the live
+    agent of the name in the channel: succeeded with its data, `reconciled`, one agent. The
+    list and get that found it are not attempts of the start."""
+    inject(env, FaultRule(action="drop", operation="agent.start", execute=True, count=1))
+    execution = await env.run(start())
+    result = execution.result
+    assert (result.outcome, result.reconciled) == ("succeeded", True), result.error
     assert result.data["name"] == "bot"
-    assert result.attempts == 1
-    assert operations(env)[1:] == ["agent.start", "agent.list", "agent.get"]
-    assert [(e.name, e.status) for e in again.state_events] == [("bot", "RUNNING")]
+    assert result.attempts == 2
+    assert operations(env) == [
+        "agent.start",
+        "agent.start",
+        "agent.list",
+        "agent.list",
+        "agent.get",
+    ]
+    assert [(e.name, e.status) for e in execution.state_events] == [("bot", "STARTING")]
     assert env.emulator.state.agent_count() == 1
-    assert [state.agent_id for state in env.names.alive()] == [first.agent_id]  # now its own
+    assert [state.agent_id for state in env.names.alive()] == [result.agent_id]
+    assert env.observer.retries == [("agent.start", "connection")]
 
 
-async def test_a_start_conflicting_with_a_known_agent_asks_only_for_that_agent(env: Env) -> None:
-    """The directory knows who holds the name: one get instead of a search."""
+async def test_a_start_meeting_a_live_agent_it_did_not_start_fails_with_conflict(
+    env: Env,
+) -> None:
+    """A first attempt answered 409 proves nothing about the holder: failed `conflict`, the
+    holder named and left running; the directory knew it, so one get found it."""
     first = (await env.run(start())).result
-    result = (await env.run(start() | {"id": "again"})).result
-    assert (result.outcome, result.agent_id, result.reconciled) == (
-        "succeeded",
-        first.agent_id,
-        True,
-    )
+    result = (await env.run(start() | {"id": "again"}, received_at=issued_later())).result
+    assert (result.outcome, result.agent_id, result.reconciled) == ("failed", None, False)
+    assert result.error is not None
+    assert (result.error.code, result.error.retryable) == ("conflict", False)
+    assert result.error.details["holder"]["agent_id"] == first.agent_id
+    assert f"held by agent {first.agent_id}" in result.error.message
     assert operations(env)[1:] == ["agent.start", "agent.get"]
+    assert env.names.resolve(APP_ID, "bot") == first.agent_id
+
+
+async def test_a_start_in_doubt_does_not_adopt_a_holder_in_another_channel(env: Env) -> None:
+    """Even after an attempt in doubt (a 503), a holder in another channel is not this
+    command's agent: failed `conflict`, naming it."""
+    elsewhere = start()
+    elsewhere["properties"]["channel"] = "room-2"
+    other = (await env.run(elsewhere | {"id": "elsewhere"})).result
+    inject(env, FaultRule(operation="agent.start", status=503, count=1))
+    result = (await env.run(start())).result
+    assert (result.outcome, result.reconciled) == ("failed", False)
+    assert result.error is not None
+    assert result.error.code == "conflict"
+    assert result.error.details["holder"] == {
+        "agent_id": other.agent_id,
+        "status": "STARTING",
+        "channel": "room-2",
+    }
+
+
+async def test_a_start_refused_by_a_429_is_not_in_doubt(env: Env) -> None:
+    """A 429 proves the attempt did nothing, so the retry's 409 is a first one: a stranger's
+    agent of the same name in the same channel is a `conflict`, not adopted."""
+    status, stranger = await env.emulator.call(
+        "POST", f"/v2/projects/{APP_ID}/join", json=start_body("bot")
+    )
+    assert status == 200
+    inject(env, FaultRule(operation="agent.start", status=429, count=1))
+    result = (await env.run(start(), received_at=issued_later())).result
+    assert (result.outcome, result.reconciled, result.attempts) == ("failed", False, 2)
+    assert result.error is not None
+    assert result.error.code == "conflict"
+    assert result.error.details["holder"]["agent_id"] == stranger["agent_id"]
 
 
 async def test_a_restart_waits_for_the_stopping_agent_then_starts_a_new_one(
@@ -114,7 +151,7 @@ async def test_a_restart_waits_for_the_stopping_agent_then_starts_a_new_one(
     assert result.agent_id not in (None, old)
     assert [(e.agent_id, e.status) for e in restarted.state_events] == [
         (old, "STOPPED"),
-        (result.agent_id, "RUNNING"),
+        (result.agent_id, "STARTING"),
     ]
     assert env.names.resolve(APP_ID, "bot") == result.agent_id
     ops = operations(env)[2:]
@@ -145,16 +182,6 @@ async def test_a_start_gives_up_when_the_name_stays_held_past_its_budget(
     )
     assert "STOPPING" in result.error.message
     assert env.emulator.state.agent_count() == 1
-
-
-async def test_start_whose_response_was_lost_is_retried_and_reconciled(env: Env) -> None:
-    """The join ran but its answer was lost: the retry's 409 is reconciled to that agent."""
-    inject(env, FaultRule(action="drop", operation="agent.start", execute=True, count=1))
-    result = (await env.run(start())).result
-    assert (result.outcome, result.reconciled, result.attempts) == ("succeeded", True, 2)
-    assert env.emulator.state.agent_count() == 1
-    assert operations(env) == ["agent.start", "agent.start", "agent.list", "agent.get"]
-    assert env.observer.retries == [("agent.start", "connection")]
 
 
 async def test_conflict_without_a_matching_agent_is_unresolved(env: Env) -> None:
@@ -598,16 +625,17 @@ async def test_a_bug_is_raised_for_the_pipeline_to_contain() -> None:
         await run_scripted(boom, {"command": "agent.get", "id": "g", "agent_id": "A"})
 
 
-async def test_an_unreadable_success_fails_with_invalid_response() -> None:
-    """A start response without `agent_id` cannot be acted on."""
+async def test_a_start_answered_without_an_agent_id_is_unknown_when_not_found() -> None:
+    """A 2xx start response without `agent_id` means the agent may run: `unknown`, not
+    `failed`, when no agent of its name can be found."""
 
     async def garbled(request: ApiRequest) -> ApiResponse:
         return ApiResponse(200, {"unexpected": True}, None)
 
     result = await run_scripted(garbled, start())
-    assert result.outcome == "failed"
+    assert result.outcome == "unknown"
     assert result.error is not None
-    assert (result.error.code, result.error.retryable) == ("invalid_response", True)
+    assert result.error.code == "ambiguous_no_agent_id"
 
 
 async def test_each_request_gets_the_time_left_to_the_deadline() -> None:
@@ -650,6 +678,8 @@ async def test_the_reconcile_check_reads_the_status_the_api_reports(clocked_env:
     executor = await env.configure(api_max_attempts=2, command_timeout_seconds=5)
     agent_id = (await env.run(start())).result.agent_id
     assert agent_id is not None
+    assert await executor.read_status(APP_ID, agent_id) == "STARTING"
+    env.clock.advance(DEFAULT_START_DELAY)
     assert await executor.read_status(APP_ID, agent_id) == "RUNNING"
     await env.run({"command": "agent.stop", "id": "stop", "agent_id": agent_id})
     assert await executor.read_status(APP_ID, agent_id) == "STOPPING"

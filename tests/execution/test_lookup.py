@@ -15,7 +15,7 @@ from worker.api.observer import NullObserver
 from worker.api.requests import ApiRequest
 from worker.api.retry import Backoff
 from worker.execution.caller import Budget, Caller
-from worker.execution.lookup import PAGE_SIZE, AgentFinder
+from worker.execution.lookup import MAX_PAGES, PAGE_SIZE, AgentFinder
 from worker.execution.outcomes import CommandEndedError
 
 NOW = 1_800_000_000.0
@@ -141,3 +141,16 @@ async def test_an_unreadable_answer_ends_the_lookup_naming_the_operation(
         await finder(api).find("app", "bot", budget(), statuses=("RUNNING",))
     assert ended.value.error.code == "invalid_response"
     assert ended.value.error.message.startswith(f"{operation} answered a body")
+
+
+async def test_an_agent_not_among_the_pages_read_is_not_reported_absent() -> None:
+    """More pages of other agents than a lookup reads (as with a thousand running agents): the
+    lookup says it stopped, which is retryable, rather than that the agent does not exist."""
+    others = [{"agent_id": f"x{n}", "name": f"other-{n}"} for n in range(PAGE_SIZE)]
+    pages = {("" if n == 0 else f"c{n}"): page(others, cursor=f"c{n + 1}") for n in range(100)}
+    api = ListedApi(pages, agents={})
+    with pytest.raises(CommandEndedError) as ended:
+        await finder(api).find("app", "bot", budget(), statuses=("RUNNING",))
+    assert ended.value.error.code == "lookup_budget_exhausted"
+    assert ended.value.error.retryable
+    assert [operation for operation, _, _ in api.calls()] == ["agent.list"] * MAX_PAGES

@@ -3,14 +3,17 @@ agents it meets, against the emulator."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
 from tests.emulator.harness import APP_ID, call_body, start_body
-from tests.execution.conftest import Env, number_add
+from tests.execution.conftest import Env, issued_later, number_add
 from worker.agents.directory import MAX_SESSION_SECONDS, AgentDirectory
 from worker.emulator.faults import FaultRule, FaultSettings
+from worker.emulator.rules import Rules
 from worker.emulator.state import DEFAULT_STOP_DELAY
+from worker.execution.lookup import MAX_GETS
 
 BASE = 0.2  # api_backoff_base_seconds: with jitter 1.0 the n-th backoff is BASE * 2**(n-1)
 LOOKUP = ["agent.list"] * 4  # one list query per status that holds a name
@@ -71,28 +74,30 @@ async def test_a_name_still_taken_after_its_agent_ended_is_joined_again_after_a_
     assert env.sleeps.delays == [BASE, BASE * 2]
     assert [(e.agent_id, e.name, e.status) for e in execution.state_events] == [
         (old, "bot", "STOPPED"),
-        (result.agent_id, "bot", "RUNNING"),
+        (result.agent_id, "bot", "STARTING"),
     ]
 
 
-async def test_a_name_that_stays_taken_gives_up_after_five_joins(clocked_env: Env) -> None:
-    """Five joins, four backoffs, then failed `name_still_held` (retryable), naming the name."""
+async def test_a_name_never_reusable_fails_at_once_and_not_retryable(clocked_env: Env) -> None:
+    """Under the emulator's never-reusable rule, a restart after the agent stopped gets two
+    joins after short backoffs (0.6 s in all), then fails `name_not_reusable`, not retryable,
+    with the reason, instead of polling for its whole budget."""
     env = clocked_env
+    env.emulator.state.rules = Rules(name_reuse="never")
     await env.configure(jitter=lambda: 1.0)
-    await stopped_agent(env)
-    inject(env, taken())
+    old = await stopped_agent(env)
     result = (await env.run(start() | {"id": "restart"})).result
     assert result.error is not None
     assert (result.outcome, result.error.code, result.error.http_status) == (
         "failed",
-        "name_still_held",
+        "name_not_reusable",
         409,
     )
-    assert result.error.retryable is True
-    assert result.error.reason == "TaskConflict"
-    assert "an agent still holds the name 'bot'" in result.error.message
-    assert operations(env).count("agent.start") == 6
-    assert env.sleeps.delays == [BASE, BASE * 2, BASE * 4, BASE * 8]
+    assert result.error.retryable is False
+    assert f"agent {old} that held the name 'bot' has ended (STOPPED)" in result.error.message
+    assert "does not reuse names" in result.error.message
+    assert operations(env).count("agent.start") == 4
+    assert env.sleeps.delays == [BASE, BASE * 2]
 
 
 async def test_a_join_refused_for_another_reason_fails_with_that_refusal(
@@ -127,8 +132,8 @@ async def test_the_holder_of_a_name_is_looked_for_in_the_starts_channel(env: Env
 
 
 async def test_a_name_lookup_reads_live_agents_of_the_last_sessions(clocked_env: Env) -> None:
-    """The list query: one state, agents since the longest session could have started, a
-    full page; no channel."""
+    """The list queries: one state each (running, then starting), agents since the longest
+    session could have started, a full page; no channel."""
     env = clocked_env
     assert env.clock is not None
     agent_id = (await env.run(start())).result.agent_id
@@ -136,12 +141,11 @@ async def test_a_name_lookup_reads_live_agents_of_the_last_sessions(clocked_env:
     await env.configure()
     result = await env.run({"command": "agent.speak", "id": "s", "name": "bot", "text": "hi"})
     assert result.result.agent_id == agent_id
-    [query] = [dict(parse_qsl(e.query)) for e in env.emulator.log.entries("agent.list")]
-    assert query == {
-        "from_time": str(int(env.clock()) - MAX_SESSION_SECONDS),
-        "state": "2",
-        "limit": "50",
-    }
+    queries = [dict(parse_qsl(e.query)) for e in env.emulator.log.entries("agent.list")]
+    assert queries == [
+        {"from_time": str(int(env.clock()) - MAX_SESSION_SECONDS), "state": state, "limit": "50"}
+        for state in ("2", "1")
+    ]
 
 
 async def test_an_agent_found_by_name_is_reported_but_not_adopted(env: Env) -> None:
@@ -152,7 +156,7 @@ async def test_an_agent_found_by_name_is_reported_but_not_adopted(env: Env) -> N
     await env.configure()
     execution = await env.run({"command": "agent.get", "id": "g", "name": "bot"})
     assert [(e.agent_id, e.name, e.status) for e in execution.state_events] == [
-        (agent_id, "bot", "RUNNING")
+        (agent_id, "bot", "STARTING")
     ]
     assert list(env.names.alive()) == []
 
@@ -166,25 +170,71 @@ async def test_agents_this_worker_starts_are_its_own(env: Env) -> None:
     assert {state.agent_id for state in env.names.alive()} == {started, call.result.agent_id}
 
 
-async def test_a_call_repeated_by_a_new_worker_is_reconciled_to_the_call_it_placed(
+async def test_a_call_meeting_another_callers_call_of_its_name_fails_and_leaves_it(
     env: Env,
 ) -> None:
-    """A call.start run again after a crash meets its own live call (409): it reports that
-    call's agent, `reconciled`, and is not dialled a second time."""
+    """Someone else's live call holds the name: the command's only attempt proves nothing
+    about it, so failed `conflict`, the holder named, that call neither adopted nor hung up,
+    and nobody dialled again."""
+    theirs = call_body()
+    theirs["sip"]["from_number"] = "+15550000000"
+    status, placed = await env.emulator.call("POST", f"/v2/projects/{APP_ID}/call", json=theirs)
+    assert status == 200
+    env.emulator.log.clear()
+    command = {"command": "call.start", "id": "c", **call_body()}
+    result = (await env.run(command, received_at=issued_later())).result
+    assert (result.outcome, result.agent_id, result.reconciled) == ("failed", None, False)
+    assert result.error is not None
+    assert result.error.code == "conflict"
+    assert result.error.details["holder"]["agent_id"] == placed["agent_id"]
+    assert operations(env) == ["call.start", "agent.list", "agent.list", "agent.get"]
+    call = env.emulator.state.get_call(APP_ID, placed["agent_id"])
+    assert call["state"] != "hangup"
+    assert env.names.resolve(APP_ID, "support-call") is None  # not reported as ours
+
+
+async def test_a_call_run_again_after_its_state_was_published_adopts_its_own_call(
+    env: Env,
+) -> None:
+    """A call.start run again (a crash after its agent's state was published) meets its own
+    call: the directory says this command started the holder and call.get shows the same
+    callee and caller, so it is `reconciled`, not dialled again; a different command of the
+    same name is a `conflict`."""
     command = {"command": "call.start", "id": "c", **call_body()}
     placed = (await env.run(command)).result.agent_id
-    env.names = AgentDirectory()  # the worker that runs the redelivered record
-    await env.configure()
     env.emulator.log.clear()
-    again = await env.run(command)
-    result = again.result
+    result = (await env.run(command)).result
     assert (result.outcome, result.agent_id, result.reconciled) == ("succeeded", placed, True)
     assert result.data == {"agent_id": placed}
-    assert operations(env) == ["call.start", "agent.list", "agent.get"]
-    assert [(e.agent_id, e.name, e.status) for e in again.state_events] == [
-        (placed, "support-call", "RUNNING")
-    ]
-    assert [state.agent_id for state in env.names.alive()] == [placed]  # now its own
+    assert operations(env) == ["call.start", "agent.get", "call.get"]
+    other = (await env.run(command | {"id": "other"}, received_at=issued_later())).result
+    assert other.error is not None
+    assert (other.outcome, other.error.code) == ("failed", "conflict")
+    elsewhere = call_body()
+    elsewhere["sip"]["to_number"] = "+19870000000"
+    dialled = (
+        await env.run({"command": "call.start", "id": "c", **elsewhere}, received_at=issued_later())
+    ).result
+    assert dialled.error is not None
+    assert (dialled.outcome, dialled.error.code) == ("failed", "conflict")  # another callee
+    assert len(env.emulator.log.entries("call.start")) == 3
+
+
+async def test_a_call_redelivered_to_a_new_worker_adopts_the_call_started_since(
+    env: Env,
+) -> None:
+    """After a crash a new worker, which knows nothing of the first run, runs the record again:
+    the holder started after the command was issued (so a run of it may have placed it) with
+    the same callee, caller and channel, so it is `reconciled`, not dialled again."""
+    command = {"command": "call.start", "id": "c", **call_body()}
+    issued = datetime.now(UTC) - timedelta(seconds=1)
+    placed = (await env.run(command, received_at=issued)).result.agent_id
+    env.names = AgentDirectory()
+    await env.configure()
+    env.emulator.log.clear()
+    result = (await env.run(command, received_at=issued)).result
+    assert (result.outcome, result.agent_id, result.reconciled) == ("succeeded", placed, True)
+    assert operations(env) == ["call.start", "agent.list", "agent.list", "agent.get", "call.get"]
     assert len(env.emulator.log.entries("call.start")) == 1
 
 
@@ -244,3 +294,57 @@ async def test_deleting_a_number_never_imported_names_it(env: Env) -> None:
     result = (await env.run(command)).result
     assert result.error is not None
     assert "+15550001 is not known to have existed" in result.error.message
+
+
+async def test_a_name_is_unknown_at_once_when_the_api_gives_no_names(env: Env) -> None:
+    """agent.get without `name`: a lookup by name stops at the first get with `name_unknown`,
+    not retryable, instead of reading every agent."""
+    for n in range(3):
+        await env.run(start(f"bot-{n}"))
+    env.emulator.state.rules = Rules(name_in_get=False)
+    env.names = AgentDirectory()
+    await env.configure()
+    env.emulator.log.clear()
+    result = (
+        await env.run({"command": "agent.speak", "id": "s", "name": "bot-2", "text": "hi"})
+    ).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code, result.error.retryable) == (
+        "failed",
+        "name_unknown",
+        False,
+    )
+    assert operations(env).count("agent.get") == 1
+
+
+async def test_a_name_lookup_reads_at_most_its_budget_of_agents(env: Env) -> None:
+    """Among many agents of other names, the lookup stops after `MAX_GETS` gets:
+    `lookup_budget_exhausted`, retryable."""
+    env.emulator.state.max_agents_per_app = MAX_GETS * 2
+    for n in range(MAX_GETS + 5):
+        status, _ = await env.emulator.call(
+            "POST", f"/v2/projects/{APP_ID}/join", json=start_body(f"other-{n}")
+        )
+        assert status == 200
+    result = (
+        await env.run({"command": "agent.speak", "id": "s", "name": "bot", "text": "hi"})
+    ).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code, result.error.retryable) == (
+        "failed",
+        "lookup_budget_exhausted",
+        True,
+    )
+    assert operations(env).count("agent.get") == MAX_GETS
+
+
+async def test_a_start_retried_after_a_lost_answer_without_names_is_unknown(env: Env) -> None:
+    """The join ran and its answer was lost; the retry's 409 cannot be matched to an agent
+    when agent.get gives no names: `unknown` (the agent may be running), never `failed`."""
+    env.emulator.state.rules = Rules(name_in_get=False)
+    inject(env, FaultRule(action="drop", operation="agent.start", execute=True, count=1))
+    result = (await env.run(start())).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code) == ("unknown", "ambiguous_name_unknown")
+    assert "may be running" in result.error.message
+    assert env.emulator.state.agent_count() == 1

@@ -3,10 +3,25 @@ goes on; a history read in parts."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
+from tests.emulator.harness import CUSTOMER_ID, CUSTOMER_SECRET, running_emulator
 from tests.execution.conftest import Env
 from tests.execution.test_executor import start
+from worker.emulator.config import EmulatorConfig
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    """The emulator with agents RUNNING as soon as they start: a list (RUNNING by default)
+    shows every agent the test started, in order."""
+    config = EmulatorConfig(customer_id=CUSTOMER_ID, customer_secret=CUSTOMER_SECRET, start_delay=0)
+    async with contextlib.AsyncExitStack() as stack:
+        yield Env(await stack.enter_async_context(running_emulator(config)), stack)
 
 
 def listing(**fields: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from contracts.keys import ordering_key
 from devtools.local import free_port
 from worker.app import Worker
 from worker.emulator.config import EmulatorConfig
+from worker.emulator.rules import Rules
 from worker.kafka.aio import all_partitions
 from worker.metrics import Metrics
 from worker.settings import Settings
@@ -30,8 +31,9 @@ from worker.settings import Settings
 APP_ID = "test-app"
 
 
-# Whole-worker tests start many agents and send no credentials.
-OPEN_EMULATOR = EmulatorConfig(max_agents_per_app=100_000)
+# Whole-worker tests start many agents and keep some of them for minutes between the commands
+# of their key (the worker stopped, a group rebalancing): idle exits are off, the rest strict.
+OPEN_EMULATOR = EmulatorConfig(max_agents_per_app=100_000, rules=Rules(idle_exit=False))
 
 
 def make_settings(
@@ -41,6 +43,8 @@ def make_settings(
     values: dict[str, Any] = {
         "kafka_bootstrap": bootstrap,
         "api_base_url": api_base_url,
+        "customer_id": "pipeline-tests",  # any well-formed credentials pass the emulator
+        "customer_secret": "pipeline-tests-secret",
         "app_id": APP_ID,
         "group_id": f"group-{topics['commands']}",
         "topic_commands": topics["commands"],

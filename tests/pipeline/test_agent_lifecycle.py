@@ -95,7 +95,10 @@ async def webhooked(
     # the emulator's address is known once it runs; the worker's port is needed before
     settings = make_settings(kafka_bootstrap, topics, "http://127.0.0.1", webhook_secret=SECRET)
     url = f"http://127.0.0.1:{settings.http_port}/webhooks/agora"
-    config = EmulatorConfig(max_agents_per_app=100_000, webhook_url=url, webhook_secret=SECRET)
+    # agents join at once: their "joined" callback comes before anything a test does to them
+    config = EmulatorConfig(
+        max_agents_per_app=100_000, webhook_url=url, webhook_secret=SECRET, start_delay=0.0
+    )
     async with running_emulator(config) as emulator:
         yield Settings(**{**settings_dict(settings), "api_base_url": emulator.api_url}), emulator
 
@@ -135,11 +138,11 @@ async def test_stop_then_start_with_the_same_name_starts_a_new_agent(
     spoken = {r["body"]["text"]: r["path"].split("/")[-2] for r in emulator.requests("agent.speak")}
     assert spoken == {"before": old, "after 0": new, "after 1": new, "after 2": new}
     assert await statuses_of(kafka_bootstrap, topics["state"], old) == [
-        "RUNNING",
+        "STARTING",
         "STOPPING",
         "STOPPED",
     ]
-    assert await statuses_of(kafka_bootstrap, topics["state"], new) == ["RUNNING"]
+    assert await statuses_of(kafka_bootstrap, topics["state"], new) == ["STARTING"]
 
 
 async def test_stopping_an_unknown_id_fails_and_publishes_nothing(
@@ -252,11 +255,13 @@ async def test_replaying_the_state_topic_gives_the_live_directory(
     assert emulator.state.agent_count() == agents
 
 
-@pytest.mark.parametrize("state", [2, "2", "RUNNING"], ids=["code", "code-as-text", "name"])
+@pytest.mark.parametrize("state", [1, "1", "STARTING"], ids=["code", "code-as-text", "name"])
 async def test_agent_list_takes_the_state_as_code_text_or_name(
     kafka_bootstrap: str, topics: dict[str, str], emulator: RunningEmulator, state: Any
 ) -> None:
-    """Each form reaches the API as `state=2` and lists the running agents only."""
+    """Each form reaches the API as `state=1` and lists the starting agents only (here agents
+    take a minute to start; the stopped one is STOPPING)."""
+    emulator.state.start_delay = 60.0
     commands = [start("listed", "start"), {"command": "agent.stop", "id": "s", "name": "listed"}]
     commands += [start("running", "run"), {"command": "agent.list", "id": "list", "state": state}]
     await produce(kafka_bootstrap, topics["commands"], commands[:3])
@@ -273,4 +278,4 @@ async def test_agent_list_takes_the_state_as_code_text_or_name(
     assert listing.outcome == "succeeded"
     assert [item["agent_id"] for item in listing.data["data"]["list"]] == [results["run"].agent_id]
     [request] = emulator.requests("agent.list")
-    assert request["query"] == "state=2"
+    assert request["query"] == "state=1"

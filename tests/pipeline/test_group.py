@@ -60,7 +60,10 @@ SPEAKS_PER_AGENT = 10
 # Every speak takes 50 ms at the API, so the in-flight limit sets each member's pace; small
 # limits stretch the stream over the membership changes.
 SLOW_API = EmulatorConfig(
-    max_agents_per_app=100_000, request_log_size=100_000, faults=FaultSettings(latency_ms=50)
+    max_agents_per_app=100_000,
+    request_log_size=100_000,
+    faults=FaultSettings(latency_ms=50),
+    rules=OPEN_EMULATOR.rules,
 )
 MAX_IN_FLIGHT = 10
 ALL_RESULTS_WITHIN = 120.0

@@ -31,6 +31,7 @@ TENANTS = (A, B)
 EMULATOR = EmulatorConfig(
     tenants={t.app_id: f"{t.customer_id}:{t.customer_secret}" for t in TENANTS},
     max_agents_per_app=1000,
+    start_delay=0.0,  # agents run at once: what each tenant sees of them is the point here
 )
 
 

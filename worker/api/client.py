@@ -37,7 +37,6 @@ from worker.api.errors import (
     ApiStatusError,
     ApiTimeoutError,
     ConnectionLostError,
-    InvalidResponseError,
     TransportError,
 )
 from worker.api.expiry import RequestExpiry
@@ -47,7 +46,8 @@ from worker.api.tenants import Tenants
 from worker.settings import Settings
 
 # The SDK ignores the response body of these operations (`docs/api-reference.md` §2.0); so
-# do we when it is not JSON (the real API may answer leave with an empty 200).
+# do we when it is not JSON (the real API may answer leave with an empty 200). Any other 2xx
+# that is not JSON still means the operation ran: its text is kept, marked `unreadable`.
 BODY_IGNORED = frozenset({"agent.stop", "number.delete"})
 REQUEST_ID_HEADERS = ("X-Request-ID", "Agora-Request-Id")
 USER_AGENT = f"convoai-worker/{__version__}"
@@ -58,11 +58,13 @@ _decode_json = msgspec.json.Decoder().decode
 
 
 class ApiResponse(NamedTuple):
-    """A 2xx response: status, body as JSON values (unknown fields kept), request id."""
+    """A 2xx response: status, body as JSON values (unknown fields kept), request id;
+    `unreadable`: the body was not JSON and `data` is its text."""
 
     status: int
     data: Any  # None when the body is empty or ignored
     request_id: str | None
+    unreadable: bool = False
 
 
 class ConvoAIClient:
@@ -172,9 +174,7 @@ class ConvoAIClient:
             regions.succeeded(base)
         request_id = _request_id(headers)
         if 200 <= status < 300:
-            return ApiResponse(
-                status, self._success_body(request, status, raw, request_id), request_id
-            )
+            return _success(request, status, raw, request_id)
         raise ApiStatusError(
             request.operation,
             status,
@@ -211,18 +211,17 @@ class ConvoAIClient:
             return self._timeout  # never None: aiohttp reads None as its 5-minute default
         return aiohttp.ClientTimeout(sock_connect=seconds)
 
-    @staticmethod
-    def _success_body(request: ApiRequest, status: int, raw: bytes, request_id: str | None) -> Any:
-        if not raw:
-            return None
-        try:
-            return _decode_json(raw)
-        except msgspec.DecodeError:
-            if request.operation in BODY_IGNORED:
-                return None
-            raise InvalidResponseError(
-                request.operation, status, "a body that is not JSON", request_id
-            ) from None
+
+def _success(request: ApiRequest, status: int, raw: bytes, request_id: str | None) -> ApiResponse:
+    """A 2xx: its JSON, nothing for an empty or ignored body, else its text marked unreadable."""
+    if not raw:
+        return ApiResponse(status, None, request_id)
+    try:
+        return ApiResponse(status, _decode_json(raw), request_id)
+    except msgspec.DecodeError:
+        if request.operation in BODY_IGNORED:
+            return ApiResponse(status, None, request_id)
+        return ApiResponse(status, raw.decode(errors="replace"), request_id, unreadable=True)
 
 
 def _transport_error(operation: str, exc: aiohttp.ClientError | TimeoutError) -> TransportError:

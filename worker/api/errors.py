@@ -5,9 +5,10 @@
      │    ├── ApiConnectError     the connection was never established: the API saw nothing
      │    ├── ApiTimeoutError     no complete response within the timeout: the API may have acted
      │    └── ConnectionLostError the connection broke after the request was (partly) sent
-     ├── ApiStatusError           the API answered non-2xx: status, reason, detail, request id,
-     │                            Retry-After
-     └── InvalidResponseError     a 2xx whose body is not the JSON the operation returns
+     └── ApiStatusError           the API answered non-2xx: status, reason, detail, request id,
+                                  Retry-After
+
+A 2xx is never an error, whatever its body: the operation ran (`ApiResponse.unreadable`).
 
 `may_have_reached_api` is what the outcome policy needs for non-idempotent operations: only an error
 that proves the request never left this process (`ApiConnectError`) allows re-sending a speak,
@@ -78,12 +79,3 @@ class ApiStatusError(ApiError):
         self.retry_after = retry_after
         text = " ".join(part for part in (self.reason, self.detail) if part)
         super().__init__(operation, f"HTTP {status}" + (f" {text}" if text else ""))
-
-
-class InvalidResponseError(ApiError):
-    """A 2xx response the worker cannot read; the operation itself may have been executed."""
-
-    def __init__(self, operation: str, status: int, message: str, request_id: str | None) -> None:
-        super().__init__(operation, f"HTTP {status} with {message}")
-        self.status = status
-        self.request_id = request_id

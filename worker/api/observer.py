@@ -12,13 +12,17 @@ from typing import Protocol
 
 
 class ApiObserver(Protocol):
-    """Receives one call per finished HTTP request and per scheduled retry."""
+    """Receives one call per finished HTTP request, per scheduled retry and per 2xx whose
+    body could not be read."""
 
     def request_finished(self, operation: str, status_class: str, seconds: float) -> None:
         """An HTTP request of `operation` ended after `seconds`."""
 
     def retry_scheduled(self, operation: str, reason: str, delay: float) -> None:
         """`operation` will be sent again in `delay` seconds because of `reason`."""
+
+    def unreadable_response(self, operation: str) -> None:
+        """`operation` was answered 2xx with a body that is not JSON (it ran all the same)."""
 
 
 class NullObserver:
@@ -29,6 +33,9 @@ class NullObserver:
 
     def retry_scheduled(self, operation: str, reason: str, delay: float) -> None:
         """Ignore the retry."""
+
+    def unreadable_response(self, operation: str) -> None:
+        """Ignore the body."""
 
 
 def status_class(status: int) -> str:

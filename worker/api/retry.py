@@ -4,8 +4,10 @@ Exponential backoff with full jitter (the delay before retry n is uniform in
 `[0, min(max, base * 2**(n-1))]`, which spreads a burst of failing clients best), a long backoff
 for quota refusals (at least half of `quota * 2**(n-1)`, so a worker does not hammer a
 concurrency limit that frees up in seconds, not milliseconds), and the API's own `Retry-After`
-whenever it sends one. Whether the wait still fits before the command's deadline is the
-caller's decision.
+when it sends one of at most `RETRY_AFTER_CAP_SECONDS` (the official SDK's rule: a longer one,
+a gateway's "come back in an hour", falls back to the backoff, so one header cannot park a
+command for its whole budget). Whether the wait still fits before the command's deadline is
+the caller's decision.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import random
 from collections.abc import Callable
 
 from worker.settings import Settings
+
+RETRY_AFTER_CAP_SECONDS = 30.0
 
 
 class Backoff:
@@ -44,7 +48,7 @@ class Backoff:
 
     def delay(self, retry: int, *, long: bool = False, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `retry` (1 for the first retry)."""
-        if retry_after is not None:
+        if retry_after is not None and retry_after <= RETRY_AFTER_CAP_SECONDS:
             return retry_after
         if long:
             ceiling = min(self._quota_cap, self._quota * _growth(retry))

@@ -4,9 +4,11 @@ It serves the real host's paths (`/api/conversational-ai-agent/v2/...`), so poin
 `CONVOAI_API_BASE_URL` at `http://HOST:PORT/api/conversational-ai-agent` is the only change;
 the official SDK reaches it through `AGORA_AGENTS_API_BASE_URL=http://HOST:PORT`. It accepts
 the credentials in `CONVOAI_CUSTOMER_ID`/`CONVOAI_CUSTOMER_SECRET` (or `CONVOAI_AUTH_TOKEN`),
-any when they are unset. Flags set the initial faults; `PUT /_emulator/faults` changes them
-at run time. The line `emulator listening on http://HOST:PORT` on stdout tells scripts the port
-(useful with `--port 0`); SIGINT or SIGTERM stops it.
+any well-formed ones when they are unset. It is as strict as Agora by default
+(`worker.emulator.rules`); flags switch each strictness off. Flags set the initial faults;
+`PUT /_emulator/faults` changes them at run time. The line `emulator listening on
+http://HOST:PORT` on stdout tells scripts the port (useful with `--port 0`); SIGINT or SIGTERM
+stops it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from worker.commands.exit_codes import OK, CommandLineError
 from worker.emulator.app import build_app
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.faults import FaultRule, FaultSettings
-from worker.emulator.state import DEFAULT_STOP_DELAY
+from worker.emulator.rules import Rules
+from worker.emulator.state import DEFAULT_START_DELAY, DEFAULT_STOP_DELAY
 from worker.event_loop import run_async
 from worker.observability.server import ListenError, OpsServer
 
@@ -41,7 +44,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=port, default=8090, help="port to bind; 0 picks a free one")
     service = parser.add_argument_group("service behaviour")
-    service.add_argument("--start-delay", type=non_negative, default=0.0, help="seconds STARTING")
+    service.add_argument(
+        "--start-delay",
+        type=non_negative,
+        default=DEFAULT_START_DELAY,
+        help=f"seconds STARTING after a join (default {DEFAULT_START_DELAY:g})",
+    )
     service.add_argument(
         "--stop-delay",
         type=non_negative,
@@ -64,6 +72,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="concurrent agents per App ID before 422",
     )
     service.add_argument("--request-log-size", type=positive_int, default=10_000)
+    service.add_argument(
+        "--app-certificate",
+        dest="app_certificates",
+        action="append",
+        type=app_certificate,
+        default=[],
+        metavar="APP_ID=CERTIFICATE",
+        help="tokens for this App ID must be signed with its certificate (repeatable)",
+    )
+    _strictness(parser.add_argument_group("strictness (as Agora by default)"))
     hooks = parser.add_argument_group("NCS webhooks")
     hooks.add_argument("--webhook-url", default="", help="POST agent events (101/102/110) here")
     hooks.add_argument("--webhook-secret", default="", help="HMAC key of Agora-Signature(-V2)")
@@ -99,6 +117,52 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _strictness(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--kind", action="store_true", help="switch every strictness off")
+    for flag, help_text in (
+        ("--no-join-validation", "accept joins without llm/tts, unknown presets, string UIDs"),
+        ("--no-auth-required", "accept requests without credentials"),
+        ("--no-content-type-check", "accept bodies without content-type: application/json"),
+        ("--no-name-in-get", "agent.get answers without `name`"),
+        ("--no-idle-exit", "agents never leave after their idle_timeout"),
+    ):
+        group.add_argument(flag, action="store_true", help=help_text)
+    group.add_argument(
+        "--name-reuse", choices=("after_stop", "never"), help="when a name is free again"
+    )
+    group.add_argument("--agent-failure-rate", type=fraction, help="share of agents that fail")
+    group.add_argument("--ring-seconds", type=non_negative, help="a call rings this long")
+    group.add_argument("--busy-number", dest="busy_numbers", action="append", default=[])
+    group.add_argument(
+        "--unanswered-number", dest="unanswered_numbers", action="append", default=[]
+    )
+    group.add_argument(
+        "--no-answer-seconds", type=non_negative, help="an unanswered call fails after this long"
+    )
+
+
+def rules(args: argparse.Namespace) -> Rules:
+    """The strictness the flags ask for: the defaults (or none with `--kind`), then each flag."""
+    changes: dict[str, object] = {
+        field: False
+        for field, flag in (
+            ("validate_join", args.no_join_validation),
+            ("require_auth", args.no_auth_required),
+            ("check_content_type", args.no_content_type_check),
+            ("name_in_get", args.no_name_in_get),
+            ("idle_exit", args.no_idle_exit),
+        )
+        if flag
+    }
+    for field in ("name_reuse", "agent_failure_rate", "ring_seconds", "no_answer_seconds"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
+    for field in ("busy_numbers", "unanswered_numbers"):
+        if getattr(args, field):
+            changes[field] = frozenset(getattr(args, field))
+    return msgspec.structs.replace(Rules.kind() if args.kind else Rules(), **changes)
+
+
 def status_rate(text: str) -> tuple[int, float]:
     """`STATUS=RATE`: an HTTP error status and the fraction of requests answered with it."""
     status, sep, rate = text.partition("=")
@@ -121,6 +185,14 @@ def tenant(text: str) -> tuple[str, str]:
             f"expected APP_ID=CUSTOMER_ID:SECRET (e.g. app-1=customer:secret), got {text!r}"
         )
     return app_id, pair
+
+
+def app_certificate(text: str) -> tuple[str, str]:
+    """`APP_ID=CERTIFICATE`: an App ID and the certificate its tokens are signed with."""
+    app_id, sep, certificate = text.partition("=")
+    if not sep or not app_id or not certificate:
+        raise argparse.ArgumentTypeError(f"expected APP_ID=CERTIFICATE, got {text!r}")
+    return app_id, certificate
 
 
 def fault_rule(text: str) -> FaultRule:
@@ -151,6 +223,8 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         customer_secret=settings.customer_secret,
         auth_token=settings.auth_token,
         tenants=dict(args.tenants),
+        app_certificates=dict(args.app_certificates),
+        rules=rules(args),
         start_delay=args.start_delay,
         stop_delay=args.stop_delay,
         max_agents_per_app=args.max_agents,

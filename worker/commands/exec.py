@@ -51,6 +51,11 @@ class AttemptPrinter:
         sys.stderr.write(f"retrying {operation} in {delay:.2f} s ({reason})\n")
         sys.stderr.flush()
 
+    def unreadable_response(self, operation: str) -> None:
+        """`warning: agent.speak answered 2xx with a body that is not JSON`."""
+        sys.stderr.write(f"warning: {operation} answered 2xx with a body that is not JSON\n")
+        sys.stderr.flush()
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The command comes from the argument, a file, or stdin (`-`)."""

@@ -2,7 +2,8 @@
 
 `build_app(config)` returns an application that tests mount in-process and that
 `convoai-worker emulator` serves. Every API route goes through one wrapper (authentication,
-latency, fault injection, body decoding, request log, error rendering) instead of middlewares,
+content type, latency, fault injection, body decoding, request log, error rendering) instead of
+middlewares,
 which keeps the per-request cost low enough for the emulator never to be the bottleneck of a
 benchmark. Admin endpoints live under `/_emulator/`:
 
@@ -14,12 +15,12 @@ benchmark. Admin endpoints live under `/_emulator/`:
     POST   /_emulator/reset                              forget agents, numbers, faults, log
     POST   /_emulator/apps/{appid}/agents/{agent_id}/leave   {"status": "FAILED", "message": ...}
     POST   /_emulator/apps/{appid}/agents/{agent_id}/error   {"errors": [{"module": ...}]}
+    POST   /_emulator/apps/{appid}/calls/inbound        {"to_number": ..., "from_number": ...}
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +29,7 @@ from typing import Any, NoReturn
 import msgspec
 from aiohttp import web
 
+from worker.emulator.auth import Authenticator, basic
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.errors import EmulatedError, InvalidBodyError
 from worker.emulator.faults import FaultRule, Faults, FaultSettings
@@ -56,6 +58,7 @@ def build_app(
         WebhookSender(config.webhook_url, config.webhook_secret) if config.webhook_url else None
     )
     state = EmulatorState(
+        rules=config.rules,
         start_delay=config.start_delay,
         stop_delay=config.stop_delay,
         max_agents_per_app=config.max_agents_per_app,
@@ -67,9 +70,7 @@ def build_app(
     app[STATE] = state
     app[FAULTS] = Faults(config.faults)
     app[REQUESTS] = RequestLog(config.request_log_size)
-    endpoint = _EndpointFactory(
-        app, _accepted_authorizations(config), _tenant_authorizations(config)
-    )
+    endpoint = _EndpointFactory(app, _authenticator(config), clock)
     for base in BASE_PATHS:
         for route in ROUTES:
             app.router.add_route(route.method, base + route.path, endpoint(route))
@@ -88,45 +89,44 @@ def _running(sender: WebhookSender) -> Callable[[web.Application], AsyncIterator
     return context
 
 
-def _tenant_authorizations(config: EmulatorConfig) -> dict[str, str]:
-    """App ID → the only `Authorization` value its paths accept."""
-    return {
-        app_id: "Basic " + base64.b64encode(pair.encode()).decode()
-        for app_id, pair in config.tenants.items()
-    }
-
-
-def _accepted_authorizations(config: EmulatorConfig) -> frozenset[str] | None:
-    """The `Authorization` values the emulator accepts; `None` accepts anything."""
-    if not config.requires_auth:
-        return None
+def _authenticator(config: EmulatorConfig) -> Authenticator:
     accepted = set()
     if config.customer_id:
-        credentials = f"{config.customer_id}:{config.customer_secret}".encode()
-        accepted.add("Basic " + base64.b64encode(credentials).decode())
+        accepted.add(basic(config.customer_id, config.customer_secret))
     if config.auth_token:
         accepted.add(f"agora token={config.auth_token}")
-    return frozenset(accepted)
+    owners = {
+        app_id: basic(*pair.split(":", 1)) if ":" in pair else basic(pair, "")
+        for app_id, pair in config.tenants.items()
+    }
+    return Authenticator(
+        config.rules,
+        accepted=frozenset(accepted),
+        owners=owners,
+        certificates=config.app_certificates,
+    )
 
 
 class _EndpointFactory:
     """Builds the handler of each API route around the shared state, faults and log."""
 
     def __init__(
-        self, app: web.Application, accepted: frozenset[str] | None, tenants: dict[str, str]
+        self, app: web.Application, auth: Authenticator, clock: Callable[[], float]
     ) -> None:
         self._state = app[STATE]
         self._faults = app[FAULTS]
         self._log = app[REQUESTS]
-        self._accepted = accepted
-        self._tenants = tenants
+        self._auth = auth
+        self._clock = clock
         self._request_ids = itertools.count(1)
 
     def __call__(self, route: Route) -> Handler:
-        state, faults, log, accepted = self._state, self._faults, self._log, self._accepted
-        tenants = self._tenants
+        state, faults, log, auth, clock = (
+            self._state, self._faults, self._log, self._auth, self._clock
+        )  # fmt: skip
         request_ids = self._request_ids
         reads_body = route.method in BODY_METHODS
+        check_type = state.rules.check_content_type
 
         async def handle(request: web.Request) -> web.StreamResponse:
             raw = await request.read() if reads_body and request.body_exists else b""
@@ -140,23 +140,16 @@ class _EndpointFactory:
                     )
                 )  # fmt: skip
 
-            given = request.headers.get("Authorization")
-            owner = tenants.get(request.match_info.get("appid", "")) if tenants else None
-            if (owner is not None and given != owner) or (
-                owner is None and accepted is not None and given not in accepted
-            ):
-                record(401)
-                return _error(EmulatedError(401, None, "authentication failed"), route, request_ids)
+            refused = _refusal(request, raw, auth, clock(), check_type=check_type)
+            if refused is not None:
+                record(refused.status_in(route.family))
+                return _error(refused, route, request_ids)
             fault = faults.pick(route.operation) if faults.settings.rules else None
             latency = faults.latency()
             if latency:
                 await asyncio.sleep(latency)
-            if fault is not None and fault.action == "error":
-                record(fault.status)
-                return _injected_error(fault, route, request_ids)
-            if fault is not None and fault.action == "drop" and not fault.execute:
-                record(0)
-                _drop(request)
+            if fault is not None and not fault.execute and fault.action in ("error", "drop"):
+                return _unperformed(fault, route, request_ids, record, request)
             outcome: Any  # the response payload, or the error to answer with
             try:
                 outcome = route.perform(
@@ -164,10 +157,9 @@ class _EndpointFactory:
                 )
             except EmulatedError as error:
                 outcome = error
-            if fault is not None and fault.action == "drop":
-                record(0)
-                _drop(request)
-            if fault is not None and fault.action == "delay":
+            if fault is not None and fault.action != "delay":
+                return _unperformed(fault, route, request_ids, record, request)
+            if fault is not None:
                 await asyncio.sleep(fault.delay_ms / 1000)
             if isinstance(outcome, EmulatedError):
                 record(outcome.status_in(route.family))
@@ -180,6 +172,43 @@ class _EndpointFactory:
             return web.Response(body=body, status=route.status, content_type=JSON, headers=headers)
 
         return handle
+
+
+def _refusal(
+    request: web.Request, raw: bytes, auth: Authenticator, now: float, *, check_type: bool
+) -> EmulatedError | None:
+    """Why the service refuses the request before reading it: 401 for credentials that may
+    not reach the path's App ID, 400 for a body that does not say it is JSON."""
+    app_id = request.match_info.get("appid", "")
+    if not auth.allows(request.headers.get("Authorization"), app_id, now):
+        return EmulatedError(401, None, "authentication failed")
+    if check_type and raw and request.content_type != JSON:
+        return InvalidBodyError("InvalidRequestBody", f"a request body needs content-type: {JSON}")
+    return None
+
+
+def _unperformed(
+    fault: FaultRule,
+    route: Route,
+    request_ids: itertools.count[int],
+    record: Callable[[int], None],
+    request: web.Request,
+) -> web.Response:
+    """The answer a fault puts in place of the operation's own (which may have run or not):
+    an error, a dropped connection, or a 2xx whose body is `fault.body`."""
+    if fault.action == "drop":
+        record(0)
+        _drop(request)
+    if fault.action == "garble":
+        record(route.status)
+        return web.Response(
+            text=fault.body,
+            status=route.status,
+            content_type="text/plain",
+            headers={"X-Request-ID": f"emu-{next(request_ids)}"},
+        )
+    record(fault.status)
+    return _injected_error(fault, route, request_ids)
 
 
 def _decode(raw: bytes) -> Any:
@@ -233,6 +262,7 @@ def _add_admin_routes(app: web.Application) -> None:
     router.add_post("/_emulator/reset", _reset)
     router.add_post("/_emulator/apps/{appid}/agents/{agent_id}/leave", _end_agent)
     router.add_post("/_emulator/apps/{appid}/agents/{agent_id}/error", _agent_error)
+    router.add_post("/_emulator/apps/{appid}/calls/inbound", _inbound_call)
 
 
 def _json(payload: object, status: int = 200) -> web.Response:
@@ -288,6 +318,16 @@ async def _agent_error(request: web.Request) -> web.Response:
     app_id, agent_id = request.match_info["appid"], request.match_info["agent_id"]
     errors = body.get("errors") or [{"module": "llm", "turn_id": "", "code": 500, "message": ""}]
     return _admin_call(request, lambda state: state.report_error(app_id, agent_id, errors))
+
+
+async def _inbound_call(request: web.Request) -> web.Response:
+    body = await _admin_body(request)
+    app_id = request.match_info["appid"]
+    try:
+        created = request.app[STATE].inbound_call(app_id, body)
+    except EmulatedError as error:
+        return _json(error.body("telephony"), error.status_in("telephony"))
+    return _json(created)
 
 
 async def _admin_body(request: web.Request) -> dict[str, Any]:

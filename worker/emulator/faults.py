@@ -1,4 +1,5 @@
-"""Fault injection: latency, error replies, 429 bursts, dropped connections, slow responses.
+"""Fault injection: latency, error replies, 429 bursts, dropped connections, slow responses,
+unreadable answers.
 
 Faults are data (`FaultSettings`), set from command-line flags at start and replaced at run time
 through `PUT /_emulator/faults`, so a test can script exactly the failure it needs:
@@ -6,13 +7,18 @@ through `PUT /_emulator/faults`, so a test can script exactly the failure it nee
     {"latency_ms": 20, "rules": [
         {"operation": "agent.start", "status": 503, "count": 2},
         {"status": 429, "count": 5, "retry_after": 1},
+        {"operation": "agent.speak", "status": 502, "execute": true, "count": 1},
         {"action": "drop", "operation": "agent.speak", "execute": true, "count": 1},
+        {"action": "garble", "operation": "agent.start", "body": "", "count": 1},
         {"action": "delay", "delay_ms": 3000, "rate": 0.01}]}
 
 The first rule that matches a request (operation, probability `rate`, remaining `count`) applies:
-`error` answers with `status` without performing the operation; `drop` reads the request and
-closes the connection without an answer, after performing the operation when `execute` is true
-(the response is lost: the ambiguous case); `delay` performs it and answers `delay_ms` late.
+`error` answers with `status`, without performing the operation unless `execute` is true (the
+operation ran and the answer says it failed: a gateway's 502 after the service acted); `drop`
+reads the request and closes the connection without an answer, after performing the operation
+when `execute` is true (the response is lost: the ambiguous case); `garble` performs it and
+answers its success status with `body` as text instead of the JSON (empty by default); `delay`
+performs it and answers `delay_ms` late.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ OPERATIONS = tuple(route.operation for route in ROUTES)
 class FaultRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One kind of failure and the requests it hits."""
 
-    action: Literal["error", "drop", "delay"] = "error"
+    action: Literal["error", "drop", "garble", "delay"] = "error"
     operation: str | None = None  # e.g. "agent.start"; None hits every operation
     rate: Probability = 1.0
     count: Annotated[int, msgspec.Meta(ge=1)] | None = None  # spent after this many hits
@@ -41,7 +47,8 @@ class FaultRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: str | None = None  # `reason` / `error_type` of the error body
     retry_after: NonNegative | None = None  # seconds, sent as `Retry-After`
     delay_ms: NonNegative = 0.0
-    execute: bool = False
+    execute: bool = False  # error and drop: perform the operation first
+    body: str = ""  # garble: the text answered in place of the JSON
 
     def __post_init__(self) -> None:
         """A misspelt operation would match no request and leave the emulator healthy."""

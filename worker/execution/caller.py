@@ -17,9 +17,9 @@ from typing import NamedTuple, Protocol
 
 from contracts import ErrorInfo
 from worker.api.client import ApiResponse
-from worker.api.errors import ApiError, ApiStatusError, InvalidResponseError
+from worker.api.errors import ApiError, ApiStatusError
 from worker.api.observer import ApiObserver, status_class
-from worker.api.policy import Action, Decision, decide
+from worker.api.policy import NOT_EXECUTED, Action, Decision, decide
 from worker.api.requests import ApiRequest
 from worker.api.retry import Backoff
 from worker.execution.outcomes import EXHAUSTED, CommandEndedError, failure
@@ -65,8 +65,8 @@ class Budget:
 class Refusal(NamedTuple):
     """A failure the policy turns into `gone` or `reconcile`.
 
-    `repeated`: an earlier attempt of the same request may have reached the API (so a 404 may
-    be the result of our own earlier attempt).
+    `repeated`: an earlier attempt of the same request was sent and its outcome is in doubt (so
+    a 404 may be the result of our own earlier attempt, and a 409's holder our own creation).
     """
 
     decision: Decision
@@ -133,7 +133,10 @@ class Caller:
             decision = decide(operation, error, idempotent=idempotent, repeated=repeated)
             if decision.action in (Action.GONE, Action.RECONCILE):
                 return Refusal(decision, error, repeated)
-            repeated = repeated or error.may_have_reached_api
+            # in doubt: it may have been performed (a 429 or a refused connection was not)
+            repeated = repeated or (
+                error.may_have_reached_api and decision.condition not in NOT_EXECUTED
+            )
             progress.in_doubt = not idempotent and repeated
             if decision.action not in RETRY_ACTIONS:
                 raise failure(decision, error)
@@ -164,6 +167,8 @@ class Caller:
         self._observer.request_finished(
             request.operation, status_class(response.status), time.perf_counter() - started
         )
+        if response.unreadable:
+            self._observer.unreadable_response(request.operation)
         return response
 
     def _delay(self, attempt: int, decision: Decision, error: ApiError) -> float:
@@ -174,6 +179,6 @@ class Caller:
 
 
 def _status_class(error: ApiError) -> str:
-    if isinstance(error, ApiStatusError | InvalidResponseError):
+    if isinstance(error, ApiStatusError):
         return status_class(error.status)
     return "error"

@@ -22,8 +22,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
+import msgspec
 import structlog
 
 from contracts import (
@@ -49,20 +50,21 @@ from contracts import (
 from worker.agents.directory import NameDirectory
 from worker.api.client import ApiResponse
 from worker.api.headers import ExtraHeaders
-from worker.api.models import AgentCreated, AgentInfo, AgentPage, CallCreated
+from worker.api.models import AgentCreated, AgentInfo, AgentPage, CallCreated, view
 from worker.api.observer import ApiObserver, NullObserver
 from worker.api.policy import Action
 from worker.api.requests import ApiRequest, build_request, path_for, request_for
 from worker.api.retry import Backoff
 from worker.api.tenants import Tenants
 from worker.execution.caller import ApiSender, Budget, Caller, Progress, Refusal
-from worker.execution.conflicts import NameConflicts
-from worker.execution.lookup import AgentFinder, FoundAgent
-from worker.execution.outcomes import CommandEndedError, describe, read_as
+from worker.execution.conflicts import NameConflicts, Origin
+from worker.execution.lookup import UNSEARCHABLE, AgentFinder, FoundAgent
+from worker.execution.outcomes import CommandEndedError, describe
 from worker.execution.pages import Pages
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T", bound=msgspec.Struct)
 
 AFTER_THE_END = (AgentStop, AgentGet, AgentTurns)
 """Commands addressed by name that may reach an agent that is stopping or has stopped."""
@@ -86,6 +88,7 @@ class _Command:
     rest: dict[str, Any]
     app_id: str
     budget: Budget
+    origin: Origin
     agent_id: str | None = None
     name: str | None = None
     request: ApiRequest | None = None
@@ -152,7 +155,7 @@ class Executor:
         `progress` lets the caller see, if it has to interrupt the command, whether a request
         that must not be repeated may already have reached the API.
         """
-        job = self._command(decoded, progress)
+        job = self._command(decoded, received_at, progress)
         data: Any = None
         outcome: Outcome = "succeeded"
         error: ErrorInfo | None = None
@@ -172,7 +175,7 @@ class Executor:
         The pipeline interrupts commands still running when their partition must be released;
         a non-idempotent request then must not be sent again by the next owner.
         """
-        job = self._command(decoded, progress)
+        job = self._command(decoded, received_at, progress)
         error = ErrorInfo(
             code="ambiguous_interrupted",
             message=(
@@ -193,7 +196,9 @@ class Executor:
             return None
         return STOPPED if found is None else found.info.status
 
-    def _command(self, decoded: DecodedCommand, progress: Progress | None) -> _Command:
+    def _command(
+        self, decoded: DecodedCommand, received_at: datetime, progress: Progress | None
+    ) -> _Command:
         command = decoded.command
         # Without `expires_at` only the retry budget is bounded, from when execution starts: a
         # backlog that waited out an outage must still run (an agent.stop above all).
@@ -205,6 +210,7 @@ class Executor:
             rest=decoded.rest,
             app_id=command.app_id or self._settings.app_id,
             budget=Budget(deadline.timestamp(), progress),
+            origin=Origin(command.id, received_at.timestamp()),
             agent_id=getattr(command, "agent_id", None),
             name=getattr(command, "name", None),
         )
@@ -287,6 +293,7 @@ class Executor:
                 app_id=job.app_id,
                 name=command.name,
                 channel=command.properties.channel,
+                origin=job.origin,
                 budget=job.budget,
                 observe=lambda found: self._saw(job, found),
             )
@@ -295,7 +302,9 @@ class Executor:
                 self._saw(job, settled, ours=True)
                 return settled.data
             reply = settled
-        created = read_as(reply.data, AgentCreated, "agent.start")
+        created = _typed(reply, AgentCreated)
+        if created is None:  # it ran, but the answer has no agent id: find it by its name
+            return await self._started_unseen(job, command, reply)
         job.agent_id = created.agent_id
         properties = command.properties
         self._emit(
@@ -307,6 +316,34 @@ class Executor:
             ours=True,
         )
         return reply.data
+
+    async def _started_unseen(self, job: _Command, command: AgentStart, reply: ApiResponse) -> Any:
+        """agent.start answered 2xx without an agent id: the live agent of that name in the
+        channel is the one it started (the name was free, so no other holds it), else `unknown`."""
+        channel = command.properties.channel
+        why = ""
+        try:
+            found = await self._finder.find(job.app_id, command.name, job.budget, channel=channel)
+        except CommandEndedError as ended:
+            if ended.error.code not in UNSEARCHABLE:
+                raise
+            found, why = None, f" ({ended.error.message})"
+        if found is None:
+            raise CommandEndedError(
+                "unknown",
+                ErrorInfo(
+                    code="ambiguous_no_agent_id",
+                    message=(
+                        f"agent.start answered {reply.status} without an agent id and no live "
+                        f"agent called {command.name!r} was found in channel {channel!r}{why}: "
+                        "the agent may be running"
+                    ),
+                    request_id=reply.request_id,
+                ),
+            )
+        job.agent_id, job.reconciled = found.info.agent_id, True
+        self._saw(job, found, ours=True)
+        return found.data
 
     async def _stopped(self, job: _Command, reply: Reply) -> Any:
         """agent.stop / call.hangup: the agent is STOPPING, or already gone (404)."""
@@ -337,15 +374,15 @@ class Executor:
     async def _observed(self, job: _Command, reply: Reply) -> Any:
         """agent.get / agent.update: report a status the directory does not know yet."""
         data = _data(reply)
-        info = read_as(data, AgentInfo, job.command.tag())
-        if info.status:
+        info = _typed(reply, AgentInfo)
+        if info is not None and info.status:
             self._emit(job, info.agent_id, info.status, name=info.name)
         return data
 
     async def _listed(self, job: _Command, reply: Reply) -> Any:
         """agent.list: report the agents the directory knows whose status changed."""
         data = _data(reply)
-        page = read_as(data, AgentPage, "agent.list")
+        page = _typed(reply, AgentPage) or AgentPage()
         for item in page.data.items if page.data else ():
             if item.status and self._names.state(job.app_id, item.agent_id) is not None:
                 self._emit(job, item.agent_id, item.status, name=item.name)
@@ -353,23 +390,26 @@ class Executor:
 
     async def _called(self, job: _Command, reply: Reply) -> Any:
         """call.start: the call created an agent that now holds the call's name; after a
-        409, the live agent holding the name is the call (reconciled, never dialled again)."""
+        409, the holder is this call only on evidence (`worker.execution.conflicts`): then it
+        is reconciled, else a `conflict`; never dialled again."""
         command = job.command
         assert isinstance(command, CallStart)  # noqa: S101 - dispatched by type
         channel = command.properties.channel
         if isinstance(reply, Refusal):
-            holder = await self._conflicts.live_holder(
-                reply.expect(Action.RECONCILE).error,
+            holder = await self._conflicts.call_holder(
+                reply.expect(Action.RECONCILE),
+                command,
+                origin=job.origin,
                 app_id=job.app_id,
-                name=command.name,
-                channel=channel,
                 budget=job.budget,
             )
             job.agent_id, job.reconciled = holder.info.agent_id, True
             self._saw(job, holder, ours=True)
             return {"agent_id": holder.info.agent_id}
         data = _data(reply)
-        created = read_as(data, CallCreated, "call.start")
+        created = _typed(reply, CallCreated)
+        if created is None:  # the call was placed; its agent id was not readable
+            return data
         job.agent_id = created.agent_id
         labels = _labels(command.properties.labels)
         self._emit(job, created.agent_id, STARTING, channel=channel, labels=labels, ours=True)
@@ -469,6 +509,17 @@ def _data(reply: Reply) -> Any:
         return reply.data
     reply.expect(Action.GONE)
     return None
+
+
+def _typed(reply: Reply, model: type[T]) -> T | None:
+    """A 2xx body's fields the executor acts on; None when the body lacks them (empty, not
+    JSON, or another shape): the operation ran all the same, so the command is not failed."""
+    if not isinstance(reply, ApiResponse) or reply.unreadable:
+        return None
+    try:
+        return view(reply.data, model)
+    except msgspec.ValidationError:
+        return None
 
 
 def _labels(labels: Any) -> dict[str, str] | None:

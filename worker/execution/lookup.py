@@ -7,6 +7,12 @@ the order given, within the API's maximum session lifetime, optionally in one ch
 most `MAX_PAGES` pages per status; a candidate counts only if its get still reports one of the
 wanted statuses. This is the fallback when the name directory does not know a name, and how an
 agent.start that got 409 finds the agent that holds its name.
+
+The search is bounded: at most `MAX_GETS` gets and `MAX_PAGES` pages per status per lookup
+(`lookup_budget_exhausted`, retryable, past them: a search that would cost thousands of requests
+draws 429s for every command; an agent not among the pages read is not known to be absent), and it
+stops at the first get without a `name` (`name_unknown`, not retryable): the SDK's model does
+not define the field, and an API that leaves it out cannot be searched by name at all.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from contracts import AGENT_STATUS_CODES, AgentGet, AgentList
+from contracts import AGENT_STATUS_CODES, AgentGet, AgentList, ErrorInfo
 from worker.agents.directory import MAX_SESSION_SECONDS
 from worker.api.client import ApiResponse
 from worker.api.models import AgentInfo, AgentPage
@@ -29,6 +35,9 @@ HOLDING = ("RUNNING", "STARTING", "STOPPING", "IDLE")
 """What holds a name against a new start: everything the API has not finished stopping."""
 PAGE_SIZE = 50
 MAX_PAGES = 10
+MAX_GETS = 20
+UNSEARCHABLE = frozenset({"name_unknown", "lookup_budget_exhausted"})
+"""Why a lookup ended without an answer: nothing is known about the agent, either way."""
 
 
 class FoundAgent(NamedTuple):
@@ -59,10 +68,14 @@ class AgentFinder:
         statuses: Sequence[str] = LIVE,
         channel: str | None = None,
     ) -> FoundAgent | None:
-        """The first agent called `name` in `app_id` (and `channel`) in one of `statuses`."""
+        """The first agent called `name` in `app_id` (and `channel`) in one of `statuses`.
+
+        Raises `CommandEndedError`: `name_unknown` when the API's gets carry no names,
+        `lookup_budget_exhausted` past `MAX_GETS` gets."""
+        gets = [0]
         for status in statuses:
             found = await self._find_in(
-                app_id, name, budget, status=status, wanted=statuses, channel=channel
+                app_id, name, budget, status=status, wanted=statuses, channel=channel, gets=gets
             )
             if found is not None:
                 return found
@@ -89,6 +102,7 @@ class AgentFinder:
         status: str,
         wanted: Sequence[str],
         channel: str | None,
+        gets: list[int],
     ) -> FoundAgent | None:
         """Search the list pages of agents in `status` (one state per query, as documented)."""
         list_path = path_for(AgentList, app_id=app_id)
@@ -105,16 +119,40 @@ class AgentFinder:
             for item in page.data.items if page.data else ():
                 if item.name is not None and item.name != name:
                     continue
+                gets[0] += 1
+                if gets[0] > MAX_GETS:
+                    raise _ended(
+                        "lookup_budget_exhausted",
+                        f"no agent called {name!r} among the first {MAX_GETS} agents read "
+                        f"in app {app_id}; the lookup stopped there",
+                        retryable=True,
+                    )
                 found = await self.get(app_id, item.agent_id, budget)
+                if found is not None and found.info.name is None:
+                    raise _ended(
+                        "name_unknown",
+                        f"the API's agent.get does not report names in app {app_id}, so no "
+                        f"agent can be found by the name {name!r}; address it by agent_id",
+                        retryable=False,
+                    )
                 if found is not None and found.info.name == name and found.status in wanted:
                     return found
             cursor = page.meta.cursor if page.meta else None
             if not cursor:
                 return None
             query["cursor"] = cursor
-        return None
+        raise _ended(
+            "lookup_budget_exhausted",
+            f"no agent called {name!r} among the first {MAX_PAGES * PAGE_SIZE} {status} agents "
+            f"listed in app {app_id}; more are listed, so the lookup cannot say it is absent",
+            retryable=True,
+        )
 
     async def _read(self, request: ApiRequest, budget: Budget) -> ApiResponse:
         reply = await self._caller.perform(request, budget, idempotent=True, lookup=True)
         assert isinstance(reply, ApiResponse)  # noqa: S101 - no policy row gives a read a Refusal
         return reply
+
+
+def _ended(code: str, message: str, *, retryable: bool) -> CommandEndedError:
+    return CommandEndedError("failed", ErrorInfo(code=code, message=message, retryable=retryable))

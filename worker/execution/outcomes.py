@@ -1,9 +1,13 @@
 """How a command that did not succeed is described: outcome plus `ErrorInfo`.
 
 Error codes are stable, machine-readable names: `retries_exhausted` (the pipeline also
-dead-letters these), `expired`, `agent_not_found`, `conflict_unresolved`, `name_still_held`
-(agent.start waited for the agent holding its name to stop, in vain), `missing_app_id`,
-`invalid_response`, `internal_error` (from the pipeline: a bug met the command),
+dead-letters these), `expired`, `agent_not_found`, `conflict` (a start's name is held by an
+agent it did not create; `details.holder` names it), `conflict_unresolved`,
+`name_not_reusable` (the holder of a start's name has ended and the API still refuses the
+name), `name_still_held` (agent.start waited for the agent holding its name to stop, in vain),
+`name_unknown` (the API's agent.get gives no names, so a name cannot be looked up there),
+`lookup_budget_exhausted`, `missing_app_id`, `invalid_response`, `internal_error` (from the
+pipeline: a bug met the command),
 `ambiguous_<reason>` for `unknown` outcomes, and for requests the API refused a name for the
 HTTP status (`invalid_request`, `unauthorized`, `not_found`, ...; `http_<status>` for the rest).
 """
@@ -15,7 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from contracts import ErrorInfo, Outcome
-from worker.api.errors import ApiError, ApiStatusError, InvalidResponseError
+from worker.api.errors import ApiError, ApiStatusError
 from worker.api.models import view
 from worker.api.policy import Decision
 
@@ -74,7 +78,7 @@ def failure(decision: Decision, error: ApiError) -> CommandEndedError:
 
 def status_code(error: ApiError) -> str:
     """The error code of a request the API refused."""
-    if isinstance(error, ApiStatusError | InvalidResponseError):
+    if isinstance(error, ApiStatusError):
         return STATUS_CODES.get(error.status, f"http_{error.status}")
     return "transport_error"
 
