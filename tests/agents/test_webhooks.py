@@ -32,7 +32,12 @@ from worker.observability.server import OpsServer, build_ops_app
 from worker.settings import Settings
 
 BUDGET = 0.05
-JOINED = notice(101, {"agent_id": "A42", "name": "bot", "channel": "room-1"})
+
+
+def joined() -> bytes:
+    """An agent-joined notice dated now: the worker applies recent notices only, and a body
+    built at import would be stale by the time a long test run reaches it."""
+    return notice(101, {"agent_id": "A42", "name": "bot", "channel": "room-1"})
 
 
 class Endpoint:
@@ -101,7 +106,7 @@ async def eventually(condition: Any, within: float = 2.0) -> None:
 class TestVerification:
     async def test_a_signed_state_event_is_published_then_acknowledged(self, endpoint: Endpoint):
         """200 `accepted` only after the sink (Kafka) acknowledged the mapped event."""
-        assert await endpoint.post(JOINED) == (200, {"ok": True, "verdict": "accepted"})
+        assert await endpoint.post(joined()) == (200, {"ok": True, "verdict": "accepted"})
         (event,) = endpoint.sink.events
         assert (event.agent_id, event.app_id, event.status, event.source) == (
             "A42",
@@ -117,8 +122,8 @@ class TestVerification:
             {},
             {SIGNATURE_HEADER: ""},
             {SIGNATURE_HEADER: "0" * 64},
-            signed(JOINED, secret="another-secret"),
-            signed(JOINED + b" "),
+            signed(joined(), secret="another-secret"),
+            signed(joined() + b" "),
         ],
         ids=["missing", "empty", "wrong", "other-secret", "other-body"],
     )
@@ -126,7 +131,7 @@ class TestVerification:
         self, endpoint: Endpoint, headers: dict[str, str]
     ):
         """Nothing is parsed or published without the body's exact signature."""
-        status, body = await endpoint.post(JOINED, headers)
+        status, body = await endpoint.post(joined(), headers)
         assert status == 401
         assert body == {
             "ok": False,
@@ -155,7 +160,7 @@ class TestVerification:
         """No NCS secret configured: 503 saying webhooks are off, whatever the request."""
         sink, metrics = RecordingSink(), new_metrics()
         async with serve(webhook_receiver(sink, metrics, secret=""), sink, metrics) as endpoint:
-            status, body = await endpoint.post(JOINED)
+            status, body = await endpoint.post(joined())
         assert status == 503
         assert body["verdict"] == "disabled"
         assert "CONVOAI_WEBHOOK_SECRET" in body["reason"]
@@ -220,8 +225,8 @@ class TestVerdicts:
 class TestDelivery:
     async def test_a_redelivered_notice_is_a_no_op(self, endpoint: Endpoint):
         """The same noticeId again gets 200 `duplicate` and publishes nothing more."""
-        assert (await endpoint.post(JOINED))[0] == 200
-        assert await endpoint.post(JOINED) == (200, {"ok": True, "verdict": "duplicate"})
+        assert (await endpoint.post(joined()))[0] == 200
+        assert await endpoint.post(joined()) == (200, {"ok": True, "verdict": "duplicate"})
         assert len(endpoint.sink.events) == 1
         assert counted(endpoint.metrics, "101", "duplicate") == 1
 
@@ -231,13 +236,13 @@ class TestDelivery:
         """A slow Kafka: 503 within the budget; the publish completes; Agora's retry gets 200."""
         endpoint.sink.gate.clear()
         started = time.monotonic()
-        status, reply = await endpoint.post(JOINED)
+        status, reply = await endpoint.post(joined())
         assert time.monotonic() - started < 1.0
         assert (status, reply["verdict"]) == (503, "publish_timeout")
         assert endpoint.sink.events == []
         endpoint.sink.gate.set()
         await eventually(lambda: endpoint.sink.events)
-        assert (await endpoint.post(JOINED))[1]["verdict"] == "duplicate"
+        assert (await endpoint.post(joined()))[1]["verdict"] == "duplicate"
         assert endpoint.sink.attempts == 1
         assert counted(endpoint.metrics, "101", "publish_timeout") == 1
 
@@ -247,9 +252,9 @@ class TestDelivery:
         sink.gate.clear()
         receiver = webhook_receiver(sink, metrics, ack_budget_seconds=BUDGET)
         async with serve(receiver, sink, metrics, arrived=arrived) as endpoint:
-            assert (await endpoint.post(JOINED))[0] == 503
+            assert (await endpoint.post(joined()))[0] == 503
             arrived.clear()
-            retry = asyncio.create_task(endpoint.post(JOINED))
+            retry = asyncio.create_task(endpoint.post(joined()))
             await asyncio.wait_for(arrived.wait(), 5)  # the retry waits on the first publish
             sink.gate.set()
             assert (await retry)[1]["verdict"] == "accepted"
@@ -260,18 +265,18 @@ class TestDelivery:
         """A "joined" notice for an agent already stopped: 200, nothing published, and the
         notice is remembered like any other."""
         endpoint.sink.news = False
-        assert await endpoint.post(JOINED) == (200, {"ok": True, "verdict": "superseded"})
+        assert await endpoint.post(joined()) == (200, {"ok": True, "verdict": "superseded"})
         assert endpoint.sink.events == []
         assert counted(endpoint.metrics, "101", "superseded") == 1
-        assert (await endpoint.post(JOINED))[1]["verdict"] == "duplicate"
+        assert (await endpoint.post(joined()))[1]["verdict"] == "duplicate"
 
     async def test_a_failed_publish_is_503_and_retried_on_redelivery(self, endpoint: Endpoint):
         """Kafka refused: 503 `publish_failed`; the notice is not remembered, so Agora's retry
         publishes it."""
         endpoint.sink.failures = 1
-        status, reply = await endpoint.post(JOINED)
+        status, reply = await endpoint.post(joined())
         assert (status, reply["verdict"]) == (503, "publish_failed")
-        assert (await endpoint.post(JOINED))[1]["verdict"] == "accepted"
+        assert (await endpoint.post(joined()))[1]["verdict"] == "accepted"
         assert endpoint.sink.attempts == 2
         assert len(endpoint.sink.events) == 1
         assert counted(endpoint.metrics, "101", "publish_failed") == 1
@@ -294,7 +299,7 @@ class TestDelivery:
         sink.gate.clear()
         receiver = webhook_receiver(sink, metrics, ack_budget_seconds=BUDGET)
         async with serve(receiver, sink, metrics) as endpoint:
-            assert (await endpoint.post(JOINED))[0] == 503
+            assert (await endpoint.post(joined()))[0] == 503
         assert sink.cancelled == 1
         assert sink.events == []
 
@@ -334,6 +339,6 @@ class TestReplaysAndSlowClients:
             status_line = await asyncio.wait_for(reader.readline(), 5)
             writer.close()
             assert status_line.startswith(b"HTTP/1.1 408")
-            ok, _ = await endpoint.post(JOINED)
+            ok, _ = await endpoint.post(joined())
             assert ok == 200
         assert counted(metrics, "unknown", "slow_client") == 1

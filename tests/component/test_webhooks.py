@@ -14,7 +14,12 @@ from worker.kafka.ports import Headers
 from worker.pipeline import publisher
 
 STATE = "convoai.agent-state"
-JOINED = notice(101, {"agent_id": "A42", "name": "bot", "channel": "room-1"})
+
+
+def joined() -> bytes:
+    """An agent-joined notice dated now: the worker applies recent notices only, and a body
+    built at import would be stale by the time a long test run reaches it."""
+    return notice(101, {"agent_id": "A42", "name": "bot", "channel": "room-1"})
 
 
 @pytest.fixture(autouse=True)
@@ -44,11 +49,12 @@ async def test_a_callback_is_answered_200_only_once_its_state_event_is_on_the_to
         aiohttp.ClientSession() as session,
     ):
         broker.send_fault = unavailable
-        async with session.post(url, data=JOINED, headers=signed(JOINED)) as answer:
+        body = joined()
+        async with session.post(url, data=body, headers=signed(body)) as answer:
             assert (answer.status, (await answer.json())["verdict"]) == (503, "publish_timeout")
         assert broker.records(STATE) == []
         refusing["on"] = False
-        async with session.post(url, data=JOINED, headers=signed(JOINED)) as answer:
+        async with session.post(url, data=body, headers=signed(body)) as answer:
             assert answer.status == 200
             [record] = broker.records(STATE)  # on the topic when the 200 is sent
         assert worker.worker.directory.resolve("component-app", "bot") == "A42"

@@ -38,7 +38,11 @@ from worker.processes.ops import (
 )
 from worker.processes.supervisor import Slot
 
-JOINED = notice(101, {"agent_id": "A42", "name": "bot", "channel": "room-1"})
+
+def joined() -> bytes:
+    """An agent-joined notice, sent now: the worker applies recent notices only (one
+    built at import would be stale by the time a long test run reaches it)."""
+    return notice(101, {"agent_id": "A42", "name": "bot", "channel": "room-1"})
 
 
 @dataclass
@@ -184,8 +188,9 @@ class TestWebhooks:
     async def test_the_first_process_publishes_and_its_answer_is_relayed(self, pod: Pod):
         """Accepted once the process's sink (Kafka) has it; a redelivery is its duplicate; the
         process counts the verdicts, not the parent."""
-        assert await pod.post(JOINED) == (200, {"ok": True, "verdict": "accepted"})
-        assert await pod.post(JOINED) == (200, {"ok": True, "verdict": "duplicate"})
+        body = joined()
+        assert await pod.post(body) == (200, {"ok": True, "verdict": "accepted"})
+        assert await pod.post(body) == (200, {"ok": True, "verdict": "duplicate"})
         first, second = pod.processes
         assert [e.agent_id for e in first.sink.events] == ["A42"]
         assert second.sink.attempts == 0
@@ -195,7 +200,7 @@ class TestWebhooks:
     async def test_the_parent_refuses_what_a_worker_refuses_before_any_process_sees_it(
         self, pod: Pod
     ):
-        status, body = await pod.post(JOINED, headers={"Content-Type": "application/json"})
+        status, body = await pod.post(joined(), headers={"Content-Type": "application/json"})
         assert (status, body["verdict"]) == (401, "bad_signature")
         assert counted(pod.metrics, "unknown", "bad_signature") == 1
         assert counted(pod.processes[0].metrics, "unknown", "bad_signature") == 0
@@ -207,13 +212,13 @@ class TestWebhooks:
             pod.exited(0)
         else:
             await pod.close(0)
-        assert await pod.post(JOINED) == (200, {"ok": True, "verdict": "accepted"})
+        assert await pod.post(joined()) == (200, {"ok": True, "verdict": "accepted"})
         assert [e.agent_id for e in pod.processes[1].sink.events] == ["A42"]
 
     async def test_without_any_process_the_answer_is_503_and_agora_retries(self, pod: Pod):
         pod.exited(0)
         pod.exited(1)
-        status, body = await pod.post(JOINED)
+        status, body = await pod.post(joined())
         assert (status, body["verdict"]) == (503, "unavailable")
         assert counted(pod.metrics, "unknown", "unavailable") == 1
 
