@@ -32,9 +32,10 @@ from contracts import DecodedCommand, ErrorInfo, ResultEvent
 from contracts.headers import DLQ_ORIGINAL_OFFSET, DLQ_REASON
 from tests.contracts.strategies import json_values
 from tests.contracts.support import guide_examples
+from tests.jobs import Job
 from worker.execution import Execution
 from worker.execution.caller import Progress
-from worker.kafka.memory import InMemoryBroker, StoredRecord
+from worker.kafka.memory import InMemoryBroker
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.pipeline.dedupe import CompletedCommands, DedupeKey
@@ -94,16 +95,6 @@ class InstantExecutor:
         raise AssertionError(f"nothing is interrupted here: {decoded}, {received_at}, {progress}")
 
 
-class Job:
-    """A record handed to the processor."""
-
-    def __init__(self, record: StoredRecord) -> None:
-        self.record = record
-        self.abandoned = False
-        self.killed = False
-        self.interruptible = True
-
-
 class Harness:
     """The processor on an in-memory broker; `feed` runs one value through it and checks it."""
 
@@ -155,23 +146,18 @@ class Harness:
 def _known(completed: CompletedCommands, value: bytes | None) -> bool:
     """Whether the command of `value` is remembered as done, as it ran or as it was refused."""
     try:
-        app_id = msgspec.json.decode(value or b"").get("app_id")
-    except (msgspec.DecodeError, AttributeError):
-        app_id = None
-    app = app_id if isinstance(app_id, str) else ""
-    command_id = _command_id(value)
+        fields = msgspec.json.decode(value or b"")
+    except msgspec.DecodeError:
+        fields = None
+
+    def text(name: str) -> str:
+        found = fields.get(name) if isinstance(fields, dict) else None
+        return found if isinstance(found, str) else ""
+
     return any(
-        DedupeKey(app, command_id, rejected) in completed
+        DedupeKey(text("app_id"), text("id"), rejected) in completed
         for rejected in (None, "invalid_command", "decode_error")
     )
-
-
-def _command_id(value: bytes | None) -> str:
-    try:
-        command_id = msgspec.json.decode(value or b"").get("id")
-    except (msgspec.DecodeError, AttributeError):
-        return ""
-    return command_id if isinstance(command_id, str) else ""
 
 
 def corpus() -> list[dict[str, Any]]:

@@ -17,10 +17,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from contracts import DecodedCommand, ErrorInfo, Outcome, ResultEvent, decode_result
+from tests.jobs import Job
 from worker.errors import AbandonedError
 from worker.execution import Execution
 from worker.execution.caller import Progress
-from worker.kafka.memory import InMemoryBroker, StoredRecord
+from worker.kafka.memory import InMemoryBroker
 from worker.metrics import Metrics
 from worker.observability.health import Health
 from worker.pipeline.dedupe import CompletedCommands
@@ -74,16 +75,6 @@ def result(
         completed_at=datetime.now(UTC),
         duration_ms=0.0,
     )
-
-
-class Job:
-    """A record handed to the processor, with the marks a release sets."""
-
-    def __init__(self, record: StoredRecord) -> None:
-        self.record = record
-        self.abandoned = False
-        self.killed = False
-        self.interruptible = True
 
 
 @pytest.fixture
