@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from aiokafka import ConsumerRecord
@@ -117,6 +118,11 @@ class Observed:
     results: list[ResultEvent]
     dead: Records
     calls: list[Call]  # the emulator's request log, attributed to the commands, as they arrived
+
+    @cached_property
+    def executed(self) -> frozenset[str]:
+        """The commands at least one of whose requests ran at the API."""
+        return frozenset(call.command_id for call in self.calls if call.executed)
 
 
 def judge(
@@ -202,9 +208,10 @@ def _judge_outcomes(figures: Figures, seen: Observed, allowed: frozenset[str]) -
     with `agent_not_found`: there is no agent to speak, call or stop. Where a start ran, the
     agent exists, and not finding it is a violation."""
     poison = {s.command_id for s in seen.sent if s.poison and s.command_id}
-    executed = {call.command_id for call in seen.calls if call.executed}
     unstarted = {
-        s.key for s in seen.sent if s.operation == "agent.start" and s.command_id not in executed
+        s.key
+        for s in seen.sent
+        if s.operation == "agent.start" and s.command_id not in seen.executed
     }
     agentless = {s.command_id for s in seen.sent if s.key in unstarted and s.command_id}
 
@@ -224,7 +231,6 @@ def _judge_outcomes(figures: Figures, seen: Observed, allowed: frozenset[str]) -
 
 def _judge_executions(figures: Figures, seen: Observed) -> None:
     """Every `succeeded` result stands on a request that executed, or on a reconcile."""
-    executed = {call.command_id for call in seen.calls if call.executed}
     ours = {s.command_id for s in seen.sent if s.operation}
     figures.succeeded_without_call = sum(
         1
@@ -232,7 +238,7 @@ def _judge_executions(figures: Figures, seen: Observed) -> None:
         if result.outcome == "succeeded"
         and not result.reconciled
         and result.command_id in ours
-        and result.command_id not in executed
+        and result.command_id not in seen.executed
     )
     figures.require(
         figures.succeeded_without_call == 0,
