@@ -36,6 +36,7 @@ from aiokafka.errors import (
 
 from worker.kafka.connection import client_options, stop_within
 from worker.kafka.pacing import pace_failed_metadata_refreshes
+from worker.kafka.partitioner import default_partition
 from worker.kafka.ports import (
     CommitRejectedError,
     Committed,
@@ -55,7 +56,6 @@ log = structlog.get_logger(__name__)
 
 MAX_POLL_RECORDS = 500  # per fetch; a partition can overshoot its buffer by one batch
 FETCH_MAX_WAIT_MS = 100
-PRODUCER_LINGER_MS = 5  # batch the results of commands that finish together
 PRODUCER_MAX_BATCH_BYTES = 262_144
 ASSIGNMENT_WAIT_SECONDS = 30.0
 MAX_PARTITION_FETCH_BYTES = 1_048_576  # the default; a larger first record still comes whole
@@ -225,7 +225,8 @@ def assignors(preferred: str) -> tuple[type[AbstractPartitionAssignor], ...]:
 
 
 class AioOutputSink:
-    """The worker's one producer: idempotent, acks from all in-sync replicas, small linger.
+    """The worker's one producer: idempotent, acks from all in-sync replicas, a small linger
+    (`CONVOAI_PRODUCER_LINGER_MS`).
 
     When the broker has lost the producer's sequence, the producer is replaced by a new one
     (a new producer id, numbering from zero) and the failed send is reported as transient, so
@@ -244,8 +245,12 @@ class AioOutputSink:
         producer = AIOKafkaProducer(
             acks="all",
             enable_idempotence=True,
-            linger_ms=PRODUCER_LINGER_MS,
+            # aiokafka keeps one produce request per broker in flight and the records queued
+            # meanwhile go together in the next one, so batches grow with the load even
+            # without a linger; the linger makes them larger when results trickle in
+            linger_ms=settings.producer_linger_ms,
             max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+            partitioner=default_partition,
             max_request_size=settings.max_record_bytes,
             client_id=f"{settings.group_id}-producer",
             **client_options(settings),
