@@ -158,3 +158,29 @@ async def test_the_client_signs_each_request_with_its_own_app_ids_credentials(
         ("app-a", BASIC_A),
         ("app-b", "agora token=b-token"),
     ]
+
+
+async def test_a_cookie_one_tenants_response_sets_goes_out_with_no_request(
+    tmp_path: Path,
+) -> None:
+    """One session serves every App ID: a `Set-Cookie` in app-a's response (a load balancer's
+    affinity cookie, say) is not kept, so app-b's requests, and app-a's, carry no `Cookie`."""
+    cookies: list[str | None] = []
+
+    async def record(request: web.Request) -> web.Response:
+        cookies.append(request.headers.get("Cookie"))
+        response = web.json_response({"list": []})
+        response.set_cookie("affinity", request.match_info["app"])
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v2/projects/{app}/agents", record)
+    path = tmp_path / "credentials.json"
+    path.write_text(CREDENTIALS)
+    async with serving(app) as origin:
+        settings = Settings(api_base_url=origin, api_credentials_file=str(path))
+        async with ConvoAIClient(settings, Tenants.from_settings(settings)) as client:
+            for app_id in ("app-a", "app-b", "app-a"):
+                path_of = f"/v2/projects/{app_id}/agents"
+                await client.send(request_for(AgentList, path_of, {}, app_id=app_id))
+    assert cookies == [None, None, None]

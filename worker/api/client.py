@@ -87,6 +87,9 @@ class ConvoAIClient:
             connector=aiohttp.TCPConnector(limit=self._settings.api_max_connections),
             timeout=self._timeout,
             trust_env=False,
+            # no cookies kept: one session serves every tenant, and a cookie one tenant's
+            # response set must not go out with another's requests
+            cookie_jar=aiohttp.DummyCookieJar(),
             # aiohttp labels a body-less POST `application/octet-stream`; the SDK sends no
             # content-type there (leave), so only the explicit JSON header is ever sent
             skip_auto_headers=("Content-Type",),
