@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from contracts.commands import COMMAND_TYPES, Command
-from contracts.events import AgentStateEvent, ResultEvent
+from contracts.events import AgentStateEvent, ResultEvent, TruncatedData
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 GENERATED_NOTE = "Generated from the contracts package by scripts/generate-schemas; do not edit."
@@ -40,18 +40,25 @@ def commands_schema(version: str) -> Schema:
 
 
 def events_schema(version: str) -> Schema:
-    """The schemas of the output events; each topic's records match one of the `$defs`."""
+    """The schemas of the output events; each topic's records match one of the `$defs`.
+
+    `TruncatedData` is in the `$defs` too, not a record of its own: the shape a result's
+    `data` (or `error.details`) takes when it was too large to publish, which consumers need
+    to recognise it (their code generators see it only if it is defined)."""
     event_types = (ResultEvent, AgentStateEvent)
-    roots, defs = msgspec.json.schema_components(event_types, ref_template=_REF_TEMPLATE)
+    roots, defs = msgspec.json.schema_components(
+        (*event_types, TruncatedData), ref_template=_REF_TEMPLATE
+    )
     return _document(
         schema_id="urn:convoai:contracts:events",
         title="convoai events",
         description=(
             "Record values of the output topics: `ResultEvent` on the results topic, "
-            "`AgentStateEvent` on the agent-state topic."
+            "`AgentStateEvent` on the agent-state topic. `TruncatedData` is what a result's "
+            "`data` or `error.details` holds when it was too large to publish."
         ),
         version=version,
-        root={"anyOf": list(roots)},
+        root={"anyOf": list(roots[: len(event_types)])},
         defs=_refined(defs, event_types),
     )
 

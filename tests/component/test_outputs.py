@@ -27,6 +27,7 @@ from tests.component.harness import (
     running,
     until,
 )
+from tests.contracts.support import event_validator
 from worker.api.errors import ApiStatusError
 from worker.kafka.memory import InMemoryBroker
 from worker.kafka.ports import Committed, Headers, RecordRejectedError
@@ -101,6 +102,7 @@ async def test_a_response_over_the_budget_is_published_truncated(
         await until(lambda: "h-1" in result_ids(broker), "the history result")
     (result,) = results(broker)
     assert result.outcome == "succeeded"
+    event_validator("TruncatedData").validate(result.data)  # the shape consumers are given
     hint = result.data.pop("hint")
     assert result.data == {
         "truncated": True,
