@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -49,7 +50,12 @@ from bench import jvm, report
 from bench.bench_pipeline import BOOTSTRAP, PARTITIONS, create_topics, produce_keyed, worker_env
 from contracts.keys import ordering_key
 from devtools.local import free_port, wait_for_port
-from devtools.measure import cpu_seconds, family_cpu_seconds, family_peak_rss_mib
+from devtools.measure import (
+    cpu_seconds,
+    family_cpu_seconds,
+    family_peak_rss_mib,
+    machine_busy_seconds,
+)
 from devtools.workload import speaks
 
 WORKER = "convoai-worker"
@@ -76,6 +82,7 @@ LATENCIES = (100.0, 0.0)
 FIRST_RESULT_SECONDS = 60.0  # a system that publishes nothing within this failed
 WARMUP_SECONDS = 2.0
 PROFILE_RATE = 200  # py-spy samples per second
+PACE_TICK = 0.005  # the paced phase produces the commands due every 5 ms together
 SPY_ATTACH_SECONDS = 0.5
 RESULTS = Path(__file__).parent / "results"
 
@@ -138,16 +145,41 @@ class Snapshot(NamedTuple):
     results: int
     cpu: float
     api_cpu: float
+    broker_cpu: float  # 0 when the broker is not the local one of `scripts/kafka`
+    machine: float  # busy CPU seconds of every core, whoever spent them
     at: float
 
     @classmethod
     def take(cls, follower: Follower, pid: int, api_pid: int) -> Snapshot:
+        broker = local_broker_pid()
         return cls(
             len(follower.published),
             family_cpu_seconds(pid),
             cpu_seconds(api_pid),
+            cpu_seconds(broker) if broker else 0.0,
+            machine_busy_seconds(),
             time.monotonic(),
         )
+
+    def cores(self, since: Snapshot) -> dict[str, float]:
+        """Cores busy on average since `since`: the system's, the broker's, the whole
+        machine's (the rest is the fake API, this benchmark and anything else running)."""
+        seconds = self.at - since.at
+        return {
+            "system": (self.cpu - since.cpu) / seconds,
+            "broker": (self.broker_cpu - since.broker_cpu) / seconds,
+            "machine": (self.machine - since.machine) / seconds,
+        }
+
+
+def local_broker_pid() -> int | None:
+    """The pid of the broker `scripts/kafka` started in this checkout, if it runs."""
+    run = Path(os.environ.get("KAFKA_RUN", Path(__file__).parent.parent / ".kafka"))
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((run / "kafka.pid").read_text())
+        if Path(f"/proc/{pid}").exists():
+            return pid
+    return None
 
 
 class FakeApi:
@@ -278,6 +310,7 @@ class Run:
             "cpu_us": (end.cpu - start.cpu) / count * 1e6,
             "outcomes": dict(results.outcomes),
             "api_cpu_share": (end.api_cpu - start.api_cpu) / (end.at - start.at),
+            "cores": end.cores(start),
         }
 
     async def paced(self, system: str, rate: float) -> dict[str, Any]:
@@ -345,11 +378,12 @@ class Run:
             / (time.monotonic() - at),
         }
 
-    async def profile(self, out: Path) -> dict[str, Any]:
-        """The worker's 0 ms backlog under py-spy: a flame graph of N/2 commands, then CPU per
-        command by function over N more (one sampler at a time: each pauses the process)."""
+    async def profile(self, out: Path, latency: float) -> dict[str, Any]:
+        """The worker's backlog at `latency` under py-spy: a flame graph of N/2 commands, then
+        CPU per command by function over N more (one sampler at a time: each pauses the
+        process)."""
         plan = self.plan
-        await self.api.latency(0.0)
+        await self.api.latency(latency)
         async with self.topics(WORKER) as topics, Follower(topics["results"]) as results:
             commands = topics["commands"]
             await self.produce(commands, speaks("w", plan.warmup, plan.keys))
@@ -362,12 +396,17 @@ class Run:
                         self.sent[commands], time.monotonic() + FIRST_RESULT_SECONDS
                     )
                 async with spying(process.pid, "raw", out):
-                    figures = await self.measure(results, process.pid, commands, 0.0, "f")
+                    figures = await self.measure(results, process.pid, commands, latency, "f")
             finally:
                 stop(process)
         cpu_us = figures["cpu_us"]
         breakdown = report.profile(out, figures["commands"], PROFILE_RATE, cpu_us)
-        return {"commands": figures["commands"], "cpu_us": cpu_us, "breakdown": breakdown}
+        return {
+            "latency_ms": latency,
+            "commands": figures["commands"],
+            "cpu_us": cpu_us,
+            "breakdown": breakdown,
+        }
 
 
 @contextlib.asynccontextmanager
@@ -412,16 +451,20 @@ async def shared(port: int) -> None:
 
 
 async def produce_paced(topic: str, commands: list[dict[str, Any]], rate: float) -> None:
-    """Produce the commands evenly at `rate` per second."""
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    """Produce the commands evenly at `rate` per second, those due within one `PACE_TICK` at a
+    time: a produce request per command would cost the broker and this process about half of
+    the benchmark's two cores at 1,500 commands/s, and starve the system measured."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=2)
     await producer.start()
     try:
-        began = time.monotonic()
-        for i, command in enumerate(commands):
-            if (wait := began + i / rate - time.monotonic()) > 0:
-                await asyncio.sleep(wait)
-            key = str(ordering_key(command)).encode()
-            await producer.send(topic, msgspec.json.encode(command), key=key)
+        began, sent = time.monotonic(), 0
+        while sent < len(commands):
+            due = min(len(commands), int((time.monotonic() - began) * rate) + 1)
+            for command in commands[sent:due]:
+                key = str(ordering_key(command)).encode()
+                await producer.send(topic, msgspec.json.encode(command), key=key)
+            sent = due
+            await asyncio.sleep(PACE_TICK)
         await producer.flush()
     finally:
         await producer.stop()
@@ -485,7 +528,8 @@ async def bench(args: argparse.Namespace) -> None:
             print(report.row(system, figures[system]), flush=True)
         profile = None
         if not args.no_profile and WORKER in systems:
-            profile = await run.profile(RESULTS / f"{name}-worker-0ms.collapsed")
+            ms = args.profile_latency
+            profile = await run.profile(RESULTS / f"{name}-worker-{ms:g}ms.collapsed", ms)
     finally:
         stop(api.process)
         print(f"logs of the systems: {run.logs}")
@@ -505,6 +549,13 @@ def main() -> None:
     )
     parser.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)}")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
+    parser.add_argument(
+        "--profile-latency",
+        type=float,
+        default=0.0,
+        choices=LATENCIES,
+        help="API latency (ms) of the py-spy run (default 0)",
+    )
     asyncio.run(bench(parser.parse_args()))
 
 

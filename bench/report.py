@@ -132,6 +132,7 @@ def markdown(document: dict[str, Any]) -> str:
         "",
         *_ratios(systems),
         *_api_load(systems),
+        *_cores(systems),
     ]
     if document.get("profile"):
         lines += ["", *_profile_text(document["profile"])]
@@ -177,6 +178,21 @@ def _api_load(systems: dict[str, Any]) -> list[str]:
         return []
     share, rate = busiest["api_cpu_share"], busiest["per_second"]
     return [f"- fake API: at most {share:.0%} of one core (at {rate:,.0f} requests/s)"]
+
+
+def _cores(systems: dict[str, Any]) -> list[str]:
+    """Where the machine's cores went during each 100 ms backlog: a system cannot go faster
+    than the cores the broker and the rest leave it."""
+    shares = [
+        f"{name} {c['system']:.2f} / {c['broker']:.2f} / {c['machine']:.2f}"
+        for name, figures in systems.items()
+        for phase in figures["phases"]
+        if phase["latency_ms"] == 100.0 and (c := phase.get("cores"))
+    ]
+    if not shares:
+        return []
+    head = f"- cores busy during the 100 ms backlog, of {os.cpu_count()}"
+    return [f"{head} (the system / the broker / the whole machine): {'; '.join(shares)}"]
 
 
 # ---------------------------------------------------------------- py-spy breakdown
@@ -241,7 +257,7 @@ def profile(path: Path, commands: int, rate: int, measured_us: float) -> dict[st
 def _profile_text(found: dict[str, Any]) -> list[str]:
     breakdown = found["breakdown"]
     lines = [
-        "## Where the worker's CPU goes at 0 ms (py-spy, µs per command)",
+        f"## Where the worker's CPU goes at {found['latency_ms']:g} ms (py-spy, µs per command)",
         "",
         (
             f"{found['commands']:,} commands: {found['cpu_us']:.0f} µs per command measured, "
