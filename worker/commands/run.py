@@ -36,6 +36,7 @@ from worker.commands.exit_codes import INVALID, NOT_SUCCEEDED, OK, UNREACHABLE
 from worker.deadlines import FORCED_EXIT_SECONDS
 from worker.errors import FatalError
 from worker.event_loop import run_async
+from worker.garbage import tune_for_throughput
 from worker.kafka.connection import diagnose
 from worker.kafka.timing import GroupTiming
 from worker.kafka.topics import MissingTopicsError
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.processes > 1:
         return run_async(_parent(settings, passed_on(args)))
     worker = Worker(settings, Metrics(CollectorRegistry()), ops_socket=args.ops_socket)
+    tune_for_throughput()
     return run_async(_serve(worker, child=child))
 
 
