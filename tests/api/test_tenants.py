@@ -3,6 +3,7 @@ and checks webhooks with its own NCS secret."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -142,16 +143,7 @@ async def test_the_client_signs_each_request_with_its_own_app_ids_credentials(
         seen.append((request.match_info["app"], request.headers.get("Authorization")))
         return web.json_response({"list": []})
 
-    app = web.Application()
-    app.router.add_get("/v2/projects/{app}/agents", record)
-    path = tmp_path / "credentials.json"
-    path.write_text(CREDENTIALS)
-    async with serving(app) as origin:
-        settings = Settings(api_base_url=origin, api_credentials_file=str(path))
-        async with ConvoAIClient(settings, Tenants.from_settings(settings)) as client:
-            for app_id in ("app-a", "app-b", "app-a", "app-b"):
-                path_of = f"/v2/projects/{app_id}/agents"
-                await client.send(request_for(AgentList, path_of, {}, app_id=app_id))
+    await list_agents(record, ("app-a", "app-b", "app-a", "app-b"), tmp_path)
     assert seen == [
         ("app-a", BASIC_A),
         ("app-b", "agora token=b-token"),
@@ -173,14 +165,24 @@ async def test_a_cookie_one_tenants_response_sets_goes_out_with_no_request(
         response.set_cookie("affinity", request.match_info["app"])
         return response
 
+    await list_agents(record, ("app-a", "app-b", "app-a"), tmp_path)
+    assert cookies == [None, None, None]
+
+
+async def list_agents(
+    handler: Callable[[web.Request], Awaitable[web.Response]],
+    app_ids: tuple[str, ...],
+    tmp_path: Path,
+) -> None:
+    """One client with the two App IDs' credentials sends agent.list for each of `app_ids`, in
+    order, to `handler`."""
     app = web.Application()
-    app.router.add_get("/v2/projects/{app}/agents", record)
+    app.router.add_get("/v2/projects/{app}/agents", handler)
     path = tmp_path / "credentials.json"
     path.write_text(CREDENTIALS)
     async with serving(app) as origin:
         settings = Settings(api_base_url=origin, api_credentials_file=str(path))
         async with ConvoAIClient(settings, Tenants.from_settings(settings)) as client:
-            for app_id in ("app-a", "app-b", "app-a"):
+            for app_id in app_ids:
                 path_of = f"/v2/projects/{app_id}/agents"
                 await client.send(request_for(AgentList, path_of, {}, app_id=app_id))
-    assert cookies == [None, None, None]

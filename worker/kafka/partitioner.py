@@ -3,7 +3,7 @@
 Keyed records must land where every Kafka client puts them (the Java client's murmur2 of the
 key, modulo the partition count), so consumers that join the worker's events with other
 producers' records by key see one partition per key. aiokafka computes that hash in pure
-Python for every record, a tenth of the producer's CPU per record; the worker's keys repeat
+Python for every record, a fifth of the producer's CPU per record; the worker's keys repeat
 (an agent's commands share its key), so the hash is computed once per key and remembered.
 """
 
