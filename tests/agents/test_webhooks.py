@@ -19,6 +19,7 @@ from tests.observability.fakes import (
     DEFAULTS,
     RecordingSink,
     counted,
+    joined,
     new_metrics,
     notice,
     signed,
@@ -32,12 +33,6 @@ from worker.observability.server import OpsServer, build_ops_app
 from worker.settings import Settings
 
 BUDGET = 0.05
-
-
-def joined() -> bytes:
-    """An agent-joined notice dated now: the worker applies recent notices only, and a body
-    built at import would be stale by the time a long test run reaches it."""
-    return notice(101, {"agent_id": "A42", "name": "bot", "channel": "room-1"})
 
 
 class Endpoint:

@@ -8,18 +8,12 @@ import pytest
 from contracts import decode_agent_state
 from devtools.local import free_port
 from tests.component.harness import ScriptedApi, running
-from tests.observability.fakes import SECRET, notice, signed
+from tests.observability.fakes import SECRET, joined, signed
 from worker.kafka.memory import InMemoryBroker
 from worker.kafka.ports import Headers
 from worker.pipeline import publisher
 
 STATE = "convoai.agent-state"
-
-
-def joined() -> bytes:
-    """An agent-joined notice dated now: the worker applies recent notices only, and a body
-    built at import would be stale by the time a long test run reaches it."""
-    return notice(101, {"agent_id": "A42", "name": "bot", "channel": "room-1"})
 
 
 @pytest.fixture(autouse=True)

@@ -125,6 +125,12 @@ def notice(event_type: int, payload: dict[str, Any], **envelope: Any) -> bytes:
     return msgspec.json.encode(fields)
 
 
+def joined() -> bytes:
+    """An agent-joined notice (event 101 for agent A42, `bot`, in `room-1`) dated now: one built
+    at import would be stale, and refused, by the time a long test run reaches it."""
+    return notice(101, {"agent_id": "A42", "name": "bot", "channel": "room-1"})
+
+
 def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
     """The headers Agora sends with `body`."""
     return {

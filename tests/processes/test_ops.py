@@ -18,8 +18,8 @@ from tests.observability.fakes import (
     DEFAULTS,
     RecordingSink,
     counted,
+    joined,
     new_metrics,
-    notice,
     signed,
     tenants,
     webhook_receiver,
@@ -37,12 +37,6 @@ from worker.processes.ops import (
     probe,
 )
 from worker.processes.supervisor import Slot
-
-
-def joined() -> bytes:
-    """An agent-joined notice, sent now: the worker applies recent notices only (one
-    built at import would be stale by the time a long test run reaches it)."""
-    return notice(101, {"agent_id": "A42", "name": "bot", "channel": "room-1"})
 
 
 @dataclass
