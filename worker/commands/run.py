@@ -174,6 +174,8 @@ async def _serve(worker: Worker, *, child: bool = False) -> int:
     try:
         await worker.run()
     except asyncio.CancelledError:
+        if main is not None and not main.cancelling():  # not a second signal: a task's leak
+            log.exception("worker_failed")
         return NOT_SUCCEEDED
     except Exception as error:  # noqa: BLE001 - every way of stopping gets its exit code
         return await _stopped_by(error, worker.settings)

@@ -241,9 +241,21 @@ async def stop_within(stop: Awaitable[None], client: str) -> None:
     with a fetch in flight may never send: `stop()` then takes the TLS shutdown timeout (30 s).
     Everything that matters is acknowledged before the worker stops its clients, so it does not
     wait for that.
+
+    aiokafka's consumer stop cancels its own fetch requests and awaits them; one that was
+    waiting out the retry backoff after a dropped connection ends with CancelledError, which
+    `stop()` lets escape (aiokafka issue 647). That cancellation is the client's, not the
+    caller's: the stop is over as far as the worker is concerned, so it is logged and the
+    shutdown goes on instead of ending as a failure (exit code 1). A cancellation of the
+    caller's task still propagates.
     """
     try:
         async with asyncio.timeout(STOP_SECONDS):
             await stop
     except TimeoutError:
         log.warning("kafka_client_stop_slow", client=client, waited_seconds=STOP_SECONDS)
+    except asyncio.CancelledError:
+        caller = asyncio.current_task()
+        if caller is None or caller.cancelling():
+            raise
+        log.warning("kafka_client_stop_cancelled", client=client)
