@@ -171,6 +171,20 @@ async def test_a_cancellation_from_outside_stays_a_cancellation(emulator: Runnin
         assert (await client.send(PHONE_NUMBERS)).status == 200
 
 
+async def test_a_finished_request_leaves_no_deadline_behind(emulator: RunningEmulator) -> None:
+    """The task that sent a request goes on past that request's timeout without being cancelled:
+    answered, refused with a status or lost, the request's deadline ends with it."""
+    async with ConvoAIClient(emulator.settings(api_timeout_seconds=0.2)) as client:
+        assert (await client.send(PHONE_NUMBERS)).status == 200
+        inject(emulator, FaultRule(status=503, reason="ServiceUnavailable"))
+        with pytest.raises(ApiStatusError):
+            await client.send(PHONE_NUMBERS)
+        inject(emulator, FaultRule(action="drop"))
+        with pytest.raises(ConnectionLostError):
+            await client.send(PHONE_NUMBERS)
+        await asyncio.sleep(0.5)  # past every deadline above, and a sweep after it
+
+
 @pytest.fixture
 async def text_server() -> AsyncIterator[str]:
     """A server that answers every request 200 with a body that is not JSON."""
@@ -261,3 +275,4 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     delay = parse_retry_after(later)
     assert delay is not None
     assert 28 <= delay <= 30
+    assert parse_retry_after(email.utils.formatdate(time.time() - 30, usegmt=True)) == 0.0

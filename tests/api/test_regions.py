@@ -4,6 +4,8 @@ to its own base URLs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 from pathlib import Path
 
@@ -12,8 +14,10 @@ from aiohttp import web
 
 from contracts import AgentGet, AgentList, AgentSpeak
 from tests.emulator.harness import serving
+from tests.logs import captured_logs
+from worker.api import regions as regions_module
 from worker.api.client import ConvoAIClient
-from worker.api.errors import ApiStatusError
+from worker.api.errors import ApiError, ApiStatusError
 from worker.api.regions import Regions, area_urls
 from worker.api.requests import request_for
 from worker.api.tenants import Tenants
@@ -75,6 +79,35 @@ async def test_a_region_answering_5xx_is_set_aside_for_the_next_attempt() -> Non
                 await client.send(SPEAK)
     assert first == [AGENTS, f"{AGENTS}/a1/speak"]
     assert second == [AGENTS]
+
+
+async def test_setting_a_region_aside_says_why() -> None:
+    """The warning names what went wrong in the region: its status, the transport failure, or
+    the timeout."""
+    slow_seen: list[str] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        slow_seen.append(request.path)
+        await asyncio.sleep(1)
+        return web.json_response({})
+
+    slow_app = web.Application()
+    slow_app.router.add_route("*", "/{tail:.*}", slow)
+    async with (
+        serving(recording([], 502)) as sick,
+        serving(slow_app) as stuck,
+        serving(recording([])) as alive,
+    ):
+        refused = closed_port_url()
+        cases = [(sick, "HTTP 502"), (stuck, "timeout"), (refused, "ApiConnectError")]
+        for failing, why in cases:
+            settings = Settings(api_base_urls=f"{failing},{alive}", api_timeout_seconds=0.2)
+            async with ConvoAIClient(settings) as client:
+                with captured_logs(regions_module) as logs, contextlib.suppress(ApiError):
+                    await client.send(SPEAK)  # a refused one goes on to `alive`
+            aside = [line for line in logs if line["event"] == "api_region_set_aside"]
+            assert [(line["base_url"], line["reason"]) for line in aside] == [(failing, why)]
+    assert slow_seen == [f"{AGENTS}/a1/speak"]
 
 
 def test_a_region_set_aside_is_preferred_again_after_the_cooldown() -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import structlog
 
+from tests.logs import captured_logs
 from worker.kafka import connection
 from worker.kafka.connection import stop_within
 
@@ -26,7 +26,7 @@ async def stop_that_cancels_its_own_request() -> None:
 
 
 async def test_a_cancellation_the_client_raises_on_itself_is_logged_and_the_stop_ends() -> None:
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs(connection) as logs:
         await stop_within(stop_that_cancels_its_own_request(), "consumer")
     assert [(line["event"], line["client"]) for line in logs] == [
         ("kafka_client_stop_cancelled", "consumer")
@@ -51,7 +51,7 @@ async def test_a_stop_that_overruns_its_bound_is_abandoned_with_a_warning(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(connection, "STOP_SECONDS", 0.05)
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs(connection) as logs:
         await stop_within(asyncio.sleep(3600), "admin")
     assert [(line["event"], line["client"]) for line in logs] == [
         ("kafka_client_stop_slow", "admin")

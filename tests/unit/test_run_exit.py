@@ -7,10 +7,9 @@ import os
 import signal
 from typing import Any
 
-import structlog
-
+from tests.logs import captured_logs
+from worker.commands import run as run_command
 from worker.commands.exit_codes import NOT_SUCCEEDED
-from worker.commands.run import _serve
 from worker.settings import Settings
 
 
@@ -33,8 +32,8 @@ class CancelledWorker:
 
 async def test_a_cancellation_no_signal_asked_for_is_logged_as_a_failure() -> None:
     worker: Any = CancelledWorker()
-    with structlog.testing.capture_logs() as logs:
-        code = await asyncio.create_task(_serve(worker))
+    with captured_logs(run_command) as logs:
+        code = await asyncio.create_task(run_command._serve(worker))
     assert code == NOT_SUCCEEDED
     (failed,) = [line for line in logs if line["event"] == "worker_failed"]
     assert failed["log_level"] == "error"
@@ -61,8 +60,8 @@ class StuckWorker:
 
 async def test_a_second_signal_cancels_the_worker_without_calling_it_a_failure() -> None:
     worker: Any = StuckWorker()
-    with structlog.testing.capture_logs() as logs:
-        serving = asyncio.create_task(_serve(worker))
+    with captured_logs(run_command) as logs:
+        serving = asyncio.create_task(run_command._serve(worker))
         await worker.running.wait()
         for _ in range(2):
             os.kill(os.getpid(), signal.SIGTERM)
