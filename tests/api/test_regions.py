@@ -94,12 +94,12 @@ async def test_setting_a_region_aside_says_why() -> None:
     slow_app = web.Application()
     slow_app.router.add_route("*", "/{tail:.*}", slow)
     async with (
-        serving(recording([], 502)) as sick,
+        serving(recording([], 500)) as sick,
         serving(slow_app) as stuck,
         serving(recording([])) as alive,
     ):
         refused = closed_port_url()
-        cases = [(sick, "HTTP 502"), (stuck, "timeout"), (refused, "ApiConnectError")]
+        cases = [(sick, "HTTP 500"), (stuck, "timeout"), (refused, "ApiConnectError")]
         for failing, why in cases:
             settings = Settings(api_base_urls=f"{failing},{alive}", api_timeout_seconds=0.2)
             async with ConvoAIClient(settings) as client:
