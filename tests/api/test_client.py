@@ -72,6 +72,8 @@ async def test_204_has_no_body(emulator: RunningEmulator) -> None:
     async with ConvoAIClient(emulator.settings()) as client:
         response = await client.send(delete)
     assert (response.status, response.data) == (204, None)
+    assert response.request_id is not None
+    assert response.request_id.startswith("emu-")
 
 
 async def test_agent_error_bodies_become_reason_and_detail(emulator: RunningEmulator) -> None:
@@ -145,6 +147,9 @@ async def test_a_slow_answer_is_a_timeout(emulator: RunningEmulator) -> None:
             await client.send(PHONE_NUMBERS)
     assert raised.value.may_have_reached_api
     assert str(raised.value) == "number.list: no response before the timeout"
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0  # the deadline's cancellation was taken back
 
 
 async def test_time_left_shortens_the_timeout(emulator: RunningEmulator) -> None:
@@ -187,24 +192,31 @@ async def test_a_finished_request_leaves_no_deadline_behind(emulator: RunningEmu
 
 @pytest.fixture
 async def text_server() -> AsyncIterator[str]:
-    """A server that answers every request 200 with a body that is not JSON."""
+    """A server that answers every request 200 with a body that is neither JSON nor UTF-8,
+    and its request id in the header the real API uses."""
 
     async def handle(_: web.Request) -> web.Response:
-        return web.Response(text="<html>ok</html>")
+        return web.Response(body=b"<html>ok\xff</html>", headers={"Agora-Request-Id": "agora-1"})
 
     async with serving(answering(handle)) as origin:
         yield origin
 
 
 async def test_a_2xx_that_is_not_json(text_server: str) -> None:
-    """A 2xx is a response whatever its body: the text is kept and marked unreadable; leave's
-    body is ignored, as the SDK does."""
+    """A 2xx is a response whatever its body: the text is kept (with a replacement character
+    for what is not UTF-8) and marked unreadable; leave's body is ignored, as the SDK does.
+    Both keep the request id."""
     async with ConvoAIClient(Settings(api_base_url=text_server)) as client:
         response = await client.send(join())
         leave = ApiRequest("agent.stop", "POST", "/v2/projects/a/agents/b/leave", "", None, False)
         left = await client.send(leave)
-    assert (response.status, response.data, response.unreadable) == (200, "<html>ok</html>", True)
-    assert (left.data, left.unreadable) == (None, False)
+    assert (response.status, response.data, response.unreadable) == (
+        200,
+        "<html>ok\ufffd</html>",
+        True,
+    )
+    assert (left.status, left.data, left.unreadable) == (200, None, False)
+    assert (response.request_id, left.request_id) == ("agora-1", "agora-1")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from contracts import AgentGet, AgentList, AgentSpeak
-from tests.emulator.harness import serving
+from tests.emulator.harness import answering, serving
 from tests.logs import captured_logs
 from worker.api import regions as regions_module
 from worker.api.client import ConvoAIClient
@@ -79,6 +79,29 @@ async def test_a_region_answering_5xx_is_set_aside_for_the_next_attempt() -> Non
                 await client.send(SPEAK)
     assert first == [AGENTS, f"{AGENTS}/a1/speak"]
     assert second == [AGENTS]
+
+
+async def test_a_region_set_aside_is_preferred_again_once_it_answers() -> None:
+    """A speak (never resent elsewhere) answered by the first region brings it back at once:
+    the next list goes there, not to the second region, before any cooldown ended."""
+    first: list[str] = []
+    second: list[str] = []
+    statuses = [503]
+
+    async def recovering(request: web.Request) -> web.Response:
+        first.append(request.path)
+        status = statuses.pop() if statuses else 200
+        return web.json_response({"agent_id": "a1", "list": []}, status=status)
+
+    async with serving(answering(recovering)) as sick, serving(recording(second)) as alive:
+        settings = Settings(api_base_urls=f"{sick},{alive}", api_region_cooldown_seconds=600)
+        async with ConvoAIClient(settings) as client:
+            with pytest.raises(ApiStatusError):
+                await client.send(LIST)
+            assert (await client.send(SPEAK)).status == 200
+            assert (await client.send(LIST)).status == 200
+    assert first == [AGENTS, f"{AGENTS}/a1/speak", AGENTS]
+    assert second == []
 
 
 async def test_setting_a_region_aside_says_why() -> None:

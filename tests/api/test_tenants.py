@@ -165,7 +165,8 @@ async def test_a_cookie_one_tenants_response_sets_goes_out_with_no_request(
         response.set_cookie("affinity", request.match_info["app"])
         return response
 
-    await list_agents(record, ("app-a", "app-b", "app-a"), tmp_path)
+    # by name: aiohttp's default cookie jar keeps no cookie from an IP address
+    await list_agents(record, ("app-a", "app-b", "app-a"), tmp_path, host="localhost")
     assert cookies == [None, None, None]
 
 
@@ -173,15 +174,18 @@ async def list_agents(
     handler: Callable[[web.Request], Awaitable[web.Response]],
     app_ids: tuple[str, ...],
     tmp_path: Path,
+    *,
+    host: str = "127.0.0.1",
 ) -> None:
     """One client with the two App IDs' credentials sends agent.list for each of `app_ids`, in
-    order, to `handler`."""
+    order, to `handler` (served on loopback, reached as `host`)."""
     app = web.Application()
     app.router.add_get("/v2/projects/{app}/agents", handler)
     path = tmp_path / "credentials.json"
     path.write_text(CREDENTIALS)
     async with serving(app) as origin:
-        settings = Settings(api_base_url=origin, api_credentials_file=str(path))
+        base_url = origin.replace("127.0.0.1", host)
+        settings = Settings(api_base_url=base_url, api_credentials_file=str(path))
         async with ConvoAIClient(settings, Tenants.from_settings(settings)) as client:
             for app_id in app_ids:
                 path_of = f"/v2/projects/{app_id}/agents"
