@@ -170,7 +170,7 @@ async def test_a_start_gives_up_when_the_name_stays_held_past_its_budget(
     """The holder never finishes stopping within the command's budget: failed, retryable."""
     env = clocked_env
     await env.configure(command_timeout_seconds=0.5)
-    await env.run(start())
+    holder = (await env.run(start())).result.agent_id
     await env.run({"command": "agent.stop", "id": "stop", "name": "bot"})
     result = (await env.run(start() | {"id": "restart"})).result
     assert result.outcome == "failed"
@@ -180,7 +180,11 @@ async def test_a_start_gives_up_when_the_name_stays_held_past_its_budget(
         409,
         True,
     )
-    assert "STOPPING" in result.error.message
+    assert result.error.message == (
+        f"agent.start: HTTP 409 TaskConflict agent bot already exists; agent {holder} "
+        "(STOPPING) still holds the name 'bot'; the command's budget ran out"
+    )
+    assert result.error.details == {"detail": "agent bot already exists", "reason": "TaskConflict"}
     assert env.emulator.state.agent_count() == 1
 
 

@@ -78,6 +78,27 @@ async def test_a_name_still_taken_after_its_agent_ended_is_joined_again_after_a_
     ]
 
 
+async def test_a_holder_the_api_no_longer_knows_has_ended_and_the_name_is_joined_again(
+    clocked_env: Env,
+) -> None:
+    """The holder's get answers 404: the agent has exited, so it is reported STOPPED under its
+    name, and the start joins again at once."""
+    env = clocked_env
+    old = await stopped_agent(env)
+    gone = FaultRule(operation="agent.get", status=404, reason="TaskNotFound", count=1)
+    inject(env, taken(count=1), gone)
+    execution = await env.run(start() | {"id": "restart"})
+    result = execution.result
+    assert result.outcome == "succeeded", result.error
+    assert result.agent_id not in (None, old)
+    assert operations(env) == ["agent.start", "agent.get", "agent.start"]
+    assert env.sleeps.delays == []
+    assert [(e.agent_id, e.name, e.status) for e in execution.state_events] == [
+        (old, "bot", "STOPPED"),
+        (result.agent_id, "bot", "STARTING"),
+    ]
+
+
 async def test_a_name_never_reusable_fails_at_once_and_not_retryable(clocked_env: Env) -> None:
     """Under the emulator's never-reusable rule, a restart after the agent stopped gets two
     joins after short backoffs (0.6 s in all), then fails `name_not_reusable`, not retryable,
@@ -94,8 +115,13 @@ async def test_a_name_never_reusable_fails_at_once_and_not_retryable(clocked_env
         409,
     )
     assert result.error.retryable is False
-    assert f"agent {old} that held the name 'bot' has ended (STOPPED)" in result.error.message
-    assert "does not reuse names" in result.error.message
+    assert result.error.message == (
+        "agent.start: HTTP 409 TaskConflict agent bot already exists; "
+        f"agent {old} that held the name 'bot' has ended (STOPPED), yet the name is still "
+        "refused after 2 more joins: the API does not reuse names ('cannot be used "
+        "repeatedly'); start with a new name"
+    )
+    assert result.error.details == {"detail": "agent bot already exists", "reason": "TaskConflict"}
     assert operations(env).count("agent.start") == 4
     assert env.sleeps.delays == [BASE, BASE * 2]
 
@@ -186,7 +212,22 @@ async def test_a_call_meeting_another_callers_call_of_its_name_fails_and_leaves_
     assert (result.outcome, result.agent_id, result.reconciled) == ("failed", None, False)
     assert result.error is not None
     assert result.error.code == "conflict"
-    assert result.error.details["holder"]["agent_id"] == placed["agent_id"]
+    holder = placed["agent_id"]
+    assert result.error.message == (
+        "call.start: HTTP 409 conflict call session support-call already exists; the name "
+        f"'support-call' is held by agent {holder} (STARTING in channel 'call-room'), which "
+        "this command did not start; it was left alone"
+    )
+    assert (result.error.http_status, result.error.reason, result.error.retryable) == (
+        409,
+        "conflict",
+        False,
+    )
+    assert result.error.details == {  # the API's body, and who holds the name
+        "description": "call session support-call already exists",
+        "error_type": "conflict",
+        "holder": {"agent_id": holder, "status": "STARTING", "channel": "call-room"},
+    }
     assert operations(env) == ["call.start", "agent.list", "agent.list", "agent.get"]
     call = env.emulator.state.get_call(APP_ID, placed["agent_id"])
     assert call["state"] != "hangup"
@@ -250,7 +291,14 @@ async def test_a_call_whose_name_is_held_by_a_stopping_agent_fails_without_diall
     assert (result.outcome, result.agent_id, result.reconciled) == ("failed", None, False)
     assert result.error is not None
     assert result.error.code == "conflict_unresolved"
-    assert f"agent {placed} holding the name 'support-call' is STOPPING" in result.error.message
+    assert result.error.message == (
+        "call.start: HTTP 409 conflict call session support-call already exists; "
+        f"agent {placed} holding the name 'support-call' is STOPPING, so the call was not placed"
+    )
+    assert result.error.details == {
+        "description": "call session support-call already exists",
+        "error_type": "conflict",
+    }
     assert len(env.emulator.log.entries("call.start")) == 2
 
 

@@ -64,4 +64,4 @@ class CallCreated(msgspec.Struct):
 
 def view(data: Any, model: type[T]) -> T:
     """`data` (a decoded response body) as `model`; raises `msgspec.ValidationError`."""
-    return msgspec.convert(data, model, strict=False)
+    return msgspec.convert(data, model)
