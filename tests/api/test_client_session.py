@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from tests.api.test_regions import GET, LIST, SPEAK, closed_port_url
-from tests.emulator.harness import answering, serving
+from tests.emulator.harness import answering, answering_ok, serving
 from worker import __version__
 from worker.api import client as client_module
 from worker.api.client import ConvoAIClient
@@ -94,11 +94,8 @@ async def test_proxies_named_by_the_environment_are_not_used(
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
 
-    async def ok(_: web.Request) -> web.Response:
-        return web.json_response({})
-
     async with (
-        serving(answering(ok)) as origin,
+        serving(answering_ok()) as origin,
         ConvoAIClient(Settings(api_base_url=origin)) as client,
     ):
         assert (await client.send(GET)).status == 200
@@ -136,10 +133,7 @@ async def test_a_tenants_headers_are_built_once(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(Tenants, "authorization", counted)
 
-    async def ok(_: web.Request) -> web.Response:
-        return web.json_response({})
-
-    async with serving(answering(ok)) as origin:
+    async with serving(answering_ok()) as origin:
         settings = Settings(
             api_base_url=origin, app_id=GET.app_id, customer_id="id", customer_secret="secret"
         )

@@ -124,6 +124,15 @@ def answering(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]) ->
     return app
 
 
+def answering_ok() -> web.Application:
+    """An app that answers every request 200 with an empty JSON object."""
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.json_response({})
+
+    return answering(ok)
+
+
 LLM = {"url": "https://llm.invalid/v1/chat/completions", "api_key": "llm-key"}
 TTS = {"vendor": "microsoft", "params": {"key": "tts-key", "region": "eastus"}}
 

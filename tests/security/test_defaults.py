@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from contracts import AgentList
-from tests.emulator.harness import answering, serving
+from tests.emulator.harness import answering_ok, serving
 from tests.security.tenants import A, B, credentials_file
 from worker.api.client import ConvoAIClient
 from worker.api.requests import request_for
@@ -45,10 +44,7 @@ def test_with_a_credentials_file_only_its_app_ids_are_served(tmp_path: Path) -> 
 async def test_the_per_app_id_header_cache_holds_only_app_ids_served() -> None:
     """Requests for a thousand App IDs (say, from `exec`) leave no header set behind each."""
 
-    async def ok(_: web.Request) -> web.Response:
-        return web.json_response({})
-
-    async with serving(answering(ok)) as origin:
+    async with serving(answering_ok()) as origin:
         settings = Settings(
             api_base_url=origin, app_id=A.app_id, customer_id="id", customer_secret="secret"
         )
