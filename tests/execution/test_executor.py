@@ -97,7 +97,11 @@ async def test_a_start_meeting_a_live_agent_it_did_not_start_fails_with_conflict
     assert result.error is not None
     assert (result.error.code, result.error.retryable) == ("conflict", False)
     assert result.error.details["holder"]["agent_id"] == first.agent_id
-    assert f"held by agent {first.agent_id}" in result.error.message
+    assert result.error.message == (
+        "agent.start: HTTP 409 TaskConflict agent bot already exists; the name 'bot' is held "
+        f"by agent {first.agent_id} (STARTING in channel 'room-1'), which this command did not "
+        "start; it was left alone"
+    )
     assert operations(env)[1:] == ["agent.start", "agent.get"]
     assert env.names.resolve(APP_ID, "bot") == first.agent_id
 

@@ -126,6 +126,30 @@ async def test_a_name_never_reusable_fails_at_once_and_not_retryable(clocked_env
     assert env.sleeps.delays == [BASE, BASE * 2]
 
 
+async def test_a_name_still_taken_when_the_budget_allows_no_more_backoff_is_still_held(
+    clocked_env: Env,
+) -> None:
+    """The holder has ended but the API keeps refusing the name, and the command's budget
+    cannot wait out the next backoff: failed `name_still_held`, retryable, naming the ended
+    holder."""
+    env = clocked_env
+    await env.configure(jitter=lambda: 1.0, command_timeout_seconds=0.5)
+    old = await stopped_agent(env)
+    inject(env, taken())
+    result = (await env.run(start() | {"id": "restart"})).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code, result.error.retryable) == (
+        "failed",
+        "name_still_held",
+        True,
+    )
+    assert result.error.message == (
+        f"agent.start: HTTP 409 TaskConflict injected fault; agent {old} (STOPPED) "
+        "still holds the name 'bot'; the command's budget ran out"
+    )
+    assert env.sleeps.delays == [BASE]
+
+
 async def test_a_join_refused_for_another_reason_fails_with_that_refusal(
     clocked_env: Env,
 ) -> None:
@@ -259,6 +283,26 @@ async def test_a_call_run_again_after_its_state_was_published_adopts_its_own_cal
     assert dialled.error is not None
     assert (dialled.outcome, dialled.error.code) == ("failed", "conflict")  # another callee
     assert len(env.emulator.log.entries("call.start")) == 3
+
+
+async def test_a_call_run_again_naming_another_channel_does_not_adopt_its_call(
+    env: Env,
+) -> None:
+    """The directory says this command placed the call holding the name, with the same callee
+    and caller, but the call is in another channel than the command now names: not this
+    command's call, so failed `conflict`, naming the channel the call is in."""
+    command = {"command": "call.start", "id": "c", **call_body()}
+    placed = (await env.run(command)).result.agent_id
+    moved = call_body()
+    moved["properties"]["channel"] = "room-9"
+    result = (await env.run({"command": "call.start", "id": "c", **moved})).result
+    assert result.error is not None
+    assert (result.outcome, result.error.code) == ("failed", "conflict")
+    assert result.error.details["holder"] == {
+        "agent_id": placed,
+        "status": "STARTING",
+        "channel": "call-room",
+    }
 
 
 async def test_a_call_redelivered_to_a_new_worker_adopts_the_call_started_since(
