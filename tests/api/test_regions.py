@@ -114,11 +114,9 @@ async def test_setting_a_region_aside_says_why() -> None:
         await asyncio.sleep(1)
         return web.json_response({})
 
-    slow_app = web.Application()
-    slow_app.router.add_route("*", "/{tail:.*}", slow)
     async with (
         serving(recording([], 500)) as sick,
-        serving(slow_app) as stuck,
+        serving(answering(slow)) as stuck,
         serving(recording([])) as alive,
     ):
         refused = closed_port_url()

@@ -17,8 +17,9 @@ from worker.kafka import connection
 from worker.kafka.connection import stop_within
 
 
-async def stop_that_cancels_its_own_request() -> None:
-    """What aiokafka's Fetcher.close does with a request sleeping out its backoff."""
+async def cancel_own_request() -> None:
+    """End with the cancellation of a task this coroutine started and cancelled itself: what
+    aiokafka's Fetcher.close does with a request sleeping out its backoff."""
     request = asyncio.create_task(asyncio.sleep(3600))
     await asyncio.sleep(0)  # the request is waiting
     request.cancel()
@@ -27,7 +28,7 @@ async def stop_that_cancels_its_own_request() -> None:
 
 async def test_a_cancellation_the_client_raises_on_itself_is_logged_and_the_stop_ends() -> None:
     with captured_logs(connection) as logs:
-        await stop_within(stop_that_cancels_its_own_request(), "consumer")
+        await stop_within(cancel_own_request(), "consumer")
     assert [(line["event"], line["client"]) for line in logs] == [
         ("kafka_client_stop_cancelled", "consumer")
     ]

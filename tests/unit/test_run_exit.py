@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from tests.logs import captured_logs
+from tests.unit.test_kafka_stop import cancel_own_request
 from worker.commands import run as run_command
 from worker.commands.exit_codes import NOT_SUCCEEDED
 from worker.settings import Settings
@@ -21,10 +22,7 @@ class CancelledWorker:
     phase = "closing"
 
     async def run(self) -> None:
-        inner = asyncio.create_task(asyncio.sleep(3600))
-        await asyncio.sleep(0)
-        inner.cancel()
-        await inner
+        await cancel_own_request()
 
     def request_stop(self) -> None:
         raise AssertionError("no signal was sent")
